@@ -1,0 +1,116 @@
+/**
+ * The one place configuration is read. Everything else receives a typed `Config` object; nothing
+ * else touches process.env. The README's configuration table mirrors CONFIG_DOCS below; a test
+ * checks they agree.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { AppError } from './errors.js';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+export const configSchema = z.object({
+  HOST: z.string().default('0.0.0.0'),
+  PORT: int(0, 65535).default(8080),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  BLOB_DIR: z.string().min(1).optional(),
+  S3_BUCKET: z.string().min(1).optional(),
+  S3_ENDPOINT: z.url().optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_PREFIX: z.string().default(''),
+  S3_FORCE_PATH_STYLE: bool.default(true),
+  TFJS_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  BACKBONE: z.string().min(1).default('backbones/default'),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  WORKER_ENABLED: bool.default(true),
+  WORKER_CONCURRENCY: int(1, 64).default(1),
+  JOB_LEASE_MS: int(1000).default(30_000),
+  JOB_MAX_ATTEMPTS: int(1, 100).default(3),
+  ADAPTER_CACHE_BYTES: int(1024).default(256 * 1024 * 1024),
+  BATCH_MAX_SIZE: int(1, 1024).default(32),
+  BATCH_MAX_WAIT_MS: int(0, 10_000).default(5),
+  QUEUE_MAX_TOTAL: int(1).default(1024),
+  QUEUE_MAX_PER_TENANT: int(1).default(128),
+  REQUEST_DEADLINE_MS: int(10).default(30_000),
+  PREFIX_CACHE_BYTES: int(0).default(0),
+  TRAIN_CACHE_BYTES: int(0).default(1024 * 1024 * 1024),
+  UPLOAD_MAX_BYTES: int(1024).default(512 * 1024 * 1024),
+  IMAGE_MAX_PIXELS: int(1).default(40_000_000),
+  RATE_LIMIT_RPS: z.coerce.number().positive().default(50),
+  RATE_LIMIT_BURST: int(1).default(100),
+  QUOTA_ADAPTERS: int(0).default(1000),
+  QUOTA_DATASETS: int(0).default(100),
+  QUOTA_BYTES: int(0).default(10 * 1024 * 1024 * 1024),
+});
+
+export type Config = z.infer<typeof configSchema> & {
+  /** Resolved absolute paths derived from the raw settings. */
+  paths: { dataDir: string; blobDir: string; pgliteDir: string };
+};
+
+/** One line per variable: the README table is generated from / checked against this. */
+export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
+  HOST: 'Interface the HTTP server binds to.',
+  PORT: 'HTTP port (0 picks a free one).',
+  LOG_LEVEL: 'pino log level.',
+  DATA_DIR: 'Local state: embedded PGlite database, disk blob store, lock file.',
+  DATABASE_URL: 'PostgreSQL URL. Unset → embedded PGlite in `DATA_DIR/pglite`.',
+  BLOB_DIR: 'Disk blob store root when no S3 bucket is set. Default `DATA_DIR/blobs`.',
+  S3_BUCKET: 'Use S3 (any S3-protocol endpoint) for blobs. Credentials come from the standard AWS chain.',
+  S3_ENDPOINT: 'S3 endpoint URL for non-AWS stores (MinIO, Ceph, R2, …).',
+  S3_REGION: 'S3 region.',
+  S3_PREFIX: 'Key prefix inside the bucket.',
+  S3_FORCE_PATH_STYLE: 'Path-style addressing (needed by most non-AWS stores).',
+  TFJS_BACKEND: '`auto` tries tfjs-node-gpu → tfjs-node → wasm → cpu; or force one.',
+  BACKBONE: 'Backbone folder (Hugging Face or timm ViT layout), a local path or `blob:<key prefix>`.',
+  ADMIN_TOKEN: 'Bearer token for tenant administration. Unset → admin routes are disabled.',
+  WORKER_ENABLED: 'Run a training worker inside `npm start`.',
+  WORKER_CONCURRENCY: 'Training jobs run at once per process.',
+  JOB_LEASE_MS: 'Job lease length; a worker heartbeats at a third of it.',
+  JOB_MAX_ATTEMPTS: 'Attempts before a job is marked failed.',
+  ADAPTER_CACHE_BYTES: 'Byte budget for resident adapters (LRU).',
+  BATCH_MAX_SIZE: 'Most images in one serving micro-batch.',
+  BATCH_MAX_WAIT_MS: 'Longest a request waits for a batch to fill.',
+  QUEUE_MAX_TOTAL: 'Classify requests queued in all (beyond → 429 queue_full).',
+  QUEUE_MAX_PER_TENANT: 'Classify requests queued per tenant (fairness cap).',
+  REQUEST_DEADLINE_MS: 'A queued classify request older than this fails with deadline_exceeded.',
+  PREFIX_CACHE_BYTES: 'Byte budget of the serving prefix-activation cache (0 = off).',
+  TRAIN_CACHE_BYTES: 'Byte budget of the training prefix cache (outside the wasm heap).',
+  UPLOAD_MAX_BYTES: 'Largest accepted upload body.',
+  IMAGE_MAX_PIXELS: 'Largest decoded image (width × height).',
+  RATE_LIMIT_RPS: 'Per-tenant token-bucket refill rate (requests/s).',
+  RATE_LIMIT_BURST: 'Per-tenant token-bucket size.',
+  QUOTA_ADAPTERS: 'Adapters per tenant.',
+  QUOTA_DATASETS: 'Data sets per tenant.',
+  QUOTA_BYTES: 'Stored bytes per tenant (uploads + adapters).',
+};
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new AppError('config_invalid', `invalid configuration — ${problems.join('; ')}`, {
+      details: { problems },
+    });
+  }
+  const c = parsed.data;
+  const dataDir = path.resolve(c.DATA_DIR);
+  return {
+    ...c,
+    paths: {
+      dataDir,
+      blobDir: path.resolve(c.BLOB_DIR ?? path.join(dataDir, 'blobs')),
+      pgliteDir: path.join(dataDir, 'pglite'),
+    },
+  };
+}
