@@ -1,0 +1,90 @@
+/**
+ * Decodes one uploaded image into raw RGB at the backbone's size. The format is checked from the
+ * magic bytes first (no SVG/PDF/raw-VIPS through sharp's loaders), the pixel count from the header
+ * (a 20000×20000 PNG is refused without allocating it), and sharp runs with `limitInputPixels` and
+ * `failOn: 'truncated'` as a second line. The resize matches the model's preprocessing: EXIF
+ * auto-orient, sRGB, alpha dropped, stretched to size×size (`fit: 'fill'`).
+ */
+import sharp, { type Metadata } from 'sharp';
+
+export class ImageDecodeError extends Error {
+  override readonly name = 'ImageDecodeError';
+}
+
+export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'tiff' | 'avif';
+export const ACCEPTED_IMAGE_FORMATS = 'JPEG, PNG, WebP, GIF, TIFF, AVIF';
+
+export function sniffImageFormat(buf: Uint8Array): ImageFormat | undefined {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, 16));
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
+  if (b.length >= 6 && (b.toString('latin1', 0, 6) === 'GIF87a' || b.toString('latin1', 0, 6) === 'GIF89a')) return 'gif';
+  if (b.length >= 12 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') return 'webp';
+  if (b.length >= 4 && (b.toString('latin1', 0, 4) === 'II*\0' || b.toString('latin1', 0, 4) === 'MM\0*')) return 'tiff';
+  if (b.length >= 12 && b.toString('latin1', 4, 8) === 'ftyp') {
+    const brand = b.toString('latin1', 8, 12);
+    if (brand === 'avif' || brand === 'avis') return 'avif';
+  }
+  return undefined;
+}
+
+/** sharp's own format names for each accepted format (AVIF reports as 'heif'). */
+const SHARP_FORMATS: Record<ImageFormat, string> = {
+  jpeg: 'jpeg',
+  png: 'png',
+  gif: 'gif',
+  webp: 'webp',
+  tiff: 'tiff',
+  avif: 'heif',
+};
+
+export interface DecodeOptions {
+  imageSize: number;
+  maxPixels: number;
+}
+
+/** One image → `imageSize × imageSize × 3` bytes, row-major RGB. Throws ImageDecodeError. */
+export async function decodeToRgb(buf: Uint8Array, opts: DecodeOptions): Promise<Buffer> {
+  const format = sniffImageFormat(buf);
+  if (format === undefined) {
+    throw new ImageDecodeError(`not a supported image (accepted: ${ACCEPTED_IMAGE_FORMATS})`);
+  }
+  const input = { limitInputPixels: opts.maxPixels, failOn: 'truncated' as const };
+  let meta: Metadata;
+  try {
+    meta = await sharp(buf, input).metadata();
+  } catch (err) {
+    throw new ImageDecodeError(`unreadable ${format} image: ${firstLine(err)}`);
+  }
+  if (meta.format !== SHARP_FORMATS[format]) {
+    throw new ImageDecodeError(`file looks like ${format} but decodes as ${String(meta.format)}`);
+  }
+  const { width, height } = meta;
+  if (!width || !height) throw new ImageDecodeError(`${format} image has no dimensions`);
+  if (width * height > opts.maxPixels) {
+    throw new ImageDecodeError(`image is ${width}×${height} = ${width * height} pixels; the limit is ${opts.maxPixels}`);
+  }
+  try {
+    const { data, info } = await sharp(buf, input)
+      .rotate()
+      .resize(opts.imageSize, opts.imageSize, { fit: 'fill' })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== opts.imageSize || info.height !== opts.imageSize) {
+      throw new ImageDecodeError(`decoder produced ${info.width}×${info.height}×${info.channels}, expected RGB`);
+    }
+    return data;
+  } catch (err) {
+    if (err instanceof ImageDecodeError) throw err;
+    const msg = firstLine(err);
+    if (/premature end|truncated|unexpected end/i.test(msg)) throw new ImageDecodeError(`truncated ${format} image: ${msg}`);
+    throw new ImageDecodeError(`corrupt ${format} image: ${msg}`);
+  }
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 2).join(' / ').slice(0, 300);
+}

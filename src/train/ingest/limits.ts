@@ -1,0 +1,43 @@
+/**
+ * Limits applied while ingesting an uploaded data set. Every limit exists to keep a hostile or
+ * careless upload from exhausting memory, disk or CPU before we can say "no" with a clear error.
+ */
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
+
+export const ingestLimitsSchema = z.object({
+  /** Zip entries (files + folders) or JSONL lines. Checked from the zip's end record before any entry is read. */
+  maxEntries: int(1, 10_000_000).default(200_000),
+  /** Sum of declared uncompressed sizes of all zip entries (sizes are enforced while inflating). */
+  maxUncompressedBytes: int(1).default(8 * GiB),
+  /** Largest uncompressed / compressed ratio of one zip entry; beyond it the archive is a zip bomb. */
+  maxCompressionRatio: z.number().min(1).default(200),
+  /**
+   * Entries smaller than this are not ratio-checked: a small solid-colour BMP/TIFF legitimately
+   * compresses 1000:1, and small entries cannot blow up memory (the total limit still holds).
+   */
+  compressionRatioMinBytes: int(0).default(1 * MiB),
+  /** Largest single image file (zip entry or decoded base64 of a JSONL line); also bounds manifests. */
+  maxEntryBytes: int(1).default(64 * MiB),
+  /** Decoded pixel limit per image (sharp `limitInputPixels`); refused from the header, before allocation. */
+  maxImagePixels: int(1).default(40_000_000),
+  /** Images a class needs (all splits together). Classes under it are dropped ('skip') or fatal ('reject'). */
+  minPerClass: int(1).default(2),
+  /** Most distinct labels; checked from names/manifests before any image is decoded. */
+  maxClasses: int(2, 65_535).default(10_000),
+  /** Most bytes of preprocessed pixels held in memory (count × size² × 3). */
+  maxPreparedBytes: int(1, 4 * GiB - 64 * MiB).default(2 * GiB),
+  /** Most problems kept in the result (the total is still counted). */
+  maxProblems: int(1).default(1000),
+});
+
+export type IngestLimits = z.infer<typeof ingestLimitsSchema>;
+export type IngestLimitsInput = z.input<typeof ingestLimitsSchema>;
+
+/** Defaults for every limit; `parseIngestLimits({ minPerClass: 5 })` overrides just one. */
+export function parseIngestLimits(input: IngestLimitsInput = {}): IngestLimits {
+  return ingestLimitsSchema.parse(input);
+}
