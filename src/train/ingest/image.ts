@@ -2,8 +2,10 @@
  * Decodes one uploaded image into raw RGB at the backbone's size. The format is checked from the
  * magic bytes first (no SVG/PDF/raw-VIPS through sharp's loaders), the pixel count from the header
  * (a 20000×20000 PNG is refused without allocating it), and sharp runs with `limitInputPixels` and
- * `failOn: 'truncated'` as a second line. The resize matches the model's preprocessing: EXIF
- * auto-orient, sRGB, alpha dropped, stretched to size×size (`fit: 'fill'`).
+ * `failOn: 'truncated'` as a second line. The pipeline is the one in src/model/preprocess.ts
+ * (EXIF auto-orient, alpha dropped, sRGB, stretched to size×size with `fit: 'fill'`), stopping
+ * before normalisation so a prepared data set holds uint8 (4× smaller than float32); a test keeps
+ * the two in agreement so training and serving see the same pixels.
  */
 import sharp, { type Metadata } from 'sharp';
 
@@ -52,7 +54,9 @@ export async function decodeToRgb(buf: Uint8Array, opts: DecodeOptions): Promise
   const input = { limitInputPixels: opts.maxPixels, failOn: 'truncated' as const };
   let meta: Metadata;
   try {
-    meta = await sharp(buf, input).metadata();
+    // Header only: no pixels are decoded, so no limit is needed here and the check below can
+    // name the real dimensions instead of sharp's generic "exceeds pixel limit".
+    meta = await sharp(buf, { limitInputPixels: false, failOn: 'truncated' }).metadata();
   } catch (err) {
     throw new ImageDecodeError(`unreadable ${format} image: ${firstLine(err)}`);
   }
@@ -67,10 +71,10 @@ export async function decodeToRgb(buf: Uint8Array, opts: DecodeOptions): Promise
   try {
     const { data, info } = await sharp(buf, input)
       .rotate()
-      .resize(opts.imageSize, opts.imageSize, { fit: 'fill' })
       .removeAlpha()
       .toColourspace('srgb')
-      .raw()
+      .resize(opts.imageSize, opts.imageSize, { fit: 'fill' })
+      .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3 || info.width !== opts.imageSize || info.height !== opts.imageSize) {
       throw new ImageDecodeError(`decoder produced ${info.width}×${info.height}×${info.channels}, expected RGB`);
