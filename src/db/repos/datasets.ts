@@ -1,0 +1,119 @@
+/** Data sets: one upload, its validation status, class counts and the blob keys it lives under. */
+import { and, count, desc, eq, inArray, sql } from 'drizzle-orm';
+import { dbCall } from '../errors.js';
+import type { Db } from '../open.js';
+import { datasets, type ClassCounts, type Dataset, type DatasetProblem, type DatasetStatus } from '../schema.js';
+import { invalidState, one, pageOf, requireId, type Page } from './util.js';
+
+const MESSAGES = { datasets_tenant_id_tenants_id_fk: 'tenant not found' };
+
+export interface NewDataset {
+  name: string;
+  status?: DatasetStatus;
+  rawKey?: string | null;
+  byteSize?: number;
+}
+
+export interface DatasetPatch {
+  name?: string;
+  status?: DatasetStatus;
+  classes?: ClassCounts;
+  imageCount?: number;
+  byteSize?: number;
+  rawKey?: string | null;
+  preparedKey?: string | null;
+  problems?: DatasetProblem[];
+  error?: string | null;
+}
+
+export async function create(db: Db, tenantId: string, input: NewDataset): Promise<Dataset> {
+  requireId(tenantId, 'tenant');
+  const rows = await dbCall(
+    () =>
+      db
+        .insert(datasets)
+        .values({
+          tenantId,
+          name: input.name,
+          status: input.status ?? 'pending',
+          rawKey: input.rawKey ?? null,
+          byteSize: input.byteSize ?? 0,
+        })
+        .returning(),
+    MESSAGES,
+  );
+  return one(rows, 'dataset');
+}
+
+export async function get(db: Db, tenantId: string, id: string): Promise<Dataset> {
+  requireId(id, 'dataset');
+  const rows = await db
+    .select()
+    .from(datasets)
+    .where(and(eq(datasets.id, id), eq(datasets.tenantId, tenantId)));
+  return one(rows, 'dataset', id);
+}
+
+/** Newest first. */
+export async function list(db: Db, tenantId: string, opts: Page & { status?: DatasetStatus } = {}): Promise<Dataset[]> {
+  const { limit, offset } = pageOf(opts);
+  const where =
+    opts.status === undefined
+      ? eq(datasets.tenantId, tenantId)
+      : and(eq(datasets.tenantId, tenantId), eq(datasets.status, opts.status));
+  return db
+    .select()
+    .from(datasets)
+    .where(where)
+    .orderBy(desc(datasets.createdAt), desc(datasets.id))
+    .limit(limit)
+    .offset(offset);
+}
+
+export async function countFor(db: Db, tenantId: string): Promise<number> {
+  const [row] = await db.select({ n: count() }).from(datasets).where(eq(datasets.tenantId, tenantId));
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * Update fields. With `fromStatus`, only while the row is in one of those states (a guarded state
+ * transition): otherwise AppError 'invalid_state', so two ingest runs cannot both finish one set.
+ */
+export async function update(
+  db: Db,
+  tenantId: string,
+  id: string,
+  patch: DatasetPatch,
+  opts: { fromStatus?: DatasetStatus[] } = {},
+): Promise<Dataset> {
+  requireId(id, 'dataset');
+  const guard = and(
+    eq(datasets.id, id),
+    eq(datasets.tenantId, tenantId),
+    opts.fromStatus === undefined ? undefined : inArray(datasets.status, opts.fromStatus),
+  );
+  const rows = await dbCall(() =>
+    db
+      .update(datasets)
+      .set({ ...patch, updatedAt: sql`now()` })
+      .where(guard)
+      .returning(),
+  );
+  if (rows[0] !== undefined) return rows[0];
+  const current = await get(db, tenantId, id); // throws not_found when it does not exist
+  throw invalidState(`dataset '${id}' is ${current.status}, expected ${opts.fromStatus?.join(' or ')}`, {
+    status: current.status,
+  });
+}
+
+/** Delete the row and return it, so the caller can delete its blobs. */
+export async function remove(db: Db, tenantId: string, id: string): Promise<Dataset> {
+  requireId(id, 'dataset');
+  const rows = await dbCall(() =>
+    db
+      .delete(datasets)
+      .where(and(eq(datasets.id, id), eq(datasets.tenantId, tenantId)))
+      .returning(),
+  );
+  return one(rows, 'dataset', id);
+}

@@ -1,0 +1,104 @@
+/**
+ * The job queue other layers use: the jobs repository plus the policy it needs (lease length,
+ * default attempts, retry backoff), so callers never pass those around.
+ */
+import type { Config } from '../config.js';
+import type { Db } from '../db/open.js';
+import * as repo from '../db/repos/jobs.js';
+import type { Backoff, JobScope, NewJob } from '../db/repos/jobs.js';
+import type { Job, JobEvent, JobStatus } from '../db/schema.js';
+import type { Page } from '../db/repos/util.js';
+
+export type { Backoff, JobScope, NewJob } from '../db/repos/jobs.js';
+export type { Job, JobEvent, JobStatus } from '../db/schema.js';
+
+export interface QueueOptions {
+  /** Lease a claim grants; a worker heartbeats at a third of it. */
+  leaseMs: number;
+  /** Attempts of a job enqueued without its own limit. */
+  maxAttempts: number;
+  /** Retry delay: base · 2^(attempt-1), capped at max. */
+  backoff?: Backoff;
+}
+
+export const DEFAULT_BACKOFF: Backoff = { baseMs: 5_000, maxMs: 5 * 60_000 };
+
+export class JobQueue {
+  readonly leaseMs: number;
+  readonly maxAttempts: number;
+  readonly backoff: Backoff;
+
+  constructor(
+    readonly db: Db,
+    options: QueueOptions,
+  ) {
+    this.leaseMs = options.leaseMs;
+    this.maxAttempts = options.maxAttempts;
+    this.backoff = options.backoff ?? DEFAULT_BACKOFF;
+  }
+
+  static fromConfig(db: Db, config: Pick<Config, 'JOB_LEASE_MS' | 'JOB_MAX_ATTEMPTS'>, backoff?: Backoff): JobQueue {
+    return new JobQueue(db, { leaseMs: config.JOB_LEASE_MS, maxAttempts: config.JOB_MAX_ATTEMPTS, backoff });
+  }
+
+  enqueue(job: NewJob): Promise<Job> {
+    return repo.enqueue(this.db, { ...job, maxAttempts: job.maxAttempts ?? this.maxAttempts });
+  }
+
+  get(id: string, scope: JobScope): Promise<Job> {
+    return repo.get(this.db, scope, id);
+  }
+
+  list(scope: JobScope, opts?: Page & { kind?: string; status?: JobStatus[] }): Promise<Job[]> {
+    return repo.list(this.db, scope, opts);
+  }
+
+  /** Queued → cancelled now; running → cancel requested (the worker aborts at its next heartbeat). */
+  cancel(id: string, scope: JobScope): Promise<Job> {
+    return repo.cancel(this.db, scope, id);
+  }
+
+  claim(owner: string, kinds?: readonly string[]): Promise<Job | undefined> {
+    return repo.claim(this.db, owner, this.leaseMs, kinds);
+  }
+
+  heartbeat(id: string, owner: string, progress?: unknown): Promise<{ held: boolean; cancelRequested: boolean }> {
+    return repo.heartbeat(this.db, id, owner, this.leaseMs, progress);
+  }
+
+  progress(id: string, owner: string, progress: unknown): Promise<boolean> {
+    return repo.setProgress(this.db, id, owner, progress);
+  }
+
+  complete(id: string, owner: string, result?: unknown): Promise<Job | undefined> {
+    return repo.complete(this.db, id, owner, result);
+  }
+
+  fail(id: string, owner: string, error: string, retryable = true): Promise<Job | undefined> {
+    return repo.fail(this.db, id, owner, error, { retryable, backoff: this.backoff });
+  }
+
+  markCancelled(id: string, owner: string): Promise<Job | undefined> {
+    return repo.markCancelled(this.db, id, owner);
+  }
+
+  release(id: string, owner: string): Promise<Job | undefined> {
+    return repo.release(this.db, id, owner);
+  }
+
+  recoverExpired(): Promise<Job[]> {
+    return repo.recoverExpired(this.db, this.backoff);
+  }
+
+  appendEvent(job: Pick<Job, 'id' | 'tenantId'>, type: string, data?: unknown): Promise<JobEvent> {
+    return repo.appendEvent(this.db, { jobId: job.id, tenantId: job.tenantId, type, data });
+  }
+
+  listEvents(jobId: string, scope: JobScope, afterId = 0, limit?: number): Promise<JobEvent[]> {
+    return repo.listEvents(this.db, jobId, scope, afterId, limit);
+  }
+}
+
+export function isTerminal(status: JobStatus): boolean {
+  return repo.TERMINAL.includes(status);
+}

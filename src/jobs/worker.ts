@@ -1,0 +1,252 @@
+/**
+ * Runs jobs from the queue. The worker owns its loop and everything the loop touches (the set of
+ * running jobs, their timers and abort controllers); callers only start and stop it.
+ *
+ * Per job: a heartbeat every lease/3 extends the lease and learns about cancel requests; the
+ * handler's AbortSignal fires on cancel, on lease loss, or on shutdown after the grace period.
+ * Outcome: returned → succeeded; threw → retried with backoff (AppErrors with a 4xx status and
+ * errors marked `retryable: false` fail at once); aborted by cancel → cancelled; by shutdown →
+ * released to the queue; by lease loss → left alone (another worker owns it now).
+ */
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { AppError } from '../errors.js';
+import type { Job } from '../db/schema.js';
+import type { JobQueue } from './queue.js';
+
+export type AbortCause = 'cancelled' | 'lease_lost' | 'shutdown';
+
+/** The reason a job's signal carries, so handlers can rethrow it (`signal.throwIfAborted()`). */
+export class JobAbortedError extends Error {
+  constructor(readonly reason: AbortCause) {
+    super(`job aborted: ${reason}`);
+    this.name = 'JobAbortedError';
+  }
+}
+
+export interface JobContext {
+  readonly job: Job;
+  /** 1 on the first run, 2 on the first retry, … */
+  readonly attempt: number;
+  readonly signal: AbortSignal;
+  /** Store progress on the job and append it to the event stream; call at a modest rate. */
+  progress(data: unknown): Promise<void>;
+  /** Append a custom event to the job's stream. */
+  event(type: string, data?: unknown): Promise<void>;
+}
+
+/** Returns the job's result (stored as JSON). */
+export type JobHandler = (ctx: JobContext) => Promise<unknown>;
+
+export interface WorkerLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface WorkerOptions {
+  queue: JobQueue;
+  handlers: Record<string, JobHandler>;
+  /** Jobs run at once (default 1). */
+  concurrency?: number;
+  /** Idle wait between claim attempts (default 1000 ms). */
+  pollMs?: number;
+  /** Lease owner id (default host/pid/random). */
+  owner?: string;
+  /** How often to requeue expired leases (default: the lease length). */
+  recoverEveryMs?: number;
+  logger?: WorkerLogger;
+}
+
+const quiet: WorkerLogger = { info() {}, warn() {}, error() {} };
+
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof AppError) return err.status >= 500;
+  if (err !== null && typeof err === 'object' && (err as { retryable?: unknown }).retryable === false) return false;
+  return true;
+}
+
+function describe(err: unknown): string {
+  if (err instanceof AppError) return `${err.code}: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+interface Running {
+  job: Job;
+  abort(cause: AbortCause): void;
+  done: Promise<void>;
+}
+
+export class Worker {
+  readonly owner: string;
+  private readonly queue: JobQueue;
+  private readonly handlers: Record<string, JobHandler>;
+  private readonly kinds: string[];
+  private readonly concurrency: number;
+  private readonly pollMs: number;
+  private readonly recoverEveryMs: number;
+  private readonly log: WorkerLogger;
+  private readonly running = new Map<string, Running>();
+  private loopDone: Promise<void> | undefined;
+  private stopping = false;
+  private wake: (() => void) | undefined;
+
+  constructor(options: WorkerOptions) {
+    this.queue = options.queue;
+    this.handlers = options.handlers;
+    this.kinds = Object.keys(options.handlers);
+    this.concurrency = Math.max(1, options.concurrency ?? 1);
+    this.pollMs = options.pollMs ?? 1000;
+    this.recoverEveryMs = options.recoverEveryMs ?? options.queue.leaseMs;
+    this.owner = options.owner ?? `${os.hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`;
+    this.log = options.logger ?? quiet;
+  }
+
+  /** Jobs running now. */
+  get active(): number {
+    return this.running.size;
+  }
+
+  start(): void {
+    if (this.loopDone !== undefined) throw new AppError('invalid_state', 'worker already started');
+    this.loopDone = this.loop();
+  }
+
+  /**
+   * Stop claiming, give running jobs `graceMs` to finish, then abort them (their jobs go back to
+   * the queue) and wait up to `graceMs` more for handlers to honour the signal. A handler that
+   * ignores it is abandoned; its lease expires and another worker retries the job.
+   */
+  async stop(options: { graceMs?: number } = {}): Promise<void> {
+    const graceMs = options.graceMs ?? this.queue.leaseMs;
+    this.stopping = true;
+    this.wake?.();
+    await this.loopDone;
+    const all = () => Promise.all([...this.running.values()].map((r) => r.done));
+    if (!(await within(all(), graceMs))) {
+      for (const r of this.running.values()) r.abort('shutdown');
+      if (!(await within(all(), graceMs))) {
+        this.log.warn({ jobs: [...this.running.keys()] }, 'worker stopped with jobs that ignored their abort signal');
+      }
+    }
+  }
+
+  private async loop(): Promise<void> {
+    let lastRecover = 0;
+    while (!this.stopping) {
+      let claimed = false;
+      try {
+        if (Date.now() - lastRecover >= this.recoverEveryMs) {
+          lastRecover = Date.now();
+          const recovered = await this.queue.recoverExpired();
+          if (recovered.length > 0) this.log.warn({ jobs: recovered.map((j) => j.id) }, 'requeued jobs with expired leases');
+        }
+        if (this.running.size < this.concurrency && !this.stopping) {
+          const job = await this.queue.claim(this.owner, this.kinds);
+          if (job !== undefined) {
+            claimed = true;
+            this.run(job);
+          }
+        }
+      } catch (err) {
+        this.log.error({ err }, 'job queue poll failed');
+      }
+      // Claim again at once while there was work and a free slot; otherwise wait for a slot or the poll.
+      if (!(claimed && this.running.size < this.concurrency)) await this.sleep(this.pollMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  private run(job: Job): void {
+    const controller = new AbortController();
+    let cause: AbortCause | undefined;
+    const abort = (c: AbortCause) => {
+      if (cause !== undefined) return;
+      cause = c;
+      controller.abort(new JobAbortedError(c));
+    };
+    let beating = false;
+    const heartbeat = setInterval(() => {
+      if (beating) return;
+      beating = true;
+      this.queue
+        .heartbeat(job.id, this.owner)
+        .then((hb) => {
+          if (!hb.held) abort('lease_lost');
+          else if (hb.cancelRequested) abort('cancelled');
+        })
+        .catch((err: unknown) => this.log.warn({ err, job: job.id }, 'heartbeat failed'))
+        .finally(() => {
+          beating = false;
+        });
+    }, Math.max(10, Math.floor(this.queue.leaseMs / 3)));
+
+    const ctx: JobContext = {
+      job,
+      attempt: job.attempts,
+      signal: controller.signal,
+      progress: async (data) => {
+        if (!(await this.queue.progress(job.id, this.owner, data))) abort('lease_lost');
+      },
+      event: async (type, data) => {
+        await this.queue.appendEvent(job, type, data);
+      },
+    };
+
+    const execute = async () => {
+      const handler = this.handlers[job.kind];
+      let outcome: { ok: true; result: unknown } | { ok: false; err: unknown };
+      try {
+        if (handler === undefined) throw new AppError('internal', `no handler for job kind '${job.kind}'`);
+        outcome = { ok: true, result: await handler(ctx) };
+      } catch (err) {
+        outcome = { ok: false, err };
+      } finally {
+        clearInterval(heartbeat);
+      }
+      if (cause === 'lease_lost') {
+        this.log.warn({ job: job.id }, 'lost the lease of a job; another worker owns it now');
+      } else if (outcome.ok) {
+        await this.queue.complete(job.id, this.owner, outcome.result);
+      } else if (cause === 'cancelled') {
+        await this.queue.markCancelled(job.id, this.owner);
+      } else if (cause === 'shutdown') {
+        await this.queue.release(job.id, this.owner);
+      } else {
+        const after = await this.queue.fail(job.id, this.owner, describe(outcome.err), isRetryable(outcome.err));
+        this.log.warn({ job: job.id, kind: job.kind, err: outcome.err, status: after?.status }, 'job attempt failed');
+      }
+    };
+
+    const done = execute()
+      .catch((err: unknown) => this.log.error({ err, job: job.id }, 'could not record a job outcome'))
+      .finally(() => {
+        this.running.delete(job.id);
+        this.wake?.();
+      });
+    this.running.set(job.id, { job, abort, done });
+  }
+}
+
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
