@@ -1,0 +1,155 @@
+/**
+ * A frozen ViT backbone held as kept tfjs tensors, laid out for the forward pass: every Linear
+ * weight pre-transposed to [in, out] so matMul needs no transpose flag (the wasm backend's fast
+ * path only covers untransposed operands), q/k/v as separate matrices (timm's fused qkv is split
+ * on load), the patch projection as an NHWC conv filter.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { AppError } from '../errors.js';
+import { parseJson, type BackboneConfig } from './backbone-config.js';
+import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
+import { readSafetensors } from './safetensors.js';
+
+export interface BlockWeights {
+  ln1g: tf.Tensor1D; ln1b: tf.Tensor1D;
+  /** [d, d] each, [in, out]. wq and bq come pre-multiplied by 1/√headDim (attention's scale). */
+  wq: tf.Tensor2D; bq: tf.Tensor1D;
+  wk: tf.Tensor2D; bk: tf.Tensor1D;
+  wv: tf.Tensor2D; bv: tf.Tensor1D;
+  wo: tf.Tensor2D; bo: tf.Tensor1D;
+  ln2g: tf.Tensor1D; ln2b: tf.Tensor1D;
+  /** [d, mlpDim] */
+  w1: tf.Tensor2D; b1: tf.Tensor1D;
+  /** [mlpDim, d] */
+  w2: tf.Tensor2D; b2: tf.Tensor1D;
+}
+
+export interface Backbone {
+  readonly config: BackboneConfig;
+  /** sha256 (hex) of the weights file, then config.json, then preprocessor_config.json if given. */
+  readonly identity: string;
+  /** [p, p, 3, d] NHWC conv filter. */
+  readonly patchFilter: tf.Tensor4D;
+  readonly patchBias: tf.Tensor1D;
+  /** [1, 1, d] */
+  readonly cls: tf.Tensor3D;
+  /** [1, tokens, d] */
+  readonly pos: tf.Tensor3D;
+  readonly blocks: readonly BlockWeights[];
+  readonly normG: tf.Tensor1D;
+  readonly normB: tf.Tensor1D;
+  /** Bytes of all weight tensors. */
+  readonly byteSize: number;
+  dispose(): void;
+}
+
+export interface BackboneFiles {
+  /** model.safetensors */
+  model: Uint8Array;
+  /** config.json */
+  config: Uint8Array;
+  /** preprocessor_config.json (Hugging Face only; optional) */
+  preprocessor?: Uint8Array;
+}
+
+/** PyTorch Linear [out, in] → [in, out]. */
+function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = src[base + c];
+  }
+  return out;
+}
+
+/** PyTorch Conv2d [d, 3, p, p] → tfjs conv2d filter [p, p, 3, d]. */
+function convFilter(src: Float32Array, d: number, p: number): Float32Array {
+  const out = new Float32Array(d * 3 * p * p);
+  for (let o = 0; o < d; o++) {
+    for (let c = 0; c < 3; c++) {
+      for (let y = 0; y < p; y++) {
+        for (let x = 0; x < p; x++) out[((y * p + x) * 3 + c) * d + o] = src[((o * 3 + c) * p + y) * p + x];
+      }
+    }
+  }
+  return out;
+}
+
+function buildBackbone(config: BackboneConfig, w: CanonicalWeights, identity: string): Backbone {
+  const { width: d, mlpDim: m, patchSize: p, tokens: T } = config;
+  const scale = 1 / Math.sqrt(d / config.heads);
+  const scaled = (a: Float32Array) => a.map((v) => v * scale);
+  const made: tf.Tensor[] = [];
+  // Created outside any tidy and kept, so a caller's tidy cannot dispose the frozen weights.
+  const t = <R extends tf.Rank>(data: Float32Array, shape: number[]): tf.Tensor<R> => {
+    const tensor = tf.keep(tf.tensor(data, shape, 'float32')) as unknown as tf.Tensor<R>;
+    made.push(tensor);
+    return tensor;
+  };
+  try {
+    const blocks = w.blocks.map((b) => ({
+      ln1g: t<tf.Rank.R1>(b.ln1g, [d]), ln1b: t<tf.Rank.R1>(b.ln1b, [d]),
+      wq: t<tf.Rank.R2>(scaled(transpose2d(b.wq, d, d)), [d, d]), bq: t<tf.Rank.R1>(scaled(b.bq), [d]),
+      wk: t<tf.Rank.R2>(transpose2d(b.wk, d, d), [d, d]), bk: t<tf.Rank.R1>(b.bk, [d]),
+      wv: t<tf.Rank.R2>(transpose2d(b.wv, d, d), [d, d]), bv: t<tf.Rank.R1>(b.bv, [d]),
+      wo: t<tf.Rank.R2>(transpose2d(b.wo, d, d), [d, d]), bo: t<tf.Rank.R1>(b.bo, [d]),
+      ln2g: t<tf.Rank.R1>(b.ln2g, [d]), ln2b: t<tf.Rank.R1>(b.ln2b, [d]),
+      w1: t<tf.Rank.R2>(transpose2d(b.w1, m, d), [d, m]), b1: t<tf.Rank.R1>(b.b1, [m]),
+      w2: t<tf.Rank.R2>(transpose2d(b.w2, d, m), [m, d]), b2: t<tf.Rank.R1>(b.b2, [d]),
+    }));
+    const backbone: Backbone = {
+      config,
+      identity,
+      patchFilter: t<tf.Rank.R4>(convFilter(w.patchW, d, p), [p, p, 3, d]),
+      patchBias: t<tf.Rank.R1>(w.patchB, [d]),
+      cls: t<tf.Rank.R3>(w.cls, [1, 1, d]),
+      pos: t<tf.Rank.R3>(w.pos, [1, T, d]),
+      blocks,
+      normG: t<tf.Rank.R1>(w.normG, [d]),
+      normB: t<tf.Rank.R1>(w.normB, [d]),
+      byteSize: made.reduce((s, x) => s + x.size * 4, 0),
+      dispose: () => {
+        for (const x of made) if (!x.isDisposed) x.dispose();
+      },
+    };
+    return backbone;
+  } catch (err) {
+    for (const x of made) x.dispose();
+    throw err;
+  }
+}
+
+export function loadBackboneFromFiles(files: BackboneFiles): Backbone {
+  const st = readSafetensors(files.model, { code: 'invalid_backbone', what: 'backbone model.safetensors' });
+  const { layout, prefix } = detectLayout(st.tensors);
+  const config = parseJson(files.config, 'backbone config.json');
+  const preprocessor = files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined;
+  const { config: cfg, weights } = layout === 'hf' ? readHf(st.tensors, prefix, config, preprocessor) : readTimm(st.tensors, config);
+  const hash = createHash('sha256').update(files.model).update(files.config);
+  if (files.preprocessor) hash.update(files.preprocessor);
+  return buildBackbone(cfg, weights, hash.digest('hex'));
+}
+
+async function readOptional(file: string): Promise<Uint8Array | undefined> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new AppError('invalid_backbone', `cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Loads `model.safetensors`, `config.json` and (optionally) `preprocessor_config.json` from a folder. */
+export async function loadBackboneFromDir(dir: string): Promise<Backbone> {
+  const [model, config, preprocessor] = await Promise.all([
+    readOptional(path.join(dir, 'model.safetensors')),
+    readOptional(path.join(dir, 'config.json')),
+    readOptional(path.join(dir, 'preprocessor_config.json')),
+  ]);
+  if (!model) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no model.safetensors`);
+  if (!config) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no config.json`);
+  return loadBackboneFromFiles({ model, config, preprocessor });
+}

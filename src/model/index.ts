@@ -1,0 +1,48 @@
+/** The model core: everything train/ and serve/ use, from one import. */
+export { initBackend, registerWasmFriendlyGradients, type BackendPreference } from './backend.js';
+export {
+  readSafetensors,
+  writeSafetensors,
+  halfToFloat,
+  floatToHalf,
+  floatToBf16,
+  type SafetensorsDtype,
+  type SafetensorsTensor,
+  type SafetensorsFile,
+  type TensorToWrite,
+  type ReadOptions,
+} from './safetensors.js';
+export { type BackboneConfig, type BackboneLayout } from './backbone-config.js';
+export {
+  loadBackboneFromFiles,
+  loadBackboneFromDir,
+  type Backbone,
+  type BackboneFiles,
+  type BlockWeights,
+} from './backbone.js';
+export { preprocessImage, imagesToTensor, type PreprocessOptions } from './preprocess.js';
+export {
+  adapterSpecSchema,
+  createAdapter,
+  checkSpecAgainstBackbone,
+  type Adapter,
+  type AdapterSpec,
+  type AdapterRead,
+} from './adapter.js';
+export { saveAdapter, loadAdapter, type LoadedAdapter } from './adapter-file.js';
+export {
+  splitPoint,
+  runPrefix,
+  disposePrefix,
+  gatherPrefix,
+  concatPrefix,
+  suffixFeatures,
+  forwardSuffix,
+  predictLogits,
+  backboneFeatures,
+  type PrefixState,
+  type SuffixGroup,
+} from './forward.js';
+export { layerNorm, gelu, swish, attention, vitBlock, depthwiseSame } from './layers.js';
+export { AdamW, type AdamWOptions, type GradientItem } from './optim.js';
+export { trainStep, trainStepFullTape, crossEntropy, measurePeakBytes, type TrainStepArgs } from './train-step.js';

@@ -1,0 +1,112 @@
+/**
+ * The ViT and CSN building blocks, written for the wasm backend: every linear layer is one 2-D
+ * matMul ([rows, in] × [in, out]) with no transpose flags, attention keeps q/k/v separate, and the
+ * DTL+ depthwise conv is spelled as pad + shifted slices because wasm has no depthwise-conv
+ * backward kernel. None of these tidy: callers decide the scope.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Backbone, BlockWeights } from './backbone.js';
+import type { BackboneConfig } from './backbone-config.js';
+
+export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
+  const y = tf.matMul(x, w) as tf.Tensor2D;
+  return b ? tf.add<tf.Tensor2D>(y, b) : y;
+}
+
+/** LayerNorm over the last axis (biased variance, as PyTorch). */
+export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): T {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta) as T;
+}
+
+/** Exact GELU, 0.5·x·(1 + erf(x/√2)) — both layouts' checkpoints were trained with it. */
+export function gelu<T extends tf.Tensor>(x: T): T {
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)) as T;
+}
+
+/** θ(h) = h·sigmoid(β·h). */
+export function swish<T extends tf.Tensor>(h: T, beta: number): T {
+  return tf.mul(h, tf.sigmoid(tf.mul(h, beta))) as T;
+}
+
+/**
+ * Multi-head self-attention on already-normalised tokens xn ([n·t, d]); returns the heads'
+ * concatenated output before the output projection. Kept separate so a faster formulation
+ * (batched matMuls are ~10× below the 2-D matMul rate on wasm) can replace it in one place.
+ */
+export function attention(xn: tf.Tensor2D, w: BlockWeights, n: number, t: number, heads: number): tf.Tensor2D {
+  const d = xn.shape[1];
+  const dh = d / heads;
+  const split = (y: tf.Tensor2D, perm: number[], shape: [number, number, number]) =>
+    tf.reshape(tf.transpose(tf.reshape(y, [n, t, heads, dh]), perm), shape) as tf.Tensor3D;
+  // 1/√dh is folded into wq/bq at load time (see backbone.ts).
+  const q = split(linear(xn, w.wq, w.bq), [0, 2, 1, 3], [n * heads, t, dh]);
+  const kT = split(linear(xn, w.wk, w.bk), [0, 2, 3, 1], [n * heads, dh, t]);
+  const v = split(linear(xn, w.wv, w.bv), [0, 2, 1, 3], [n * heads, t, dh]);
+  const probs = tf.softmax(tf.matMul(q, kT));
+  const out = tf.matMul(probs, v); // [n·heads, t, dh]
+  return tf.reshape(tf.transpose(tf.reshape(out, [n, heads, t, dh]), [0, 2, 1, 3]), [n * t, d]);
+}
+
+/** One frozen pre-norm ViT block on x [n, t, d]. */
+export function vitBlock(x: tf.Tensor3D, w: BlockWeights, cfg: BackboneConfig): tf.Tensor3D {
+  const [n, t, d] = x.shape;
+  const x2 = tf.reshape(x, [n * t, d]) as tf.Tensor2D;
+  const a = attention(layerNorm(x2, w.ln1g, w.ln1b, cfg.eps), w, n, t, cfg.heads);
+  const x3 = tf.add<tf.Tensor2D>(x2, linear(a, w.wo, w.bo));
+  const hidden = gelu(linear(layerNorm(x3, w.ln2g, w.ln2b, cfg.eps), w.w1, w.b1));
+  return tf.reshape(tf.add(x3, linear(hidden, w.w2, w.b2)), [n, t, d]);
+}
+
+/** Patch embedding + cls token + position embedding: pixels [n, S, S, 3] (NHWC) → x_0 [n, tokens, d]. */
+export function embed(backbone: Backbone, pixels: tf.Tensor4D): tf.Tensor3D {
+  const { patchSize: p, numPatches, width: d } = backbone.config;
+  const n = pixels.shape[0];
+  const patches = tf.reshape(tf.add(tf.conv2d(pixels, backbone.patchFilter, p, 'valid'), backbone.patchBias), [n, numPatches, d]);
+  const cls = tf.broadcastTo(backbone.cls, [n, 1, d]);
+  return tf.add(tf.concat([cls, patches], 1), backbone.pos) as tf.Tensor3D;
+}
+
+/** pooled = LayerNorm_final(mean over patch tokens of x_N); the cls token is excluded. */
+export function pool(backbone: Backbone, x: tf.Tensor3D): tf.Tensor2D {
+  const [n, t, d] = x.shape;
+  const mean = tf.mean(tf.slice(x, [0, 1, 0], [n, t - 1, d]), 1) as tf.Tensor2D;
+  return layerNorm(mean, backbone.normG, backbone.normB, backbone.config.eps);
+}
+
+/**
+ * DTL+ fusion: one depthwise k×k conv (no bias) over the patch tokens on their grid, 'same'
+ * padding ((k−1)//2 before, the rest after, as PyTorch's padding='same'); the cls row bypasses.
+ * Spelled as pad + k² shifted slices × per-channel weights + addN so that its backward runs on
+ * wasm. `taps` is [k·k, d]: row i·k + j is the weight at kernel position (i, j).
+ */
+export function depthwiseSame(x: tf.Tensor4D, taps: tf.Tensor2D, k: number): tf.Tensor4D {
+  const [n, gh, gw, d] = x.shape;
+  const before = (k - 1) >> 1;
+  const after = k - 1 - before;
+  const padded = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]]);
+  const weights = tf.unstack(taps) as tf.Tensor1D[];
+  const terms: tf.Tensor4D[] = [];
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j < k; j++) terms.push(tf.mul(tf.slice(padded, [0, i, j, 0], [n, gh, gw, d]), weights[i * k + j]));
+  }
+  return terms.length === 1 ? terms[0] : tf.addN(terms);
+}
+
+/** The CSN's contribution to x_{i+1}: fuse(θ(h)) for h [n·t, d]; returns [n, t, d]. */
+export function csnAddition(h: tf.Tensor2D, n: number, cfg: BackboneConfig, beta: number, fusion: tf.Tensor2D | null, k: number): tf.Tensor3D {
+  const d = cfg.width;
+  const t = cfg.tokens;
+  const th = tf.reshape(swish(h, beta), [n, t, d]) as tf.Tensor3D;
+  if (!fusion) return th;
+  const cls = tf.slice(th, [0, 0, 0], [n, 1, d]);
+  const grid = tf.reshape(tf.slice(th, [0, 1, 0], [n, t - 1, d]), [n, cfg.gridSize, cfg.gridSize, d]) as tf.Tensor4D;
+  const conv = tf.reshape(depthwiseSame(grid, fusion, k), [n, t - 1, d]);
+  return tf.concat<tf.Tensor3D>([cls as tf.Tensor3D, conv as tf.Tensor3D], 1);
+}
+
+/** One CSN read: (x_i · Aᵀ) · Bᵀ with A, B stored pre-transposed as [d, r] and [r, d]. */
+export function csnRead(x: tf.Tensor3D, a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  const [n, t, d] = x.shape;
+  return tf.matMul(tf.matMul(tf.reshape(x, [n * t, d]) as tf.Tensor2D, a), b);
+}

@@ -1,0 +1,64 @@
+/**
+ * Image decoding and normalisation: any format sharp reads → auto-rotated (EXIF), alpha dropped,
+ * sRGB, resized to the backbone's square input (aspect not preserved, as the authors' resize),
+ * then (v/255 − mean)/std per channel, HWC float32.
+ */
+import * as tf from '@tensorflow/tfjs';
+import sharp, { type OutputInfo } from 'sharp';
+import { AppError } from '../errors.js';
+import type { BackboneConfig } from './backbone-config.js';
+
+export interface PreprocessOptions {
+  /** Largest decoded width × height accepted (default 40 MP). */
+  maxPixels?: number;
+}
+
+export async function preprocessImage(bytes: Uint8Array, cfg: BackboneConfig, opts: PreprocessOptions = {}): Promise<Float32Array> {
+  const maxPixels = opts.maxPixels ?? 40_000_000;
+  const size = cfg.imageSize;
+  let raw: { data: Buffer; info: OutputInfo };
+  try {
+    // sharp's default pixel limit accepted a 16000×16000 PNG: always pass ours. 'truncated'
+    // rejects cut-off files that would otherwise decode as partly grey.
+    raw = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated' })
+      .rotate()
+      .removeAlpha()
+      .toColourspace('srgb')
+      .resize(size, size, { fit: 'fill' })
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    const msg = String((err as Error).message ?? err);
+    if (/pixel limit/i.test(msg)) {
+      throw new AppError('invalid_image', `image is too large (more than ${maxPixels} pixels)`);
+    }
+    if (/unsupported image format/i.test(msg)) throw new AppError('invalid_image', 'not an image (unsupported or unrecognised format)');
+    if (/truncat|premature|end of|corrupt|invalid|bad /i.test(msg)) throw new AppError('invalid_image', `image is truncated or corrupt (${msg.split('\n')[0]})`);
+    throw new AppError('invalid_image', `cannot decode image: ${msg.split('\n')[0]}`);
+  }
+  const { data, info } = raw;
+  if (info.channels !== 3 || info.width !== size || info.height !== size) {
+    throw new AppError('invalid_image', `decoded to ${info.width}×${info.height}×${info.channels}, expected ${size}×${size}×3`);
+  }
+  const out = new Float32Array(size * size * 3);
+  const scale = cfg.std.map((s) => 1 / (255 * s));
+  const shift = cfg.mean.map((m, c) => m / cfg.std[c]);
+  for (let i = 0; i < out.length; i++) {
+    const c = i % 3;
+    out[i] = data[i] * scale[c] - shift[c];
+  }
+  return out;
+}
+
+/** Stacks preprocessed images into one NHWC batch. */
+export function imagesToTensor(list: Float32Array[], cfg: BackboneConfig): tf.Tensor4D {
+  const s = cfg.imageSize;
+  const per = s * s * 3;
+  if (list.length === 0) throw new AppError('bad_request', 'no images');
+  const all = new Float32Array(per * list.length);
+  list.forEach((img, i) => {
+    if (img.length !== per) throw new AppError('bad_request', `image ${i} has ${img.length} values, expected ${per}`);
+    all.set(img, i * per);
+  });
+  return tf.tensor4d(all, [list.length, s, s, 3]);
+}

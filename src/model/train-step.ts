@@ -1,0 +1,98 @@
+/**
+ * One optimisation step of a DTL adapter. The prefix state is a constant computed outside the
+ * gradient tape, so back-propagation (and the activations it must keep) covers only the suffix
+ * blocks — DTL's memory saving. trainStepFullTape is the baseline with the tape over every block
+ * (what a LoRA-style method pays), kept for measurements.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { AppError } from '../errors.js';
+import type { Adapter } from './adapter.js';
+import type { Backbone } from './backbone.js';
+import { disposePrefix, forwardSuffix, runPrefix, splitPoint, type PrefixState } from './forward.js';
+import type { AdamW } from './optim.js';
+
+export interface TrainStepArgs {
+  backbone: Backbone;
+  adapter: Adapter;
+  optimizer: AdamW;
+  /** Prefix of the batch (any split ≤ the adapter's); row i has label labels[i]. */
+  state: PrefixState;
+  labels: Int32Array | number[];
+}
+
+function checkLabels(labels: Int32Array | number[], n: number, classes: number): void {
+  if (labels.length !== n) throw new AppError('internal', `${labels.length} labels for a batch of ${n}`);
+  for (const l of labels) {
+    if (!Number.isInteger(l) || l < 0 || l >= classes) throw new AppError('internal', `label index ${l} is outside 0..${classes - 1}`);
+  }
+}
+
+/** Mean softmax cross-entropy. */
+export function crossEntropy(logits: tf.Tensor2D, labels: Int32Array | number[]): tf.Scalar {
+  return tf.tidy(() => {
+    const oneHot = tf.oneHot(tf.tensor1d(Array.from(labels), 'int32'), logits.shape[1]);
+    return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)), 1))) as tf.Scalar;
+  });
+}
+
+function step(adapter: Adapter, optimizer: AdamW, loss: () => tf.Scalar): number {
+  const vars = adapter.trainableVariables();
+  if (vars.length === 0) throw new AppError('internal', 'adapter is not trainable (load it with trainable: true)');
+  const { value, grads } = tf.variableGrads(loss, vars);
+  try {
+    // A variable the loss does not reach (a read after the last addition) has no gradient; like
+    // PyTorch with grad None, it is left alone (no moments, no decay).
+    const items = vars.filter((v) => grads[v.name] !== undefined);
+    optimizer.applyGradients(items.map((v) => ({ variable: v, grad: grads[v.name], decay: !adapter.isBias(v) })));
+    return value.dataSync()[0];
+  } finally {
+    value.dispose();
+    for (const g of Object.values(grads)) g.dispose();
+  }
+}
+
+function logitsLoss(run: () => tf.Tensor2D, labels: Int32Array | number[]): tf.Scalar {
+  const logits = run();
+  try {
+    return crossEntropy(logits, labels);
+  } finally {
+    logits.dispose();
+  }
+}
+
+/** Trains the CSN + head on one batch; gradients flow through the suffix only. Returns the loss. */
+export function trainStep({ backbone, adapter, optimizer, state, labels }: TrainStepArgs): number {
+  const n = state.x.shape[0];
+  checkLabels(labels, n, adapter.spec.labels.length);
+  const rows = [...Array(n).keys()];
+  return step(adapter, optimizer, () => logitsLoss(() => forwardSuffix(backbone, state, [{ adapter, rows }])[0], labels));
+}
+
+/** The same step with the whole forward, from pixels, under the gradient tape (memory baseline). */
+export function trainStepFullTape(args: Omit<TrainStepArgs, 'state'> & { pixels: tf.Tensor4D }): number {
+  const { backbone, adapter, optimizer, pixels, labels } = args;
+  const n = pixels.shape[0];
+  checkLabels(labels, n, adapter.spec.labels.length);
+  const rows = [...Array(n).keys()];
+  return step(adapter, optimizer, () =>
+    logitsLoss(() => {
+      const state = runPrefix(backbone, pixels, splitPoint(adapter.spec, backbone.config.depth));
+      try {
+        return forwardSuffix(backbone, state, [{ adapter, rows }])[0];
+      } finally {
+        disposePrefix(state);
+      }
+    }, labels),
+  );
+}
+
+/**
+ * Peak tensor bytes while fn runs, above what was allocated before it (tf.profile's peak is
+ * absolute). Counts every backend's tensors; the wasm heap itself never shrinks.
+ */
+export async function measurePeakBytes<T extends tf.TensorContainer>(fn: () => T): Promise<{ peakBytes: number; result: T }> {
+  const before = tf.memory().numBytes;
+  const info = await tf.profile(fn);
+  const peak = info.kernels.length === 0 ? before : Math.max(before, info.peakBytes);
+  return { peakBytes: peak - before, result: info.result as T };
+}
