@@ -60,18 +60,22 @@ async function forEachConcurrent<T>(
 ): Promise<void> {
   const running = new Set<Promise<void>>();
   let failure: { err: unknown } | undefined;
-  for await (const item of items) {
-    if (failure) break;
-    signal?.throwIfAborted();
-    const p: Promise<void> = fn(item)
-      .catch((err: unknown) => {
-        failure ??= { err };
-      })
-      .finally(() => running.delete(p));
-    running.add(p);
-    if (running.size >= concurrency) await Promise.race(running);
+  try {
+    for await (const item of items) {
+      if (failure) break;
+      signal?.throwIfAborted();
+      const p: Promise<void> = fn(item)
+        .catch((err: unknown) => {
+          failure ??= { err };
+        })
+        .finally(() => running.delete(p));
+      running.add(p);
+      if (running.size >= concurrency) await Promise.race(running);
+    }
+  } finally {
+    // Never leave decodes running past a failure (the caller closes the archive next).
+    await Promise.all(running);
   }
-  await Promise.all(running);
   if (failure) throw failure.err;
 }
 
@@ -93,30 +97,40 @@ export class PreparedBuilder {
     this.ok = new Uint8Array(candidates.length);
   }
 
-  /** Decodes every loaded item into its slot; per-file failures become problems. */
+  /**
+   * Decodes every loaded item into its slot; per-file failures become problems, reported in
+   * candidate order whatever order the decodes finished in (same upload → same result).
+   */
   async fill(items: AsyncIterable<LoadedItem>, signal?: AbortSignal): Promise<void> {
     const { imageSize, limits, problems, concurrency } = this.opts;
-    await forEachConcurrent(
-      items,
-      concurrency,
-      async (item) => {
-        const c = this.candidates[item.index];
-        if ('problem' in item) {
-          problems.add(c.source, item.problem.code, item.problem.message);
-          return;
-        }
-        try {
-          const rgb = await decodeToRgb(item.data, { imageSize, maxPixels: limits.maxImagePixels });
-          this.pixels.set(rgb, item.index * this.imageBytes);
-          this.ok[item.index] = 1;
-        } catch (err) {
-          if (err instanceof ImageDecodeError) problems.add(c.source, 'invalid_image', err.message);
-          else if (err instanceof EntryProblem) problems.add(c.source, err.code, err.message);
-          else throw err;
-        }
-      },
-      signal,
-    );
+    const failed = new Map<number, EntryProblem>();
+    try {
+      await forEachConcurrent(
+        items,
+        concurrency,
+        async (item) => {
+          if ('problem' in item) {
+            failed.set(item.index, item.problem);
+            return;
+          }
+          try {
+            const rgb = await decodeToRgb(item.data, { imageSize, maxPixels: limits.maxImagePixels });
+            this.pixels.set(rgb, item.index * this.imageBytes);
+            this.ok[item.index] = 1;
+          } catch (err) {
+            if (err instanceof ImageDecodeError) failed.set(item.index, new EntryProblem('invalid_image', err.message));
+            else if (err instanceof EntryProblem) failed.set(item.index, err);
+            else throw err;
+          }
+        },
+        signal,
+      );
+    } finally {
+      for (const index of [...failed.keys()].sort((a, b) => a - b)) {
+        const p = failed.get(index) as EntryProblem;
+        problems.add(this.candidates[index].source, p.code, p.message);
+      }
+    }
   }
 
   /**

@@ -329,6 +329,7 @@ describe('JSONL stream problems', () => {
       ['line 8', 'invalid_row'],
       ['line 9', 'invalid_row'],
       ['line 10', 'too_large'],
+      // Decode problems come after the first pass's, in line order.
       ['line 6', 'invalid_image'],
       ['line 7', 'invalid_image'],
     ]);
