@@ -41,12 +41,15 @@ export interface S3BlobStoreOptions {
   partSize?: number;
   /** Parts uploaded at once (default 4): memory use is about partSize × queueSize. */
   queueSize?: number;
+  /** Keys per ListObjectsV2 page (default: the server's, 1000). */
+  listPageSize?: number;
 }
 
 const MIB = 1024 * 1024;
 
 function isNotFound(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  if (e?.name === 'NoSuchBucket') return false; // a configuration fault, not a missing object
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
 }
 
@@ -67,6 +70,7 @@ export class S3BlobStore implements BlobStore {
   private readonly client: S3Client;
   private readonly partSize: number;
   private readonly queueSize: number;
+  private readonly listPageSize: number | undefined;
 
   constructor(options: S3BlobStoreOptions) {
     this.bucket = options.bucket;
@@ -74,6 +78,7 @@ export class S3BlobStore implements BlobStore {
     this.prefix = p === '' || p.endsWith('/') ? p : `${p}/`;
     this.partSize = Math.max(5 * MIB, options.partSize ?? 8 * MIB);
     this.queueSize = Math.max(1, options.queueSize ?? 4);
+    this.listPageSize = options.listPageSize;
     this.client = new S3Client({
       region: options.region ?? 'us-east-1',
       endpoint: options.endpoint,
@@ -202,7 +207,12 @@ export class S3BlobStore implements BlobStore {
       let page;
       try {
         page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            ContinuationToken: token,
+            MaxKeys: this.listPageSize,
+          }),
         );
       } catch (err) {
         throw this.fail('list', prefix, err);
