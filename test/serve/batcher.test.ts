@@ -115,7 +115,7 @@ describe('Batcher', () => {
     const clock = new FakeClock();
     const ex = echoExecutor();
     const b = make(clock, ex.execute, { queueMaxTotal: 20, queueMaxPerTenant: 8, maxBatchSize: 3, maxWaitMs: 0 });
-    const submitted = [];
+    const submitted: { t: string; i: number; p: Promise<string> }[] = [];
     for (let i = 0; i < 20; i++) for (const t of ['t0', 't1', 't2', 't3', 't4']) submitted.push({ t, i, p: b.submit(request(t, [`${t}-${i}`])) });
     const settled = await Promise.allSettled(submitted.map((s) => s.p));
     const rejected = settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason);
