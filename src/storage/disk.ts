@@ -72,10 +72,10 @@ export class DiskBlobStore implements BlobStore {
   private fail(op: string, key: string, err: unknown): AppError {
     if (err instanceof AppError) return err;
     const code = codeOf(err);
-    if (code === 'ENOENT' || code === 'EISDIR') return notFound('blob', key);
-    if (code === 'ENOTDIR' || code === 'EEXIST') {
+    if (op === 'put' && (code === 'EISDIR' || code === 'ENOTDIR' || code === 'EEXIST')) {
       return new AppError('conflict', `blob '${key}': a key and a key prefix collide on disk`, { cause: err });
     }
+    if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') return notFound('blob', key);
     return new AppError('storage_error', `disk blob store: ${op} '${key}' failed: ${(err as Error).message}`, { cause: err });
   }
 
