@@ -291,7 +291,8 @@ export class AdapterCache<T> {
 
   private enforceBudget(): void {
     if (this.accountedBytes <= this.options.budgetBytes) return;
-    for (const entry of [...this.entries.values()]) {
+    // Deleting the visited entry while iterating a Map is safe; LRU-first is the insertion order.
+    for (const entry of this.entries.values()) {
       if (this.accountedBytes <= this.options.budgetBytes) return;
       if (entry.leases > 0 || this.pinned.has(entry.key) || entry.bytes > this.options.budgetBytes) continue;
       this.uncache(entry, true);

@@ -7,6 +7,7 @@
  * The executor is a parameter: the serving engine plugs the shared-backbone forward in here.
  * A failing executor fails only the requests of that batch; the batcher keeps serving.
  */
+import type { Config } from '../config.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import { createSchedulerState, enqueue, nextBatch, tenantDepths, type Schedulable, type SchedulerState } from './scheduler-policy.js';
 import type { BatchEntry, ItemOutcome, Queued } from './types.js';
@@ -33,6 +34,18 @@ export interface BatcherOptions<Req, R> {
   readonly recentBatches?: number;
   /** Observer per finished batch (e.g. prom-client metrics). */
   readonly onBatch?: (info: { requests: number; images: number; ms: number; ok: boolean }) => void;
+}
+
+/** The batcher's limits as configured (BATCH_MAX_SIZE, BATCH_MAX_WAIT_MS, QUEUE_MAX_TOTAL, QUEUE_MAX_PER_TENANT). */
+export function batcherLimitsFromConfig(
+  config: Pick<Config, 'BATCH_MAX_SIZE' | 'BATCH_MAX_WAIT_MS' | 'QUEUE_MAX_TOTAL' | 'QUEUE_MAX_PER_TENANT'>,
+): Pick<BatcherOptions<unknown, unknown>, 'maxBatchSize' | 'maxWaitMs' | 'queueMaxTotal' | 'queueMaxPerTenant'> {
+  return {
+    maxBatchSize: config.BATCH_MAX_SIZE,
+    maxWaitMs: config.BATCH_MAX_WAIT_MS,
+    queueMaxTotal: config.QUEUE_MAX_TOTAL,
+    queueMaxPerTenant: config.QUEUE_MAX_PER_TENANT,
+  };
 }
 
 export interface BatcherStats {

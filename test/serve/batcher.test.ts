@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AppError, isAppError } from '../../src/errors.js';
-import { Batcher, type BatcherOptions } from '../../src/serve/batcher.js';
+import { loadConfig } from '../../src/config.js';
+import { Batcher, batcherLimitsFromConfig, type BatcherOptions } from '../../src/serve/batcher.js';
 import type { BatchEntry, ItemOutcome, ServeRequest } from '../../src/serve/types.js';
 
 type Req = ServeRequest<string>;
@@ -250,6 +251,11 @@ describe('Batcher', () => {
     const b = make(new FakeClock(), echoExecutor().execute);
     await expect(b.submit(request('a', []))).rejects.toMatchObject({ code: 'validation_failed' });
     expect(() => make(new FakeClock(), echoExecutor().execute, { maxBatchSize: 0 })).toThrow(AppError);
+  });
+
+  it('takes its limits from the configuration', () => {
+    const limits = batcherLimitsFromConfig(loadConfig({ BATCH_MAX_SIZE: '16', BATCH_MAX_WAIT_MS: '3', QUEUE_MAX_TOTAL: '99', QUEUE_MAX_PER_TENANT: '7' }));
+    expect(limits).toEqual({ maxBatchSize: 16, maxWaitMs: 3, queueMaxTotal: 99, queueMaxPerTenant: 7 });
   });
 
   it('works with real timers by default', async () => {
