@@ -208,9 +208,10 @@ describe.each(VARIANTS)('infra/k8s/%s', (variant) => {
     expect(pre[0]).toBe('sleep');
     const grace = api.spec.template.spec.terminationGracePeriodSeconds ?? 30;
     expect(grace).toBeGreaterThan(Number(pre[1]) + config.REQUEST_DEADLINE_MS / 1000);
-    // A worker needs at least a lease period to release or finish its job.
+    // Worker.stop() gives running jobs a lease period to finish, then as long again to honour the
+    // abort and release their leases: SIGKILL must come after both.
     const wConfig = loadConfig(Object.fromEntries(containerEnv(objects, workerC)));
-    expect(worker.spec.template.spec.terminationGracePeriodSeconds ?? 30).toBeGreaterThan(wConfig.JOB_LEASE_MS / 1000);
+    expect(worker.spec.template.spec.terminationGracePeriodSeconds ?? 30).toBeGreaterThan((2 * wConfig.JOB_LEASE_MS) / 1000);
   });
 
   it(variant === 'gpu' ? 'API and worker each request one nvidia.com/gpu' : 'nothing requests a GPU', () => {
