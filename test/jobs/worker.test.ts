@@ -1,0 +1,228 @@
+import { randomUUID } from 'node:crypto';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tenantsRepo from '../../src/db/repos/tenants.js';
+import { jobs } from '../../src/db/schema.js';
+import { AppError } from '../../src/errors.js';
+import { JobQueue, isTerminal, type Job } from '../../src/jobs/queue.js';
+import { JobAbortedError, Worker, type JobHandler, type WorkerOptions } from '../../src/jobs/worker.js';
+import { dbTargets, openTestDb, type TestDb } from '../helpers/db.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolve once `check` returns a value, polling; fail after `ms`. */
+async function waitFor<T>(check: () => Promise<T | undefined | false>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await sleep(25);
+  }
+}
+
+/** Resolves when the signal aborts (rejecting with its reason), like a well-behaved long task. */
+const untilAborted = (signal: AbortSignal) =>
+  new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+
+describe.each(dbTargets())('worker on %s', (kind) => {
+  let t: TestDb;
+  let tenantId: string;
+  const workers: Worker[] = [];
+  beforeAll(async () => {
+    t = await openTestDb(kind);
+    tenantId = (await tenantsRepo.create(t.db, { name: 'worker-tests' })).id;
+  });
+  afterAll(async () => {
+    for (const w of workers) await w.stop({ graceMs: 100 });
+    await t?.close();
+  });
+
+  const queue = (leaseMs = 600, backoffMs = 0) =>
+    new JobQueue(t.db, { leaseMs, maxAttempts: 3, backoff: { baseMs: backoffMs, maxMs: backoffMs } });
+  const worker = (opts: Omit<WorkerOptions, 'pollMs'> & { pollMs?: number }) => {
+    const w = new Worker({ pollMs: 20, ...opts });
+    workers.push(w);
+    w.start();
+    return w;
+  };
+  const settled = (q: JobQueue, id: string) =>
+    waitFor(async () => {
+      const j = await q.get(id, tenantId);
+      return isTerminal(j.status) ? j : undefined;
+    });
+
+  it('N workers running M jobs run each exactly once', async () => {
+    const q = queue(5_000);
+    const k = `many-${randomUUID().slice(0, 6)}`;
+    const runs = new Map<string, number>();
+    const owners = new Set<string>();
+    const handler: JobHandler = async ({ job }) => {
+      runs.set(job.id, (runs.get(job.id) ?? 0) + 1);
+      owners.add(job.leaseOwner!);
+      await sleep(5);
+      return { n: (job.payload as { n: number }).n };
+    };
+    const M = 30;
+    const ids: string[] = [];
+    for (let i = 0; i < M; i++) ids.push((await q.enqueue({ kind: k, tenantId, payload: { n: i } })).id);
+    const pool = Array.from({ length: 4 }, () => worker({ queue: q, handlers: { [k]: handler }, concurrency: 2 }));
+    const done = await Promise.all(ids.map((id) => settled(q, id)));
+    await Promise.all(pool.map((w) => w.stop()));
+    expect(done.every((j) => j.status === 'succeeded')).toBe(true);
+    expect(done.map((j) => (j.result as { n: number }).n)).toEqual(ids.map((_, i) => i));
+    expect([...runs.values()].every((n) => n === 1)).toBe(true);
+    expect(runs.size).toBe(M);
+    expect(owners.size).toBeGreaterThan(1);
+  });
+
+  it('reports progress and events, and stores the result', async () => {
+    const q = queue();
+    const k = `progress-${randomUUID().slice(0, 6)}`;
+    worker({
+      queue: q,
+      handlers: {
+        [k]: async (ctx) => {
+          await ctx.progress({ step: 1, of: 2 });
+          await ctx.event('metric', { loss: 0.5 });
+          await ctx.progress({ step: 2, of: 2 });
+          return { attempt: ctx.attempt };
+        },
+      },
+    });
+    const job = await q.enqueue({ kind: k, tenantId });
+    const done = await settled(q, job.id);
+    expect(done.status).toBe('succeeded');
+    expect(done.result).toEqual({ attempt: 1 });
+    const types = (await q.listEvents(job.id, tenantId)).map((e) => e.type);
+    expect(types).toEqual(['status', 'status', 'progress', 'metric', 'progress', 'status']);
+  });
+
+  it('retries a failing handler with backoff and fails it after max attempts; 4xx AppErrors fail at once', async () => {
+    const q = queue(600, 50);
+    const k = `flaky-${randomUUID().slice(0, 6)}`;
+    const attempts: number[] = [];
+    worker({
+      queue: q,
+      handlers: {
+        [k]: async ({ job, attempt }) => {
+          attempts.push(attempt);
+          if ((job.payload as { bad?: boolean }).bad) throw new AppError('invalid_dataset', 'no images');
+          if (attempt < 2) throw new Error('transient');
+          return 'ok';
+        },
+      },
+    });
+    const flaky = await q.enqueue({ kind: k, tenantId });
+    const done = await settled(q, flaky.id);
+    expect(done.status).toBe('succeeded');
+    expect(done.attempts).toBe(2);
+    expect(attempts).toEqual([1, 2]);
+
+    const bad = await q.enqueue({ kind: k, tenantId, payload: { bad: true } });
+    const failed = await settled(q, bad.id);
+    expect(failed.status).toBe('failed');
+    expect(failed.attempts).toBe(1);
+    expect(failed.error).toBe('invalid_dataset: no images');
+
+    const always = `always-${randomUUID().slice(0, 6)}`;
+    worker({ queue: q, handlers: { [always]: async () => Promise.reject(new Error('always')) } });
+    const doomed = await q.enqueue({ kind: always, tenantId, maxAttempts: 3 });
+    const out = await settled(q, doomed.id);
+    expect(out.status).toBe('failed');
+    expect(out.attempts).toBe(3);
+  });
+
+  it('cancelling a running job aborts its handler at the next heartbeat', async () => {
+    const q = queue(300);
+    const k = `cancel-${randomUUID().slice(0, 6)}`;
+    let seen: unknown;
+    worker({
+      queue: q,
+      handlers: {
+        [k]: async ({ signal }) => {
+          try {
+            return await untilAborted(signal);
+          } catch (err) {
+            seen = err;
+            throw err;
+          }
+        },
+      },
+    });
+    const job = await q.enqueue({ kind: k, tenantId });
+    await waitFor(async () => (await q.get(job.id, tenantId)).status === 'running');
+    await q.cancel(job.id, tenantId);
+    const done = await settled(q, job.id);
+    expect(done.status).toBe('cancelled');
+    expect(seen).toBeInstanceOf(JobAbortedError);
+    expect((seen as JobAbortedError).reason).toBe('cancelled');
+  });
+
+  it('a job whose worker died is recovered and finished by another worker', async () => {
+    const q = queue(300);
+    const k = `orphan-${randomUUID().slice(0, 6)}`;
+    const job = await q.enqueue({ kind: k, tenantId });
+    await q.claim('crashed-worker', [k]); // claimed, then never heard from again
+    worker({ queue: q, handlers: { [k]: async ({ attempt }) => ({ attempt }) }, recoverEveryMs: 50 });
+    const done = await settled(q, job.id);
+    expect(done.status).toBe('succeeded');
+    expect(done.result).toEqual({ attempt: 2 });
+  });
+
+  it('a worker that loses its lease aborts its handler and records nothing', async () => {
+    const q = queue(300);
+    const k = `stolen-${randomUUID().slice(0, 6)}`;
+    let reason: unknown;
+    const w = worker({
+      queue: q,
+      handlers: {
+        [k]: async ({ signal }) => {
+          await untilAborted(signal).catch((err: unknown) => {
+            reason = (err as JobAbortedError).reason;
+          });
+          return 'finished anyway';
+        },
+      },
+    });
+    const job = await q.enqueue({ kind: k, tenantId });
+    await waitFor(async () => (await q.get(job.id, tenantId)).status === 'running');
+    await t.db.update(jobs).set({ leaseOwner: 'someone-else' }).where(eq(jobs.id, job.id)); // lease taken over
+    await waitFor(async () => reason !== undefined && w.active === 0);
+    expect(reason).toBe('lease_lost');
+    const row: Job = await q.get(job.id, tenantId);
+    expect(row.status).toBe('running');
+    expect(row.leaseOwner).toBe('someone-else');
+    expect(row.result).toBeNull();
+  });
+
+  it('stop() lets a short job finish, and releases a long one after the grace period', async () => {
+    const q = queue(600);
+    const shortKind = `short-${randomUUID().slice(0, 6)}`;
+    const longKind = `long-${randomUUID().slice(0, 6)}`;
+    const w = worker({
+      queue: q,
+      concurrency: 2,
+      handlers: {
+        [shortKind]: async () => {
+          await sleep(150);
+          return 'short done';
+        },
+        [longKind]: async ({ signal }) => untilAborted(signal),
+      },
+    });
+    const short = await q.enqueue({ kind: shortKind, tenantId });
+    const long = await q.enqueue({ kind: longKind, tenantId });
+    await waitFor(async () => w.active === 2);
+    await w.stop({ graceMs: 400 });
+    expect(w.active).toBe(0);
+    expect((await q.get(short.id, tenantId)).status).toBe('succeeded');
+    const released = await q.get(long.id, tenantId);
+    expect(released.status).toBe('queued');
+    expect(released.attempts).toBe(0);
+    expect(released.leaseOwner).toBeNull();
+  });
+});
