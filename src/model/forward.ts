@@ -103,7 +103,8 @@ export function concatPrefix(states: PrefixState[]): PrefixState {
   }));
 }
 
-function checkGroups(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): void {
+/** Validates suffix groups against the backbone and the prefix state (AppError on misuse). */
+export function checkSuffixGroups(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): void {
   const { width, depth } = backbone.config;
   if (groups.length === 0) throw new AppError('internal', 'forwardSuffix needs at least one group');
   if (state.inputs.length !== state.split) throw new AppError('internal', 'prefix state is inconsistent');
@@ -126,7 +127,7 @@ function checkGroups(backbone: Backbone, state: PrefixState, groups: SuffixGroup
  * Works under a gradient tape (training) as well as outside (serving).
  */
 export function suffixFeatures(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): tf.Tensor2D[] {
-  checkGroups(backbone, state, groups);
+  checkSuffixGroups(backbone, state, groups);
   const cfg = backbone.config;
   const n = state.x.shape[0];
   const sizes = groups.map((g) => g.rows.length);

@@ -45,4 +45,6 @@ export {
 } from './forward.js';
 export { layerNorm, gelu, swish, attention, vitBlock, depthwiseSame } from './layers.js';
 export { AdamW, type AdamWOptions, type GradientItem } from './optim.js';
-export { trainStep, trainStepFullTape, crossEntropy, measurePeakBytes, type TrainStepArgs } from './train-step.js';
+export { trainStep, trainStepFullTape, measurePeakBytes, type TrainStepArgs } from './train-step.js';
+export { crossEntropy } from './loss.js';
+export { blockwiseGradients, type BlockwiseResult } from './train-blockwise.js';

@@ -8,7 +8,9 @@ import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import type { Adapter } from './adapter.js';
 import type { Backbone } from './backbone.js';
-import { disposePrefix, forwardSuffix, runPrefix, splitPoint, type PrefixState } from './forward.js';
+import { checkSuffixGroups, disposePrefix, forwardSuffix, runPrefix, splitPoint, type PrefixState } from './forward.js';
+import { blockwiseGradients } from './train-blockwise.js';
+import { crossEntropy } from './loss.js';
 import type { AdamW } from './optim.js';
 
 export interface TrainStepArgs {
@@ -18,6 +20,11 @@ export interface TrainStepArgs {
   /** Prefix of the batch (any split ≤ the adapter's); row i has label labels[i]. */
   state: PrefixState;
   labels: Int32Array | number[];
+  /**
+   * Back-propagate block by block, re-running each suffix block (activation checkpointing):
+   * peak memory of one block instead of the whole suffix, for about one extra suffix forward.
+   */
+  recompute?: boolean;
 }
 
 function checkLabels(labels: Int32Array | number[], n: number, classes: number): void {
@@ -25,14 +32,6 @@ function checkLabels(labels: Int32Array | number[], n: number, classes: number):
   for (const l of labels) {
     if (!Number.isInteger(l) || l < 0 || l >= classes) throw new AppError('internal', `label index ${l} is outside 0..${classes - 1}`);
   }
-}
-
-/** Mean softmax cross-entropy. */
-export function crossEntropy(logits: tf.Tensor2D, labels: Int32Array | number[]): tf.Scalar {
-  return tf.tidy(() => {
-    const oneHot = tf.oneHot(tf.tensor1d(Array.from(labels), 'int32'), logits.shape[1]);
-    return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)), 1))) as tf.Scalar;
-  });
 }
 
 function step(adapter: Adapter, optimizer: AdamW, loss: () => tf.Scalar): number {
@@ -61,9 +60,21 @@ function logitsLoss(run: () => tf.Tensor2D, labels: Int32Array | number[]): tf.S
 }
 
 /** Trains the CSN + head on one batch; gradients flow through the suffix only. Returns the loss. */
-export function trainStep({ backbone, adapter, optimizer, state, labels }: TrainStepArgs): number {
+export function trainStep({ backbone, adapter, optimizer, state, labels, recompute }: TrainStepArgs): number {
   const n = state.x.shape[0];
   checkLabels(labels, n, adapter.spec.labels.length);
+  if (recompute) {
+    if (adapter.trainableVariables().length === 0) throw new AppError('internal', 'adapter is not trainable (load it with trainable: true)');
+    // Same checks as the taped path (adapter/prefix compatibility) before any work.
+    checkSuffixGroups(backbone, state, [{ adapter, rows: [0] }]);
+    const { loss, grads } = blockwiseGradients(backbone, adapter, state, labels);
+    try {
+      optimizer.applyGradients([...grads].map(([variable, grad]) => ({ variable, grad, decay: !adapter.isBias(variable) })));
+    } finally {
+      for (const g of grads.values()) g.dispose();
+    }
+    return loss;
+  }
   const rows = [...Array(n).keys()];
   return step(adapter, optimizer, () => logitsLoss(() => forwardSuffix(backbone, state, [{ adapter, rows }])[0], labels));
 }
