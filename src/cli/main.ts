@@ -6,10 +6,11 @@
 import { parseArgs } from 'node:util';
 import { isAppError } from '../errors.js';
 import { predictCommand } from './predict.js';
+import { workerCommand } from './worker.js';
 import { UsageError, type Command } from './command.js';
 
 /** Add new subcommands (worker, serve, train, …) here. */
-const COMMANDS: Command[] = [predictCommand];
+const COMMANDS: Command[] = [predictCommand, workerCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,0 +1,84 @@
+/**
+ * `dtl-host worker` — runs training workers alone (no HTTP server), for scaling training out
+ * across processes or machines. Same configuration as the server (DATABASE_URL, blob store,
+ * BACKBONE, JOB_LEASE_MS, WORKER_CONCURRENCY, TRAIN_CACHE_BYTES, …). SIGTERM/SIGINT stop it
+ * gracefully: running jobs get a lease's length to finish, then go back to the queue.
+ */
+import { loadConfig, type Config } from '../config.js';
+import { openDatabase } from '../db/open.js';
+import { AppError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { initBackend, loadBackboneFromDir, loadBackboneFromFiles, type Backbone } from '../model/index.js';
+import { openBlobStore, type BlobStore } from '../storage/index.js';
+import { createWorkerRuntime } from '../train/runtime.js';
+import { UsageError, type Command } from './command.js';
+
+/** The configured backbone: a local folder, or `blob:<key prefix>` in the blob store. */
+export async function loadConfiguredBackbone(config: Pick<Config, 'BACKBONE'>, blobs: BlobStore): Promise<Backbone> {
+  if (!config.BACKBONE.startsWith('blob:')) return loadBackboneFromDir(config.BACKBONE);
+  const prefix = config.BACKBONE.slice('blob:'.length).replace(/\/+$/, '');
+  const get = async (name: string, required: boolean): Promise<Buffer | undefined> => {
+    try {
+      return await blobs.getBuffer(`${prefix}/${name}`);
+    } catch (err) {
+      if (!required && err instanceof AppError && err.code === 'not_found') return undefined;
+      if (err instanceof AppError && err.code === 'not_found') {
+        throw new AppError('invalid_backbone', `backbone '${config.BACKBONE}' has no ${name} in the blob store`);
+      }
+      throw err;
+    }
+  };
+  const [model, cfg, preprocessor] = await Promise.all([
+    get('model.safetensors', true),
+    get('config.json', true),
+    get('preprocessor_config.json', false),
+  ]);
+  return loadBackboneFromFiles({ model: model!, config: cfg!, preprocessor });
+}
+
+export const workerCommand: Command = {
+  name: 'worker',
+  summary: 'run training workers without the HTTP server',
+  usage: [
+    'usage: dtl-host worker [--concurrency N]',
+    '',
+    '  --concurrency N  training jobs at once in this process (default WORKER_CONCURRENCY)',
+    '',
+    'Configuration comes from the environment, as for the server (DATABASE_URL, S3_BUCKET or',
+    'BLOB_DIR, BACKBONE, JOB_LEASE_MS, TRAIN_CACHE_BYTES, …). Stops gracefully on SIGTERM/SIGINT.',
+  ].join('\n'),
+  options: { concurrency: { type: 'string' } },
+  async run(values) {
+    let concurrency: number | undefined;
+    if (values.concurrency !== undefined) {
+      concurrency = Number(values.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
+        throw new UsageError(`--concurrency must be an integer in 1..64, got '${String(values.concurrency)}'`);
+      }
+    }
+    const config = loadConfig();
+    const log = createLogger(config.LOG_LEVEL, { role: 'worker' });
+    await initBackend(config.TFJS_BACKEND, (m) => log.info(m));
+    const database = await openDatabase(config);
+    let blobs: BlobStore | undefined;
+    let backbone: Backbone | undefined;
+    try {
+      blobs = await openBlobStore(config);
+      backbone = await loadConfiguredBackbone(config, blobs);
+      log.info({ backbone: backbone.identity, width: backbone.config.width, depth: backbone.config.depth }, 'backbone loaded');
+      const runtime = createWorkerRuntime({ config, log, database, blobs, backbone }, { concurrency });
+      const stopped = new Promise<string>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+      });
+      runtime.start();
+      const signal = await stopped;
+      log.info({ signal }, 'stopping the worker');
+      await runtime.stop();
+    } finally {
+      backbone?.dispose();
+      await blobs?.close();
+      await database.close();
+    }
+  },
+};

@@ -1,0 +1,198 @@
+/**
+ * Data set verbs. createDataset streams the upload to a private temp file (byte-limited, never
+ * buffered whole), validates and preprocesses it (train/ingest), stores the raw upload and the
+ * prepared form in the blob store under the tenant's prefix, and records the row. A failed
+ * upload leaves nothing behind: no row, no blobs, and earlier data sets untouched.
+ */
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { z } from 'zod';
+import * as datasetsRepo from '../db/repos/datasets.js';
+import * as tenantsRepo from '../db/repos/tenants.js';
+import type { ClassCounts, Dataset, DatasetStatus } from '../db/schema.js';
+import { AppError, isAppError } from '../errors.js';
+import type { Page } from '../db/repos/util.js';
+import {
+  encodePreparedParts,
+  ingestFile,
+  removeWorkDir,
+  spoolUpload,
+  type DatasetForm,
+  type IngestPolicy,
+  type IngestResult,
+  type SplitCounts,
+} from '../train/ingest/index.js';
+import type { ServiceDeps, TenantCtx } from './context.js';
+
+export interface DatasetView {
+  id: string;
+  name: string;
+  status: DatasetStatus;
+  /** Sorted; a label's index is its class id. */
+  labels: string[];
+  /** Per label: images in each split. */
+  classes: ClassCounts;
+  imageCount: number;
+  /** Raw upload + prepared form. */
+  byteSize: number;
+  problems: Array<{ code: string; message: string; file?: string }>;
+  error: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface CreateDatasetInput {
+  name: string;
+  source: Readable;
+  contentType?: string;
+  /** 'skip' (default): drop unreadable files and report them; 'reject': fail on any problem. */
+  policy?: IngestPolicy;
+  /** Images a class needs (default 2). */
+  minPerClass?: number;
+  signal?: AbortSignal;
+}
+
+export interface CreateDatasetResult {
+  dataset: DatasetView;
+  form: DatasetForm;
+  /** All problems, also those beyond the ones kept in the row. */
+  problemCount: number;
+  totals: SplitCounts;
+}
+
+const nameSchema = z.string().trim().min(1, 'name must not be empty').max(200, 'name is longer than 200 characters');
+const policySchema = z.enum(['skip', 'reject']);
+
+export function toView(row: Dataset): DatasetView {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    labels: Object.keys(row.classes).sort(),
+    classes: row.classes,
+    imageCount: row.imageCount,
+    byteSize: row.byteSize,
+    problems: row.problems,
+    error: row.error,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+const prefixOf = (tenantId: string, datasetId: string) => `tenants/${tenantId}/datasets/${datasetId}`;
+
+function classCounts(r: IngestResult): ClassCounts {
+  // fromEntries defines own properties, so a label like '__proto__' stays an ordinary key.
+  return Object.fromEntries(r.labels.map((label, i) => {
+    const { train, val, test, unassigned, total } = r.counts[i];
+    return [label, { train, val, test, unassigned, total }];
+  }));
+}
+
+async function checkQuotas(deps: ServiceDeps, ctx: TenantCtx): Promise<number> {
+  const usage = await tenantsRepo.usage(deps.database.db, ctx.tenantId);
+  const { QUOTA_DATASETS, QUOTA_BYTES } = deps.config;
+  if (usage.datasets >= QUOTA_DATASETS) {
+    throw new AppError('quota_exceeded', `quota reached: at most ${QUOTA_DATASETS} datasets per tenant`, {
+      details: { kind: 'datasets', limit: QUOTA_DATASETS, used: usage.datasets },
+    });
+  }
+  const left = QUOTA_BYTES - usage.bytes;
+  if (left <= 0) {
+    throw new AppError('quota_exceeded', `storage quota reached: ${QUOTA_BYTES} bytes per tenant`, {
+      details: { kind: 'bytes', limit: QUOTA_BYTES, remaining: 0 },
+    });
+  }
+  return left;
+}
+
+export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; ctx: TenantCtx; input: CreateDatasetInput }): Promise<CreateDatasetResult> {
+  const name = nameSchema.safeParse(input.name);
+  if (!name.success) throw new AppError('validation_failed', `dataset name: ${name.error.issues[0].message}`);
+  const policy = policySchema.safeParse(input.policy ?? 'skip');
+  if (!policy.success) throw new AppError('validation_failed', "policy must be 'skip' or 'reject'");
+  const { config, blobs, database } = deps;
+  const left = await checkQuotas(deps, ctx);
+  const maxBytes = Math.min(config.UPLOAD_MAX_BYTES, left);
+
+  let spooled;
+  try {
+    spooled = await spoolUpload(input.source, { maxBytes, tmpDir: path.join(config.paths.dataDir, 'tmp') });
+  } catch (err) {
+    if (isAppError(err) && err.code === 'payload_too_large' && maxBytes < config.UPLOAD_MAX_BYTES) {
+      throw new AppError('quota_exceeded', `storage quota reached: the upload is larger than the ${left} bytes this tenant has left`, {
+        details: { kind: 'bytes', limit: config.QUOTA_BYTES, remaining: left },
+      });
+    }
+    throw err;
+  }
+  let rowId: string | undefined;
+  const keys: string[] = [];
+  try {
+    const result = await ingestFile({
+      path: spooled.path,
+      contentType: input.contentType,
+      imageSize: deps.backbone.config.imageSize,
+      policy: policy.data,
+      limits: { maxImagePixels: config.IMAGE_MAX_PIXELS, ...(input.minPerClass === undefined ? {} : { minPerClass: input.minPerClass }) },
+      signal: input.signal,
+    });
+    const parts = encodePreparedParts(result.prepared);
+    const preparedBytes = parts.reduce((a, b) => a + b.length, 0);
+    const total = spooled.bytes + preparedBytes;
+    if (total > left) {
+      throw new AppError('quota_exceeded', `storage quota reached: the data set needs ${total} bytes, ${left} are left`, {
+        details: { kind: 'bytes', limit: config.QUOTA_BYTES, remaining: left, requested: total },
+      });
+    }
+    const row = await datasetsRepo.create(database.db, ctx.tenantId, { name: name.data, status: 'processing', byteSize: total });
+    rowId = row.id;
+    const rawKey = `${prefixOf(ctx.tenantId, row.id)}/upload`;
+    const preparedKey = `${prefixOf(ctx.tenantId, row.id)}/prepared.bin`;
+    keys.push(rawKey);
+    await blobs.putStream(rawKey, createReadStream(spooled.path), spooled.bytes, { contentType: input.contentType });
+    keys.push(preparedKey);
+    await blobs.putStream(preparedKey, Readable.from(parts), preparedBytes, { contentType: 'application/octet-stream' });
+    const ready = await datasetsRepo.update(
+      database.db,
+      ctx.tenantId,
+      row.id,
+      {
+        status: 'ready',
+        classes: classCounts(result),
+        imageCount: result.totals.total,
+        byteSize: total,
+        rawKey,
+        preparedKey,
+        problems: result.problems.map((p) => ({ code: p.code, message: p.message, file: p.path })),
+      },
+      { fromStatus: ['processing'] },
+    );
+    deps.log.info({ tenantId: ctx.tenantId, datasetId: row.id, images: result.totals.total, classes: result.labels.length, problems: result.problemCount }, 'dataset created');
+    return { dataset: toView(ready), form: result.form, problemCount: result.problemCount, totals: result.totals };
+  } catch (err) {
+    // Leave nothing half-made: the row (if any) and every blob written for it.
+    for (const key of keys) await blobs.delete(key).catch(() => {});
+    if (rowId !== undefined) await datasetsRepo.remove(database.db, ctx.tenantId, rowId).catch(() => {});
+    throw err;
+  } finally {
+    await removeWorkDir(spooled.workDir);
+  }
+}
+
+export async function getDataset({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<DatasetView> {
+  return toView(await datasetsRepo.get(deps.database.db, ctx.tenantId, id));
+}
+
+export async function listDatasets({ deps, ctx, page }: { deps: ServiceDeps; ctx: TenantCtx; page?: Page & { status?: DatasetStatus } }): Promise<DatasetView[]> {
+  return (await datasetsRepo.list(deps.database.db, ctx.tenantId, page)).map(toView);
+}
+
+/** Deletes the row, then its blobs. Adapter versions trained on it keep working (they only lose the link). */
+export async function deleteDataset({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<void> {
+  const row = await datasetsRepo.remove(deps.database.db, ctx.tenantId, id);
+  for (const key of [row.rawKey, row.preparedKey]) {
+    if (key !== null) await deps.blobs.delete(key);
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Training verbs: start a training job for a tenant's data set (creating the adapter on first
+ * use), read it, cancel it, and read its event stream (status changes, one progress event per
+ * epoch, the published version) after a given event id — what an SSE route polls.
+ */
+import * as adaptersRepo from '../db/repos/adapters.js';
+import * as datasetsRepo from '../db/repos/datasets.js';
+import * as jobsRepo from '../db/repos/jobs.js';
+import * as tenantsRepo from '../db/repos/tenants.js';
+import type { Adapter, Job, JobEvent } from '../db/schema.js';
+import { AppError, isAppError } from '../errors.js';
+import { parseHyperparameters, resolveBlocks, type Hyperparameters } from '../train/hyperparameters.js';
+import { TRAIN_JOB_KIND, type TrainJobPayload } from '../train/job.js';
+import type { ServiceDeps, TenantCtx } from './context.js';
+
+export interface StartTrainingInput {
+  datasetId: string;
+  /** Trains a new version of this adapter, creating it when the tenant has none by that name. */
+  adapterName: string;
+  description?: string;
+  /** Partial: everything left out takes the recipe's default. */
+  hyperparameters?: unknown;
+}
+
+export interface JobView {
+  id: string;
+  kind: string;
+  status: Job['status'];
+  attempts: number;
+  maxAttempts: number;
+  progress: unknown;
+  result: unknown;
+  error: string | null;
+  cancelRequested: boolean;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface JobEventView {
+  id: number;
+  at: Date;
+  type: string;
+  data: unknown;
+}
+
+export function toJobView(j: Job): JobView {
+  return {
+    id: j.id,
+    kind: j.kind,
+    status: j.status,
+    attempts: j.attempts,
+    maxAttempts: j.maxAttempts,
+    progress: j.progress ?? null,
+    result: j.result ?? null,
+    error: j.error,
+    cancelRequested: j.cancelRequested,
+    createdAt: j.createdAt,
+    startedAt: j.startedAt,
+    finishedAt: j.finishedAt,
+  };
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+async function findOrCreateAdapter(deps: ServiceDeps, ctx: TenantCtx, name: string, description?: string): Promise<Adapter> {
+  const db = deps.database.db;
+  try {
+    return await adaptersRepo.getByName(db, ctx.tenantId, name);
+  } catch (err) {
+    if (!isAppError(err) || err.code !== 'not_found') throw err;
+  }
+  const usage = await tenantsRepo.usage(db, ctx.tenantId);
+  if (usage.adapters >= deps.config.QUOTA_ADAPTERS) {
+    throw new AppError('quota_exceeded', `quota reached: at most ${deps.config.QUOTA_ADAPTERS} adapters per tenant`, {
+      details: { kind: 'adapters', limit: deps.config.QUOTA_ADAPTERS, used: usage.adapters },
+    });
+  }
+  try {
+    return await adaptersRepo.create(db, ctx.tenantId, { name, description });
+  } catch (err) {
+    // Two requests created it at once: the other one won; train a version of that one.
+    if (isAppError(err) && err.code === 'already_exists') return adaptersRepo.getByName(db, ctx.tenantId, name);
+    throw err;
+  }
+}
+
+/**
+ * Validates everything that can be known now (hyperparameters against the backbone, the data set
+ * is the tenant's and ready, the quota) so a bad request fails here, not minutes later in a job.
+ */
+export async function startTraining({ deps, ctx, input }: { deps: ServiceDeps; ctx: TenantCtx; input: StartTrainingInput }): Promise<{ adapter: Adapter; job: JobView }> {
+  if (typeof input.adapterName !== 'string' || !NAME_RE.test(input.adapterName)) {
+    throw new AppError('validation_failed', 'adapterName: 1–100 characters: letters, digits, ".", "_" or "-", starting with a letter or digit');
+  }
+  const h: Hyperparameters = parseHyperparameters(input.hyperparameters ?? {});
+  resolveBlocks(h, deps.backbone.config);
+  const db = deps.database.db;
+  const dataset = await datasetsRepo.get(db, ctx.tenantId, input.datasetId);
+  if (dataset.status !== 'ready') {
+    throw new AppError('invalid_state', `data set '${dataset.id}' is ${dataset.status}; only a ready data set can be trained on`, {
+      details: { status: dataset.status },
+    });
+  }
+  const adapter = await findOrCreateAdapter(deps, ctx, input.adapterName, input.description);
+  const payload: TrainJobPayload = { datasetId: dataset.id, adapterId: adapter.id, hyperparameters: h };
+  const job = await jobsRepo.enqueue(db, {
+    kind: TRAIN_JOB_KIND,
+    tenantId: ctx.tenantId,
+    payload,
+    maxAttempts: deps.config.JOB_MAX_ATTEMPTS,
+  });
+  deps.log.info({ tenantId: ctx.tenantId, job: job.id, adapterId: adapter.id, datasetId: dataset.id }, 'training job queued');
+  return { adapter, job: toJobView(job) };
+}
+
+export async function getJob({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<JobView> {
+  return toJobView(await jobsRepo.get(deps.database.db, ctx.tenantId, id));
+}
+
+export async function listJobs({ deps, ctx, limit, offset }: { deps: ServiceDeps; ctx: TenantCtx; limit?: number; offset?: number }): Promise<JobView[]> {
+  return (await jobsRepo.list(deps.database.db, ctx.tenantId, { kind: TRAIN_JOB_KIND, limit, offset })).map(toJobView);
+}
+
+/** Queued → cancelled now; running → cancel requested (the worker stops between batches; no version is published). */
+export async function cancelJob({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<JobView> {
+  return toJobView(await jobsRepo.cancel(deps.database.db, ctx.tenantId, id));
+}
+
+/** Events after `afterId` (0 = from the start), oldest first; a foreign or unknown job is 'not_found'. */
+export async function listJobEvents({
+  deps,
+  ctx,
+  id,
+  afterId = 0,
+  limit,
+}: {
+  deps: ServiceDeps;
+  ctx: TenantCtx;
+  id: string;
+  afterId?: number;
+  limit?: number;
+}): Promise<JobEventView[]> {
+  await jobsRepo.get(deps.database.db, ctx.tenantId, id);
+  if (!Number.isSafeInteger(afterId) || afterId < 0) throw new AppError('validation_failed', 'afterId must be a non-negative integer');
+  const rows: JobEvent[] = await jobsRepo.listEvents(deps.database.db, id, ctx.tenantId, afterId, limit);
+  return rows.map((e) => ({ id: e.id, at: e.at, type: e.type, data: e.data }));
+}

@@ -1,0 +1,111 @@
+/**
+ * Training hyperparameters: one zod schema with bounds, the authors' recipe as defaults
+ * (AdamW lr 1e-3, weight decay 0.05 without decay on biases, warm-up then cosine per epoch,
+ * batch 32, rank 2, β 100, every block read, additions after the second half of the blocks),
+ * and the step that turns them into a concrete adapter spec for one backbone.
+ *
+ * Epochs: `warmupEpochs` of linear ramp, then `epochs` of cosine decay (the paper's VTAB-1K runs
+ * are warmupEpochs 10 + epochs 100). The defaults here are smaller, sized for a service that
+ * trains on CPUs; early stopping (`patience`) ends runs that stopped improving.
+ */
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+import type { AdapterSpec, BackboneConfig } from '../model/index.js';
+
+const blockList = z
+  .array(z.number().int().min(0).max(1023))
+  .min(1)
+  .max(1024)
+  .refine((a) => new Set(a).size === a.length, 'block indices must be unique');
+
+export const hyperparametersSchema = z
+  .object({
+    /** Cosine epochs after the warm-up. */
+    epochs: z.number().int().min(1).max(1000).default(20),
+    /** Linear warm-up epochs before the cosine decay. */
+    warmupEpochs: z.number().int().min(0).max(100).default(2),
+    /** Peak learning rate (reached at the end of the warm-up). */
+    lr: z.number().positive().max(1).default(1e-3),
+    /** Learning rate at the end of the cosine. */
+    minLr: z.number().min(0).max(1).default(1e-8),
+    /** AdamW decoupled weight decay; biases get none. */
+    weightDecay: z.number().min(0).max(1).default(0.05),
+    batchSize: z.number().int().min(1).max(512).default(32),
+    /** CSN rank r. */
+    rank: z.number().int().min(1).max(64).default(2),
+    /** Swish sharpness β in θ(h) = h·sigmoid(βh). */
+    beta: z.number().positive().max(10_000).default(100),
+    /** Blocks whose input the CSN reads ('all' = every block). */
+    readBlocks: z.union([z.literal('all'), blockList]).default('all'),
+    /** Blocks after which θ(h) is added back ('default' = the second half of the blocks). */
+    addBlocks: z.union([z.literal('default'), blockList]).default('default'),
+    /** 'dtl+' fuses the addition with a depthwise kernel×kernel conv over the patch grid. */
+    variant: z.enum(['dtl', 'dtl+']).default('dtl'),
+    kernel: z.number().int().min(1).max(15).default(3),
+    /** Seeds the adapter's initialisation, the train/val split, batch order and augmentation. */
+    seed: z.number().int().min(0).max(0xffff_ffff).default(0),
+    /** Stop after this many epochs (after the warm-up) without a better validation accuracy; 0 = never. */
+    patience: z.number().int().min(0).max(1000).default(5),
+    /** Share of each class held out for validation when the data set has no val split. */
+    valFraction: z.number().min(0.05).max(0.5).default(0.2),
+    /** 'flip': random horizontal flips (both prefixes are cached: 2× cache memory). */
+    augment: z.enum(['none', 'flip']).default('none'),
+  })
+  .strict()
+  .refine((h) => h.minLr <= h.lr, { message: 'minLr must not exceed lr', path: ['minLr'] });
+
+export type Hyperparameters = z.infer<typeof hyperparametersSchema>;
+export type HyperparametersInput = z.input<typeof hyperparametersSchema>;
+
+/** Parses client input (unknown keys refused); a bad value → AppError 'validation_failed' naming the field. */
+export function parseHyperparameters(input: unknown): Hyperparameters {
+  const parsed = hyperparametersSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new AppError('validation_failed', `invalid hyperparameters: ${issues.join('; ')}`, { details: { issues } });
+  }
+  return parsed.data;
+}
+
+/** The default addition blocks: the second half of the blocks (ViT-B's 12 → 6..11, as the authors). */
+export function defaultAddBlocks(depth: number): number[] {
+  const from = Math.floor(depth / 2);
+  return Array.from({ length: depth - from }, (_, i) => from + i);
+}
+
+/** Adapter blocks and kernel once 'all' / 'default' are resolved against a backbone. */
+export interface ResolvedBlocks {
+  loraBeforeBlocks: number[];
+  addAfterBlocks: number[];
+  fusionKernel: number;
+}
+
+/**
+ * Resolves the block lists against a backbone and checks them: every index inside the backbone,
+ * rank at most the width, the DTL+ kernel at most the patch grid. → 'validation_failed'.
+ */
+export function resolveBlocks(h: Hyperparameters, cfg: BackboneConfig): ResolvedBlocks {
+  const fail = (msg: string): never => {
+    throw new AppError('validation_failed', `invalid hyperparameters: ${msg}`);
+  };
+  const reads = h.readBlocks === 'all' ? Array.from({ length: cfg.depth }, (_, i) => i) : [...h.readBlocks].sort((a, b) => a - b);
+  const adds = h.addBlocks === 'default' ? defaultAddBlocks(cfg.depth) : [...h.addBlocks].sort((a, b) => a - b);
+  for (const [list, name] of [
+    [reads, 'readBlocks'],
+    [adds, 'addBlocks'],
+  ] as const) {
+    const bad = list.find((i) => i >= cfg.depth);
+    if (bad !== undefined) fail(`${name} names block ${bad}, but the backbone has ${cfg.depth} blocks (0..${cfg.depth - 1})`);
+  }
+  // A read after the last addition can never reach the output: it would train nothing.
+  if (reads[0] > adds[adds.length - 1]) fail(`every read block comes after the last addition block ${adds[adds.length - 1]}`);
+  if (h.rank > cfg.width) fail(`rank ${h.rank} exceeds the backbone width ${cfg.width}`);
+  const fusionKernel = h.variant === 'dtl+' ? h.kernel : 0;
+  if (fusionKernel > cfg.gridSize) fail(`kernel ${fusionKernel} exceeds the ${cfg.gridSize}×${cfg.gridSize} patch grid`);
+  return { loraBeforeBlocks: reads, addAfterBlocks: adds, fusionKernel };
+}
+
+/** The model's adapter spec for these hyperparameters, labels and backbone. */
+export function adapterSpecFor(h: Hyperparameters, cfg: BackboneConfig, labels: string[]): AdapterSpec {
+  return { rank: h.rank, beta: h.beta, labels, ...resolveBlocks(h, cfg) };
+}

@@ -1,0 +1,98 @@
+/**
+ * Publishing a trained adapter: the file goes to the blob store first, then the version row and
+ * the 'latest' alias are committed in one transaction (adaptersRepo.publishVersion). A reader
+ * that finds the row therefore always finds the file. A crash between the two leaves an
+ * unreferenced file (never a row without a file); a retried job that had already published gets
+ * the first version back and deletes its own duplicate file.
+ */
+import { randomUUID } from 'node:crypto';
+import * as adaptersRepo from '../db/repos/adapters.js';
+import type { Db } from '../db/open.js';
+import type { AdapterSpec as StoredSpec, AdapterVersion } from '../db/schema.js';
+import { saveAdapter, type Adapter, type Backbone } from '../model/index.js';
+import type { BlobStore } from '../storage/index.js';
+import type { Hyperparameters } from './hyperparameters.js';
+import type { TrainingMetrics } from './trainer.js';
+
+export interface PublishInput {
+  db: Db;
+  blobs: BlobStore;
+  tenantId: string;
+  adapterId: string;
+  /** The training job (unique per version: a job publishes at most once). */
+  jobId: string | null;
+  datasetId: string | null;
+  adapter: Adapter;
+  backbone: Backbone;
+  hyperparameters: Hyperparameters;
+  metrics: TrainingMetrics;
+}
+
+/** What a client needs to know about the backbone an adapter belongs to. */
+export function backboneIdentity(b: Backbone): Record<string, unknown> {
+  const c = b.config;
+  return { identity: b.identity, layout: c.layout, width: c.width, depth: c.depth, imageSize: c.imageSize, patchSize: c.patchSize };
+}
+
+/** The short metrics summary carried inside the adapter file (the full set lives in the version row). */
+export function metricsSummary(m: TrainingMetrics): Record<string, unknown> {
+  return {
+    accuracy: m.evaluation.accuracy,
+    evaluatedOn: m.evaluation.split,
+    macroF1: m.evaluation.macroF1,
+    bestEpoch: m.bestEpoch,
+    bestValAccuracy: m.bestValAccuracy,
+    epochsRun: m.epochsRun,
+    split: m.split,
+    trainableParams: m.trainableParams,
+  };
+}
+
+/** Blob key of an adapter file: under the tenant's prefix; the uuid keeps concurrent writers apart. */
+export function adapterObjectKey(tenantId: string, adapterId: string, versionHint: number): string {
+  return `tenants/${tenantId}/adapters/${adapterId}/v${versionHint}-${randomUUID()}.safetensors`;
+}
+
+export async function publishTrainedAdapter(input: PublishInput): Promise<{ version: AdapterVersion; created: boolean }> {
+  const { db, blobs, tenantId, adapterId, adapter, backbone, metrics } = input;
+  const spec = adapter.spec;
+  const bytes = saveAdapter(adapter, {
+    backbone: backboneIdentity(backbone),
+    hyperparameters: input.hyperparameters,
+    metrics: metricsSummary(metrics),
+    trainedAt: new Date().toISOString(),
+  });
+  // The number in the key is a hint for people browsing the store; the row holds the real one.
+  const existing = await adaptersRepo.listVersions(db, tenantId, adapterId);
+  const hint = existing.reduce((m, v) => Math.max(m, v.version), 0) + 1;
+  const objectKey = adapterObjectKey(tenantId, adapterId, hint);
+  await blobs.putBuffer(objectKey, bytes, { contentType: 'application/octet-stream' });
+  const stored: StoredSpec = {
+    rank: spec.rank,
+    beta: spec.beta,
+    blocks: spec.addAfterBlocks,
+    kernel: spec.fusionKernel,
+    labels: spec.labels,
+    loraBeforeBlocks: spec.loraBeforeBlocks,
+    addAfterBlocks: spec.addAfterBlocks,
+    fusionKernel: spec.fusionKernel,
+  };
+  let result: { version: AdapterVersion; created: boolean };
+  try {
+    result = await adaptersRepo.publishVersion(db, tenantId, adapterId, {
+      objectKey,
+      spec: stored,
+      metrics: { ...metrics, hyperparameters: input.hyperparameters },
+      backboneId: backbone.identity,
+      byteSize: bytes.length,
+      source: 'trained',
+      jobId: input.jobId,
+      datasetId: input.datasetId,
+    });
+  } catch (err) {
+    await blobs.delete(objectKey).catch(() => {});
+    throw err;
+  }
+  if (!result.created) await blobs.delete(objectKey).catch(() => {});
+  return result;
+}

@@ -1,0 +1,70 @@
+/**
+ * The pieces of the recipe that are plain arithmetic: the per-epoch learning rate (linear warm-up,
+ * then cosine), a seeded PRNG, a seeded shuffle, and the stratified train/val split.
+ */
+
+/**
+ * Learning rate of epoch `e` (0-based). Warm-up epochs ramp linearly to `lr` (epoch e of W uses
+ * lr·(e+1)/(W+1), so the first epoch already learns — timm starts at ~0, which wastes an epoch of
+ * a short service run); the next `epochs` follow a cosine from `lr` down towards `minLr`.
+ */
+export function learningRate(e: number, h: { lr: number; minLr: number; warmupEpochs: number; epochs: number }): number {
+  if (e < h.warmupEpochs) return (h.lr * (e + 1)) / (h.warmupEpochs + 1);
+  const t = Math.min(e - h.warmupEpochs, h.epochs);
+  return h.minLr + 0.5 * (h.lr - h.minLr) * (1 + Math.cos((Math.PI * t) / h.epochs));
+}
+
+/** mulberry32: small, fast, and identical on every platform. Returns floats in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Derives an independent stream for one purpose (split, epoch e, …) from the run's seed. */
+export function subSeed(seed: number, purpose: number): number {
+  return (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(purpose + 1, 0xc2b2ae35)) >>> 0;
+}
+
+/** Fisher–Yates in place. */
+export function shuffle<T>(items: T[], rand: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+  return items;
+}
+
+/**
+ * Holds out `fraction` of every class for validation (rounded, at least one image from each class
+ * that has two or more, never the last one), chosen by the seeded shuffle. Returns sorted indices.
+ */
+export function stratifiedSplit(
+  indices: number[],
+  labelOf: (i: number) => number,
+  fraction: number,
+  seed: number,
+): { train: number[]; val: number[] } {
+  const byClass = new Map<number, number[]>();
+  for (const i of indices) {
+    const c = labelOf(i);
+    const list = byClass.get(c);
+    if (list) list.push(i);
+    else byClass.set(c, [i]);
+  }
+  const rand = prng(seed);
+  const train: number[] = [];
+  const val: number[] = [];
+  for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
+    const list = shuffle([...byClass.get(c)!].sort((a, b) => a - b), rand);
+    const n = list.length < 2 ? 0 : Math.min(list.length - 1, Math.max(1, Math.round(list.length * fraction)));
+    val.push(...list.slice(0, n));
+    train.push(...list.slice(n));
+  }
+  return { train: train.sort((a, b) => a - b), val: val.sort((a, b) => a - b) };
+}
