@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as tenantsRepo from '../../src/db/repos/tenants.js';
 import { jobs } from '../../src/db/schema.js';
 import { AppError } from '../../src/errors.js';
@@ -36,8 +36,11 @@ describe.each(dbTargets())('worker on %s', (kind) => {
     t = await openTestDb(kind);
     tenantId = (await tenantsRepo.create(t.db, { name: 'worker-tests' })).id;
   });
+  // Workers of one test must not recover or claim the next test's jobs.
+  afterEach(async () => {
+    for (const w of workers.splice(0)) await w.stop({ graceMs: 100 });
+  });
   afterAll(async () => {
-    for (const w of workers) await w.stop({ graceMs: 100 });
     await t?.close();
   });
 
@@ -137,7 +140,7 @@ describe.each(dbTargets())('worker on %s', (kind) => {
   });
 
   it('cancelling a running job aborts its handler at the next heartbeat', async () => {
-    const q = queue(300);
+    const q = queue(1_000);
     const k = `cancel-${randomUUID().slice(0, 6)}`;
     let seen: unknown;
     worker({
@@ -174,7 +177,7 @@ describe.each(dbTargets())('worker on %s', (kind) => {
   });
 
   it('a worker that loses its lease aborts its handler and records nothing', async () => {
-    const q = queue(300);
+    const q = queue(900);
     const k = `stolen-${randomUUID().slice(0, 6)}`;
     let reason: unknown;
     const w = worker({
@@ -190,7 +193,11 @@ describe.each(dbTargets())('worker on %s', (kind) => {
     });
     const job = await q.enqueue({ kind: k, tenantId });
     await waitFor(async () => (await q.get(job.id, tenantId)).status === 'running');
-    await t.db.update(jobs).set({ leaseOwner: 'someone-else' }).where(eq(jobs.id, job.id)); // lease taken over
+    // Another worker took the lease over (and keeps it alive, so nobody's recovery touches it).
+    await t.db
+      .update(jobs)
+      .set({ leaseOwner: 'someone-else', leaseExpiresAt: sql`now() + interval '1 hour'` })
+      .where(eq(jobs.id, job.id));
     await waitFor(async () => reason !== undefined && w.active === 0);
     expect(reason).toBe('lease_lost');
     const row: Job = await q.get(job.id, tenantId);
@@ -200,7 +207,7 @@ describe.each(dbTargets())('worker on %s', (kind) => {
   });
 
   it('stop() lets a short job finish, and releases a long one after the grace period', async () => {
-    const q = queue(600);
+    const q = queue(1_500);
     const shortKind = `short-${randomUUID().slice(0, 6)}`;
     const longKind = `long-${randomUUID().slice(0, 6)}`;
     const w = worker({
