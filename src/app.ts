@@ -1,0 +1,40 @@
+/**
+ * The HTTP application, built from its dependencies: used by src/server.ts to serve and by tests
+ * through `app.request()` without a socket. Nothing here opens or closes resources.
+ */
+import { readFileSync } from 'node:fs';
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { AppError } from './errors.js';
+import { newRouter } from './routes/define.js';
+import { docsRouter } from './routes/docs.js';
+import type { AppDeps, AppEnv } from './routes/env.js';
+import { errorResponse } from './routes/errors.js';
+import { healthRouter } from './routes/health.js';
+import { keysRouter } from './routes/keys.js';
+import { requestContext } from './routes/middleware.js';
+import { buildOpenApiDocument, registerSecuritySchemes, type OpenApiDocument } from './routes/openapi.js';
+import { tenantsRouter } from './routes/tenants.js';
+
+export type { AppDeps, AppEnv, Lifecycle } from './routes/env.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
+  const app = newRouter();
+  registerSecuritySchemes(app);
+  app.use('*', requestContext(deps));
+
+  let doc: OpenApiDocument | undefined;
+  const document = () => (doc ??= buildOpenApiDocument(app, VERSION));
+
+  app.route('/', healthRouter());
+  app.route('/', docsRouter(document));
+  app.route('/', tenantsRouter());
+  app.route('/', keysRouter());
+
+  app.notFound((c) =>
+    errorResponse(c, new AppError('not_found', `no route for ${c.req.method} ${c.req.path}`), c.get('requestId') ?? 'none', c.get('log') ?? deps.log),
+  );
+  app.onError((err, c) => errorResponse(c, err, c.get('requestId') ?? 'none', c.get('log') ?? deps.log));
+  return app;
+}

@@ -1,0 +1,172 @@
+/**
+ * Prometheus metrics of one process, on a registry of its own (never prom-client's global one, so
+ * two apps in one test process do not collide). HTTP metrics are pushed by the request middleware;
+ * everything owned by another component (the serving queue, the adapter cache, the job table) is
+ * pulled at scrape time through `sources`, so those components need not know about Prometheus.
+ *
+ * Names the infrastructure depends on (infra/k8s/base/keda.yaml): the gauge
+ * `dtl_classify_queue_depth` and the counter `dtl_http_requests_total`.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What the serving engine reports (a subset of its batcher's and cache's stats). */
+export interface QueueSnapshot {
+  queueDepth: number;
+  queueDepthByTenant: Record<string, number>;
+  inFlight: number;
+}
+
+export interface CacheSnapshot {
+  hits: number;
+  misses: number;
+  loads: number;
+  loadFailures: number;
+  evictions: number;
+  residentBytes: number;
+  residentCount: number;
+}
+
+export interface MetricSources {
+  queue?: () => QueueSnapshot | undefined;
+  cache?: () => CacheSnapshot | undefined;
+  /** Jobs by status (e.g. from the jobs table); may be slow, so it is only called on scrape. */
+  jobs?: () => Promise<Record<string, number>>;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly contentType: string;
+  observeRequest(labels: { method: string; route: string; status: number }, seconds: number): void;
+  /** Images classified, by tenant (a few hundred tenants per process at most: bounded). */
+  countImages(tenantId: string, images: number): void;
+  /** One finished serving batch. */
+  observeBatch(info: { images: number; ms: number; ok: boolean }): void;
+  /** Requests turned away by a limit, by code (rate_limited, quota_exceeded, queue_full). */
+  countRejection(code: string, tenantId?: string): void;
+  setSources(sources: MetricSources): void;
+  render(): Promise<string>;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'dtl_process_' });
+  let sources: MetricSources = {};
+
+  const httpRequests = new Counter({
+    name: 'dtl_http_requests_total',
+    help: 'HTTP requests by method, route template and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const httpDuration = new Histogram({
+    name: 'dtl_http_request_duration_seconds',
+    help: 'HTTP request latency by method, route template and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const images = new Counter({
+    name: 'dtl_classify_images_total',
+    help: 'Images classified, by tenant.',
+    labelNames: ['tenant'] as const,
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: 'dtl_classify_batch_size',
+    help: 'Images per serving micro-batch.',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [registry],
+  });
+  const batchSeconds = new Histogram({
+    name: 'dtl_classify_batch_duration_seconds',
+    help: 'Time to run one serving micro-batch.',
+    labelNames: ['ok'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const rejections = new Counter({
+    name: 'dtl_rejections_total',
+    help: 'Requests refused by a limit, by error code and tenant.',
+    labelNames: ['code', 'tenant'] as const,
+    registers: [registry],
+  });
+
+  new Gauge({
+    name: 'dtl_classify_queue_depth',
+    help: 'Classify requests waiting for a batch, by tenant ("" = all tenants).',
+    labelNames: ['tenant'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const q = sources.queue?.();
+      this.set({ tenant: '' }, q?.queueDepth ?? 0);
+      for (const [tenant, n] of Object.entries(q?.queueDepthByTenant ?? {})) this.set({ tenant }, n);
+    },
+  });
+  new Gauge({
+    name: 'dtl_classify_in_flight',
+    help: 'Classify requests in the batch being executed now.',
+    registers: [registry],
+    collect() {
+      this.set(sources.queue?.()?.inFlight ?? 0);
+    },
+  });
+  // Cache counters live in the cache; exported as gauges of the running totals (a Counter cannot
+  // be set), named *_total so dashboards can rate() them like counters.
+  const cacheGauge = (name: string, help: string, pick: (s: CacheSnapshot) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const s = sources.cache?.();
+        this.set(s === undefined ? 0 : pick(s));
+      },
+    });
+  cacheGauge('dtl_adapter_cache_hits_total', 'Adapter cache hits.', (s) => s.hits);
+  cacheGauge('dtl_adapter_cache_misses_total', 'Adapter cache misses.', (s) => s.misses);
+  cacheGauge('dtl_adapter_cache_loads_total', 'Adapters loaded from the blob store.', (s) => s.loads);
+  cacheGauge('dtl_adapter_cache_load_failures_total', 'Adapter loads that failed.', (s) => s.loadFailures);
+  cacheGauge('dtl_adapter_cache_evictions_total', 'Adapters evicted by the byte budget.', (s) => s.evictions);
+  cacheGauge('dtl_adapter_cache_resident_bytes', 'Bytes of adapters held in memory.', (s) => s.residentBytes);
+  cacheGauge('dtl_adapter_cache_resident_adapters', 'Adapters held in memory.', (s) => s.residentCount);
+  new Gauge({
+    name: 'dtl_training_jobs',
+    help: 'Training jobs by status (all processes: read from the job table).',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      if (sources.jobs === undefined) return;
+      try {
+        for (const [status, n] of Object.entries(await sources.jobs())) this.set({ status }, n);
+      } catch {
+        // A scrape must not fail because the database is briefly unreachable; /readyz reports that.
+      }
+    },
+  });
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    observeRequest(labels, seconds) {
+      const l = { method: labels.method, route: labels.route, status: String(labels.status) };
+      httpRequests.inc(l);
+      httpDuration.observe(l, seconds);
+    },
+    countImages(tenantId, n) {
+      images.inc({ tenant: tenantId }, n);
+    },
+    observeBatch(info) {
+      batchSize.observe(info.images);
+      batchSeconds.observe({ ok: String(info.ok) }, info.ms / 1000);
+    },
+    countRejection(code, tenantId) {
+      rejections.inc({ code, tenant: tenantId ?? '' });
+    },
+    setSources(next) {
+      sources = { ...sources, ...next };
+    },
+    render: () => registry.metrics(),
+  };
+}

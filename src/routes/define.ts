@@ -1,0 +1,70 @@
+/**
+ * How every route is declared: an OpenAPI route config plus how it authenticates. `defineRoute`
+ * adds the standard error responses, the security requirement, the `x-dtl-auth`/`x-dtl-scopes`
+ * extensions (the isolation tests are generated from them) and the per-route middleware (route
+ * label for logs and metrics, authentication, scope check, rate limit).
+ */
+import { OpenAPIHono, createRoute, type RouteConfig } from '@hono/zod-openapi';
+import { AppError } from '../errors.js';
+import type { Scope } from '../services/auth.js';
+import type { AppEnv } from './env.js';
+import { authenticate, labelRoute, type RouteAuth } from './middleware.js';
+import { ErrorSchema } from './schemas.js';
+
+export const auth = {
+  public: { kind: 'public' } as const,
+  admin: { kind: 'admin' } as const,
+  /** A tenant API key holding at least one of `scopes` (none listed = any key). */
+  tenant: (...scopes: Scope[]): RouteAuth => ({ kind: 'tenant', scopes }),
+};
+
+const ERROR_TEXT: Record<number, string> = {
+  400: 'Invalid request (validation_failed, bad_request, …).',
+  401: 'Missing, malformed, unknown or revoked credentials (unauthenticated).',
+  403: 'The API key lacks a required scope (forbidden).',
+  404: 'No such object for this tenant (not_found) — another tenant’s object looks exactly the same.',
+  409: 'State conflict (conflict, already_exists, invalid_state).',
+  413: 'Body larger than the limit (payload_too_large).',
+  415: 'Content type not accepted (unsupported_media_type).',
+  422: 'Well-formed but unusable (unprocessable).',
+  429: 'Rate limit, quota or queue full (rate_limited, quota_exceeded, queue_full); see Retry-After.',
+  500: 'Internal error (details are in the server log under the request id).',
+  503: 'Temporarily unavailable (unavailable, deadline_exceeded, storage_error); see Retry-After.',
+};
+
+export function errorResponses(...statuses: number[]) {
+  const out: Record<number, { description: string; content: { 'application/json': { schema: typeof ErrorSchema } } }> = {};
+  for (const s of statuses) out[s] = { description: ERROR_TEXT[s] ?? 'Error', content: { 'application/json': { schema: ErrorSchema } } };
+  return out;
+}
+
+export type ApiRoute = RouteConfig & { 'x-dtl-auth': RouteAuth['kind']; 'x-dtl-scopes': readonly Scope[] };
+
+/** OpenAPI path (`/v1/x/{id}`) of a route; also its label in logs and metrics. */
+export function defineRoute<const R extends Omit<RouteConfig, 'middleware' | 'security'>>(routeAuth: RouteAuth, config: R) {
+  const base = routeAuth.kind === 'public' ? [500, 503] : routeAuth.kind === 'admin' ? [401, 403, 500, 503] : [401, 403, 429, 500, 503];
+  const security = routeAuth.kind === 'admin' ? [{ adminToken: [] }] : routeAuth.kind === 'tenant' ? [{ apiKey: [] }] : [];
+  return createRoute({
+    ...config,
+    responses: { ...errorResponses(...base), ...config.responses } as R['responses'],
+    security,
+    'x-dtl-auth': routeAuth.kind,
+    'x-dtl-scopes': routeAuth.kind === 'tenant' ? routeAuth.scopes : [],
+    middleware: [labelRoute(config.path), authenticate(routeAuth)],
+  });
+}
+
+/** Validation failures become one AppError shape, naming every field that failed. */
+function validationHook(result: { success: boolean; error?: unknown }): void {
+  if (result.success) return;
+  const issues = ((result.error as { issues?: Array<{ path: PropertyKey[]; message: string }> })?.issues ?? []).map((i) => ({
+    path: i.path.map(String).join('.'),
+    message: i.message,
+  }));
+  const summary = issues.map((i) => (i.path === '' ? i.message : `${i.path}: ${i.message}`)).join('; ');
+  throw new AppError('validation_failed', summary === '' ? 'invalid request' : summary, { details: { issues } });
+}
+
+export function newRouter(): OpenAPIHono<AppEnv> {
+  return new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+}

@@ -1,0 +1,50 @@
+/**
+ * What the HTTP layer is built from (`AppDeps`) and what each request carries (`AppEnv`). The
+ * composition root (src/server.ts) or a test builds AppDeps; routers read them from the context,
+ * so route definitions stay static and the OpenAPI document can be built without a database.
+ */
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Authenticator, Principal } from '../services/auth.js';
+import type { ServiceDeps } from '../services/context.js';
+import type { RateLimiter } from '../services/limits.js';
+
+/** Readiness and shutdown state shared by the server and the health routes. */
+export interface Lifecycle {
+  /** True once SIGTERM (or close) began: /readyz fails and new requests are refused. */
+  readonly shuttingDown: boolean;
+  /** Aborts when shutdown begins; long-lived responses (SSE) end on it. */
+  readonly signal: AbortSignal;
+  /** Extra readiness checks by name (e.g. the serving engine); each returns a reason when not ready. */
+  readonly checks: Readonly<Record<string, () => Promise<string | undefined> | string | undefined>>;
+}
+
+/** The serving side as the routes need it (implemented by the serving engine). */
+export interface ServingStats {
+  queueDepth: number;
+  queueDepthByTenant: Record<string, number>;
+  inFlight: number;
+}
+
+export interface AppDeps extends ServiceDeps {
+  metrics: Metrics;
+  auth: Authenticator;
+  limiter: RateLimiter;
+  lifecycle: Lifecycle;
+}
+
+export interface AppVariables {
+  deps: AppDeps;
+  requestId: string;
+  log: Logger;
+  /** The route template as documented (e.g. /v1/datasets/{datasetId}); set by every route. */
+  route: string;
+  /** Set by tenant-key routes. */
+  principal: Principal;
+  /** Set by tenant-key routes (for logs). */
+  tenantId: string;
+}
+
+export interface AppEnv {
+  Variables: AppVariables;
+}

@@ -1,0 +1,67 @@
+/**
+ * The one place a thrown error becomes an HTTP response: {error: {code, message, requestId,
+ * details?}} with the status that errors.ts assigns to the code. 4xx errors say what was wrong;
+ * 5xx errors are logged in full with the request id and answered with a fixed message per code,
+ * so no path, URL, SQL or stack ever reaches a client.
+ */
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import { AppError, ERROR_CODES, isAppError, type ErrorCode } from '../errors.js';
+import type { Logger } from '../log.js';
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; requestId: string; details?: Record<string, unknown> };
+}
+
+const PUBLIC_5XX: Partial<Record<ErrorCode, string>> = {
+  unavailable: 'the service is temporarily unavailable; retry later',
+  deadline_exceeded: 'the request did not complete in time; retry later',
+  storage_error: 'the storage backend is temporarily unavailable; retry later',
+  database_locked: 'the database is temporarily unavailable; retry later',
+};
+
+function fromHttpException(err: HTTPException): AppError {
+  const message = err.message || 'request rejected';
+  switch (err.status) {
+    case 413:
+      return new AppError('payload_too_large', message);
+    case 415:
+      return new AppError('unsupported_media_type', message);
+    case 401:
+      return new AppError('unauthenticated', message);
+    case 403:
+      return new AppError('forbidden', message);
+    case 404:
+      return new AppError('not_found', message);
+    default:
+      return err.status < 500 ? new AppError('bad_request', message) : new AppError('internal', 'internal error', { cause: err });
+  }
+}
+
+/** Normalise anything thrown into an AppError (unknown errors become 'internal'). */
+export function toAppError(err: unknown): AppError {
+  if (isAppError(err)) return err;
+  if (err instanceof HTTPException) return fromHttpException(err);
+  return new AppError('internal', 'internal error', { cause: err });
+}
+
+export function errorBody(err: AppError, requestId: string): { status: number; body: ErrorBody } {
+  const status = ERROR_CODES[err.code];
+  const internal = status >= 500;
+  const message = internal ? (PUBLIC_5XX[err.code] ?? 'internal error') : err.message;
+  const body: ErrorBody = { error: { code: err.code, message, requestId } };
+  if (!internal && err.details !== undefined) body.error.details = err.details;
+  return { status, body };
+}
+
+/** Build the response for `err`, logging 5xx errors with their cause. */
+export function errorResponse(c: Context, raw: unknown, requestId: string, log: Logger): Response {
+  const err = toAppError(raw);
+  const { status, body } = errorBody(err, requestId);
+  if (status >= 500) {
+    log.error({ err: raw, code: err.code, requestId }, 'request failed');
+  }
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+  if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)));
+  return c.body(JSON.stringify(body), status as 400, headers);
+}

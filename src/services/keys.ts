@@ -1,0 +1,60 @@
+/**
+ * API key verbs of one tenant: create (the only time the whole key is returned), list, revoke.
+ * An administrator reaches the same verbs with the tenant id in a TenantCtx of its own making.
+ */
+import { z } from 'zod';
+import * as keysRepo from '../db/repos/keys.js';
+import type { ApiKey } from '../db/schema.js';
+import { isAppError } from '../errors.js';
+import { generateKey, scopeSchema, type Scope } from './auth.js';
+import type { ServiceDeps, TenantCtx } from './context.js';
+
+export const createKeyInput = z.object({
+  name: z.string().trim().max(100).default(''),
+  scopes: z
+    .array(scopeSchema)
+    .min(1)
+    .refine((a) => new Set(a).size === a.length, 'scopes must be unique'),
+});
+export type CreateKeyInput = z.input<typeof createKeyInput>;
+
+export interface CreatedKey {
+  key: ApiKey;
+  /** The full secret key: returned once, never stored. */
+  token: string;
+}
+
+export async function createKey(deps: Pick<ServiceDeps, 'database'>, ctx: TenantCtx, input: CreateKeyInput): Promise<CreatedKey> {
+  const { name, scopes } = createKeyInput.parse(input);
+  // A 48-bit prefix collision is rare but possible; one retry makes it a non-event.
+  for (let attempt = 0; ; attempt++) {
+    const g = generateKey();
+    try {
+      const key = await keysRepo.create(deps.database.db, ctx.tenantId, { prefix: g.prefix, hash: g.hash, name, scopes: [...scopes] });
+      return { key, token: g.token };
+    } catch (err) {
+      if (attempt < 2 && isAppError(err) && err.code === 'already_exists') continue;
+      throw err;
+    }
+  }
+}
+
+export function listKeys(deps: Pick<ServiceDeps, 'database'>, ctx: TenantCtx): Promise<ApiKey[]> {
+  return keysRepo.list(deps.database.db, ctx.tenantId);
+}
+
+export function getKey(deps: Pick<ServiceDeps, 'database'>, ctx: TenantCtx, keyId: string): Promise<ApiKey> {
+  return keysRepo.get(deps.database.db, ctx.tenantId, keyId);
+}
+
+/**
+ * Revoke a key (idempotent). A key may revoke itself — the request that does so still completes,
+ * the next one is refused.
+ */
+export function revokeKey(deps: Pick<ServiceDeps, 'database'>, ctx: TenantCtx, keyId: string): Promise<ApiKey> {
+  return keysRepo.revoke(deps.database.db, ctx.tenantId, keyId);
+}
+
+export function keyScopes(key: ApiKey): Scope[] {
+  return key.scopes.filter((s): s is Scope => scopeSchema.safeParse(s).success);
+}

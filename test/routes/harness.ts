@@ -1,0 +1,129 @@
+/**
+ * An in-process app on real parts for route tests: a PGlite database (or PostgreSQL), a disk blob
+ * store in a temp folder, the golden tiny backbone, and the real auth, limits and metrics. Requests
+ * go through `app.request()`; no socket.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildApp, type AppDeps } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import { createMetrics } from '../../src/metrics.js';
+import { initBackend, loadBackboneFromDir } from '../../src/model/index.js';
+import { Authenticator } from '../../src/services/auth.js';
+import { RateLimiter } from '../../src/services/limits.js';
+import { DiskBlobStore } from '../../src/storage/index.js';
+import { makeTempDir, openTestDb, type DbKind, type TestDb } from '../helpers/db.js';
+
+export const FIXTURE_BACKBONE = fileURLToPath(new URL('../fixtures/dtl-golden-hf', import.meta.url));
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export interface Harness {
+  app: ReturnType<typeof buildApp>;
+  deps: AppDeps;
+  db: TestDb;
+  config: Config;
+  /** JSON request helper: returns status, parsed body and headers. */
+  call(method: string, url: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<Reply>;
+  admin(method: string, url: string, body?: unknown): Promise<Reply>;
+  /** A fresh tenant and a key with the given scopes. */
+  tenant(name: string, scopes?: string[]): Promise<{ id: string; token: string; keyId: string }>;
+  shutdown: { begin(): void };
+  close(): Promise<void>;
+}
+
+export interface Reply {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  text: string;
+  headers: Headers;
+}
+
+export async function startHarness(opts: { kind?: DbKind; env?: Record<string, string> } = {}): Promise<Harness> {
+  const dir = await makeTempDir('dtl-routes');
+  const config = loadConfig({
+    DATA_DIR: dir,
+    LOG_LEVEL: 'silent',
+    ADMIN_TOKEN,
+    BACKBONE: FIXTURE_BACKBONE,
+    TFJS_BACKEND: 'wasm',
+    ...opts.env,
+  });
+  const db = await openTestDb(opts.kind ?? 'pglite');
+  const blobs = await DiskBlobStore.open({ root: config.paths.blobDir });
+  await initBackend('wasm');
+  const backbone = await loadBackboneFromDir(FIXTURE_BACKBONE);
+  const log = createLogger(config.LOG_LEVEL);
+  const controller = new AbortController();
+  const state = { shuttingDown: false };
+  const deps: AppDeps = {
+    config,
+    log,
+    database: db,
+    blobs,
+    backbone,
+    metrics: createMetrics({ defaultMetrics: false }),
+    auth: new Authenticator({ database: db, log }),
+    limiter: new RateLimiter(config.RATE_LIMIT_RPS, config.RATE_LIMIT_BURST),
+    lifecycle: {
+      get shuttingDown() {
+        return state.shuttingDown;
+      },
+      signal: controller.signal,
+      checks: {},
+    },
+  };
+  const app = buildApp(deps);
+  const call: Harness['call'] = async (method, url, o = {}) => {
+    const headers: Record<string, string> = { ...o.headers };
+    if (o.token !== undefined) headers.authorization = `Bearer ${o.token}`;
+    let body: BodyInit | undefined;
+    if (o.body !== undefined) {
+      if (o.body instanceof Uint8Array || o.body instanceof FormData || typeof o.body === 'string') body = o.body as BodyInit;
+      else {
+        body = JSON.stringify(o.body);
+        headers['content-type'] ??= 'application/json';
+      }
+    }
+    const res = await app.request(url, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, body: parsed, text, headers: res.headers };
+  };
+  const admin: Harness['admin'] = (method, url, body) => call(method, url, { token: ADMIN_TOKEN, body });
+  return {
+    app,
+    deps,
+    db,
+    config,
+    call,
+    admin,
+    async tenant(name, scopes = ['classify', 'train', 'manage']) {
+      const t = await admin('POST', '/v1/tenants', { name });
+      if (t.status !== 201) throw new Error(`tenant create failed: ${t.text}`);
+      const k = await admin('POST', `/v1/tenants/${t.body.id}/keys`, { name: 'test', scopes });
+      if (k.status !== 201) throw new Error(`key create failed: ${k.text}`);
+      return { id: t.body.id, token: k.body.token, keyId: k.body.key.id };
+    },
+    shutdown: {
+      begin() {
+        state.shuttingDown = true;
+        controller.abort();
+      },
+    },
+    async close() {
+      backbone.dispose();
+      await blobs.close();
+      await db.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const fixturePath = (...p: string[]) => path.join(FIXTURE_BACKBONE, ...p);
