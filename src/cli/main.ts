@@ -5,12 +5,23 @@
  */
 import { parseArgs } from 'node:util';
 import { isAppError } from '../errors.js';
-import { predictCommand } from './predict.js';
-import { workerCommand } from './worker.js';
 import { UsageError, type Command } from './command.js';
 
-/** Add new subcommands (worker, serve, train, …) here. */
-const COMMANDS: Command[] = [predictCommand, workerCommand];
+interface Entry {
+  name: string;
+  summary: string;
+  /** Imported only when this command runs: one command's dependencies never slow another's start. */
+  load: () => Promise<Command>;
+}
+
+/**
+ * Add new subcommands (serve, train, …) here. Inside a command module, load heavy parts (tfjs,
+ * db) in run() where possible, so its --help and usage errors answer quickly too.
+ */
+const COMMANDS: Entry[] = [
+  { name: 'predict', summary: 'classify images with one adapter; prints JSON', load: async () => (await import('./predict.js')).predictCommand },
+  { name: 'worker', summary: 'run training workers without the HTTP server', load: async () => (await import('./worker.js')).workerCommand },
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -30,12 +41,13 @@ export async function runCli(argv: string[]): Promise<number> {
     (name === undefined ? process.stderr : process.stdout).write(`${usage()}\n`);
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) {
-    process.stderr.write(`dtl-host: unknown command '${name}'\n${usage()}\n`);
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) {
+    process.stderr.write(`dtl-host: unknown command '${name}' (commands: ${COMMANDS.map((c) => c.name).join(', ')}; see 'dtl-host --help')\n`);
     return 2;
   }
   try {
+    const command = await entry.load();
     // Lets each command declare its options declaratively; --help is common to all.
     const parsed = parseArgs({
       args: rest,

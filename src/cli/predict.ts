@@ -6,14 +6,6 @@
 import { readFile } from 'node:fs/promises';
 import { loadConfig } from '../config.js';
 import { AppError } from '../errors.js';
-import {
-  imagesToTensor,
-  initBackend,
-  loadAdapter,
-  loadBackboneFromDir,
-  predictLogits,
-  preprocessImage,
-} from '../model/index.js';
 import { UsageError, type Command } from './command.js';
 
 /** Images per forward batch: bounds memory for long argument lists. */
@@ -75,6 +67,8 @@ export const predictCommand: Command = {
       if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got '${String(values.top)}'`);
     }
     const config = loadConfig();
+    // Loaded only now, so usage errors and --help answer without starting TensorFlow.js.
+    const { imagesToTensor, initBackend, loadAdapter, loadBackboneFromDir, predictLogits, preprocessImage } = await import('../model/index.js');
     await initBackend(config.TFJS_BACKEND, values.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined);
 
     const backbone = await loadBackboneFromDir(backboneDir);

@@ -33,7 +33,7 @@ export async function preprocessImage(bytes: Uint8Array, cfg: BackboneConfig, op
       throw new AppError('invalid_image', `image is too large (more than ${maxPixels} pixels)`);
     }
     if (/unsupported image format/i.test(msg)) throw new AppError('invalid_image', 'not an image (unsupported or unrecognised format)');
-    if (/truncat|premature|end of|corrupt|invalid|bad /i.test(msg)) throw new AppError('invalid_image', `image is truncated or corrupt (${msg.split('\n')[0]})`);
+    if (/truncat|premature|end of|corrupt|invalid|bad |read error/i.test(msg)) throw new AppError('invalid_image', `image is truncated or corrupt (${msg.split('\n')[0]})`);
     throw new AppError('invalid_image', `cannot decode image: ${msg.split('\n')[0]}`);
   }
   const { data, info } = raw;
