@@ -130,3 +130,7 @@ export function registerWasmFriendlyGradients(): void {
     },
   });
 }
+
+// Installed as soon as the model core is imported, so gradients are the fast kind even for code
+// that never calls initBackend (e.g. a test that picks its backend itself).
+registerWasmFriendlyGradients();
