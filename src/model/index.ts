@@ -40,6 +40,7 @@ export {
   forwardSuffix,
   predictLogits,
   backboneFeatures,
+  checkSuffixGroups,
   type PrefixState,
   type SuffixGroup,
 } from './forward.js';
