@@ -1,0 +1,337 @@
+/**
+ * The batch executor: what runs one micro-batch of classify requests from many tenants.
+ *
+ *   1. acquire every adapter the batch names (one load per cold adapter, however many ask);
+ *      a request whose adapter fails to load fails alone;
+ *   2. ONE shared prefix over the batch's distinct images, cut at the earliest first addition
+ *      among the batch's adapters (cached rows from the prefix cache + fresh rows);
+ *   3. ONE suffix call: a group per adapter (rows repeat for fan-out), each with its own CSN,
+ *      additions and head;
+ *   4. softmax per group, results routed back to (request, image, adapter) slots.
+ * Leases are released and every tensor of the batch is disposed before it returns.
+ *
+ * Images arrive preprocessed (decoding happens in the service, before enqueue).
+ */
+import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import * as tf from '@tensorflow/tfjs';
+import { AppError } from '../errors.js';
+import {
+  concatPrefix,
+  disposePrefix,
+  forwardSuffix,
+  imagesToTensor,
+  runPrefix,
+  splitPoint,
+  type Adapter,
+  type Backbone,
+  type PrefixState,
+  type SuffixGroup,
+} from '../model/index.js';
+import type { AdapterCache, Lease } from './adapter-cache.js';
+import type { AdapterRef } from './adapter-loader.js';
+import type { BatchExecutor } from './batcher.js';
+import type { PrefixCache, PrefixRows } from './prefix-cache.js';
+import type { BatchEntry, ItemOutcome, ServeRequest } from './types.js';
+
+/** A preprocessed image: HWC float32 at the backbone's resolution, optionally with a content hash. */
+export interface EngineImage {
+  readonly pixels: Float32Array;
+  /** Content hash (e.g. sha256 of the upload); computed from the pixels when the prefix cache needs one. */
+  hash?: string;
+}
+
+/** A request as the batcher queues it: items name adapter-version keys; `refs` say how to load them. */
+export interface EngineRequest extends ServeRequest<EngineImage> {
+  readonly refs: readonly AdapterRef[];
+}
+
+export interface Timings {
+  /** Enqueue → start of the batch. */
+  queueMs: number;
+  /** Waiting for adapters of the batch to load (0 when all were resident). */
+  loadMs: number;
+  /** The shared prefix of the whole batch. */
+  prefixMs: number;
+  /** CSN + suffix + heads of the whole batch (one batched computation). */
+  adapterMs: number;
+  /** Enqueue → result. */
+  totalMs: number;
+}
+
+export interface AdapterAnswer {
+  readonly key: string;
+  readonly labels: readonly string[];
+  readonly logits: Float32Array;
+  readonly probs: Float32Array;
+}
+
+/** One image's answers, one per adapter named for it, in request order. */
+export interface ItemResult {
+  readonly answers: AdapterAnswer[];
+  readonly timings: Timings;
+  /** Images and suffix rows of the batch that answered, and whether this image's prefix came from the cache. */
+  readonly batch: { images: number; rows: number; adapters: number; split: number; prefixCached: boolean };
+}
+
+export interface BatchTimingTotals {
+  batches: number;
+  images: number;
+  rows: number;
+  loadMs: number;
+  prefixMs: number;
+  adapterMs: number;
+}
+
+export interface ExecutorDeps {
+  readonly backbone: Backbone;
+  readonly cache: AdapterCache<Adapter>;
+  readonly prefixCache: PrefixCache;
+  /** Where the loader finds a key's file: set here before acquire, read by the cache's loader. */
+  readonly sources: Map<string, AdapterRef>;
+  /** Same clock as the batcher (request deadlines, queue time). */
+  readonly now: () => number;
+  /** Accumulates timings for stats. */
+  readonly totals: BatchTimingTotals;
+}
+
+export function pixelHash(pixels: Float32Array): string {
+  return createHash('sha256').update(new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength)).digest('hex');
+}
+
+export function createExecutor(deps: ExecutorDeps): BatchExecutor<EngineRequest, ItemResult[]> {
+  return (batch) => executeBatch(deps, batch);
+}
+
+async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntry<EngineRequest>[]): Promise<ItemOutcome<ItemResult[]>[]> {
+  const { cache } = deps;
+  const outcomes: Array<ItemOutcome<ItemResult[]> | undefined> = batch.map(() => undefined);
+  const leases = new Map<string, Lease<Adapter>>();
+  const failures = new Map<string, Error>();
+  const t0 = performance.now();
+  try {
+    // 1. Adapters: one acquire per distinct key; a failure is recorded against its key only.
+    const keys = new Set<string>();
+    for (const entry of batch) {
+      for (const ref of entry.request.refs) deps.sources.set(ref.key, ref);
+      for (const item of entry.request.items) for (const k of item.adapterKeys) keys.add(k);
+    }
+    const latest = Math.max(...batch.map((e) => e.deadline));
+    // One signal for the batch's waits: a load that hangs cannot hold the batch past every deadline.
+    const signal = AbortSignal.timeout(Math.max(1, latest - deps.now()));
+    setMaxListeners(0, signal); // one listener per adapter key of the batch, by design
+    const settled = await Promise.allSettled([...keys].map((k) => cache.acquire(k, { signal })));
+    [...keys].forEach((k, i) => {
+      const s = settled[i];
+      if (s.status === 'fulfilled') leases.set(k, s.value);
+      else failures.set(k, s.reason instanceof Error ? s.reason : new AppError('internal', String(s.reason)));
+    });
+    const loadMs = performance.now() - t0;
+
+    const live: number[] = [];
+    batch.forEach((entry, r) => {
+      const bad = entry.request.items.flatMap((it) => it.adapterKeys).find((k) => failures.has(k));
+      if (bad !== undefined) outcomes[r] = { ok: false, error: failures.get(bad)! };
+      else live.push(r);
+    });
+    if (live.length > 0) {
+      try {
+        const results = compute(deps, batch, live, leases, loadMs);
+        live.forEach((r, i) => (outcomes[r] = { ok: true, value: results[i] }));
+      } catch (err) {
+        const error = err instanceof Error ? err : new AppError('internal', 'batch failed', { cause: err });
+        for (const r of live) outcomes[r] = { ok: false, error };
+      }
+    }
+  } finally {
+    for (const lease of leases.values()) lease.release();
+    for (const entry of batch) for (const ref of entry.request.refs) deps.sources.delete(ref.key);
+  }
+  return outcomes.map((o) => o ?? { ok: false, error: new AppError('internal', 'request was not answered') });
+}
+
+interface Slot {
+  readonly group: number;
+  readonly pos: number;
+}
+
+/** Steps 2–4 for the requests `live` (indices into batch); synchronous, so nothing interleaves. */
+function compute(
+  deps: ExecutorDeps,
+  batch: readonly BatchEntry<EngineRequest>[],
+  live: number[],
+  leases: Map<string, Lease<Adapter>>,
+  loadMs: number,
+): ItemResult[][] {
+  const { backbone, prefixCache } = deps;
+  const depth = backbone.config.depth;
+
+  // Distinct images (by content hash when known, else by object) → prefix row.
+  const useCache = prefixCache.enabled;
+  const imageIndex = new Map<EngineImage | string, number>();
+  const images: EngineImage[] = [];
+  const rowOfItem: number[][] = [];
+  for (const r of live) {
+    rowOfItem.push(
+      batch[r].request.items.map((item) => {
+        const img = item.payload;
+        if (useCache && img.hash === undefined) img.hash = pixelHash(img.pixels);
+        const id = img.hash ?? img;
+        let idx = imageIndex.get(id);
+        if (idx === undefined) {
+          idx = images.length;
+          images.push(img);
+          imageIndex.set(id, idx);
+        }
+        return idx;
+      }),
+    );
+  }
+
+  // Groups: one per adapter, rows in first-seen order; slots say where each answer lands.
+  const groupOf = new Map<string, number>();
+  const groups: Array<{ key: string; adapter: Adapter; images: number[] }> = [];
+  const slots: Slot[][][] = live.map((r, li) =>
+    batch[r].request.items.map((item, j) =>
+      item.adapterKeys.map((key) => {
+        let g = groupOf.get(key);
+        if (g === undefined) {
+          g = groups.length;
+          groups.push({ key, adapter: leases.get(key)!.value, images: [] });
+          groupOf.set(key, g);
+        }
+        groups[g].images.push(rowOfItem[li][j]);
+        return { group: g, pos: groups[g].images.length - 1 };
+      }),
+    ),
+  );
+  const split = Math.min(...groups.map((g) => splitPoint(g.adapter.spec, depth)));
+
+  const tPrefix = performance.now();
+  const { state, rowOfImage, cached } = buildPrefix(backbone, prefixCache, images, split);
+  let logits: tf.Tensor2D[] = [];
+  let data: Array<{ logits: Float32Array; probs: Float32Array }>;
+  const tSuffix = performance.now();
+  try {
+    const suffixGroups: SuffixGroup[] = groups.map((g) => ({ adapter: g.adapter, rows: g.images.map((i) => rowOfImage[i]) }));
+    logits = forwardSuffix(backbone, state, suffixGroups);
+    data = logits.map((l) => ({
+      logits: l.dataSync() as Float32Array,
+      probs: tf.tidy(() => tf.softmax(l).dataSync() as Float32Array),
+    }));
+  } finally {
+    for (const l of logits) l.dispose();
+    disposePrefix(state);
+  }
+  const tEnd = performance.now();
+  const prefixMs = tSuffix - tPrefix;
+  const adapterMs = tEnd - tSuffix;
+  const rows = groups.reduce((a, g) => a + g.images.length, 0);
+  const t = deps.totals;
+  t.batches += 1;
+  t.images += images.length;
+  t.rows += rows;
+  t.loadMs += loadMs;
+  t.prefixMs += prefixMs;
+  t.adapterMs += adapterMs;
+
+  const done = deps.now();
+  return live.map((r, li) => {
+    const entry = batch[r];
+    return entry.request.items.map((_, j) => ({
+      answers: slots[li][j].map(({ group, pos }) => {
+        const c = groups[group].adapter.spec.labels.length;
+        const d = data[group];
+        return {
+          key: groups[group].key,
+          labels: groups[group].adapter.spec.labels,
+          logits: d.logits.slice(pos * c, (pos + 1) * c),
+          probs: d.probs.slice(pos * c, (pos + 1) * c),
+        };
+      }),
+      timings: {
+        queueMs: entry.startedAt - entry.enqueuedAt,
+        loadMs,
+        prefixMs,
+        adapterMs,
+        totalMs: done - entry.enqueuedAt,
+      },
+      batch: { images: images.length, rows, adapters: groups.length, split, prefixCached: cached[rowOfItem[li][j]] },
+    }));
+  });
+}
+
+/**
+ * The batch's prefix state: cached rows first, then a fresh runPrefix over the rest (whose rows
+ * are then cached). `rowOfImage[i]` is image i's row in the state.
+ */
+function buildPrefix(
+  backbone: Backbone,
+  prefixCache: PrefixCache,
+  images: EngineImage[],
+  split: number,
+): { state: PrefixState; rowOfImage: number[]; cached: boolean[] } {
+  const hits: Array<{ image: number; rows: PrefixRows }> = [];
+  const fresh: number[] = [];
+  images.forEach((img, i) => {
+    const rows = prefixCache.enabled ? prefixCache.get(img.hash!, split) : undefined;
+    if (rows !== undefined) hits.push({ image: i, rows });
+    else fresh.push(i);
+  });
+  const rowOfImage = new Array<number>(images.length);
+  const cached = new Array<boolean>(images.length).fill(false);
+  hits.forEach((h, row) => {
+    rowOfImage[h.image] = row;
+    cached[h.image] = true;
+  });
+  fresh.forEach((i, k) => (rowOfImage[i] = hits.length + k));
+
+  const parts: PrefixState[] = [];
+  try {
+    if (hits.length > 0) parts.push(stateFromRows(backbone, hits.map((h) => h.rows), split));
+    if (fresh.length > 0) {
+      const pixels = imagesToTensor(fresh.map((i) => images[i].pixels), backbone.config);
+      try {
+        parts.push(runPrefix(backbone, pixels, split));
+      } finally {
+        pixels.dispose();
+      }
+      if (prefixCache.enabled) storeRows(prefixCache, parts[parts.length - 1], fresh.map((i) => images[i].hash!));
+    }
+    if (parts.length === 1) return { state: parts.pop()!, rowOfImage, cached };
+    return { state: concatPrefix(parts), rowOfImage, cached };
+  } finally {
+    for (const p of parts) disposePrefix(p);
+  }
+}
+
+function stateFromRows(backbone: Backbone, rows: PrefixRows[], split: number): PrefixState {
+  const { tokens, width } = backbone.config;
+  const per = tokens * width;
+  const stack = (pick: (r: PrefixRows) => Float32Array) => {
+    const all = new Float32Array(per * rows.length);
+    rows.forEach((r, i) => all.set(pick(r), i * per));
+    return tf.tensor3d(all, [rows.length, tokens, width]);
+  };
+  const inputs: tf.Tensor3D[] = [];
+  try {
+    for (let i = 0; i < split; i++) inputs.push(stack((r) => r.inputs[i]));
+    return { inputs, x: stack((r) => r.x), split };
+  } catch (err) {
+    for (const t of inputs) t.dispose();
+    throw err;
+  }
+}
+
+function storeRows(prefixCache: PrefixCache, state: PrefixState, hashes: string[]): void {
+  const per = state.x.shape[1] * state.x.shape[2];
+  const arrays = [...state.inputs, state.x].map((t) => t.dataSync() as Float32Array);
+  hashes.forEach((hash, row) => {
+    // One buffer per image: inputs[0..split−1] then x, as views.
+    const buf = new Float32Array(per * arrays.length);
+    arrays.forEach((a, k) => buf.set(a.subarray(row * per, (row + 1) * per), k * per));
+    const view = (k: number) => buf.subarray(k * per, (k + 1) * per);
+    prefixCache.put(hash, { split: state.split, inputs: state.inputs.map((_, k) => view(k)), x: view(state.inputs.length) });
+  });
+}

@@ -1,0 +1,233 @@
+/**
+ * The serving engine: one shared backbone answering classify requests of every tenant. It owns
+ * the adapter cache (resident adapters under a byte budget), the cross-tenant batcher (queues,
+ * fairness, backpressure) and the batch executor (shared prefix → per-adapter CSN → batched
+ * suffix → heads), plus the optional prefix-activation cache.
+ *
+ * Callers name adapters by immutable version id (AdapterRef.key): resolving names and aliases is
+ * the service's job, per request, so a newly published version is seen by the next request.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import type { BlobStore } from '../storage/index.js';
+import type { Adapter, Backbone } from '../model/index.js';
+import { AdapterCache, type AdapterCacheStats } from './adapter-cache.js';
+import { blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
+import { Batcher, type BatcherStats } from './batcher.js';
+import { createExecutor, type BatchTimingTotals, type EngineImage, type EngineRequest, type ItemResult } from './engine.js';
+import { PrefixCache, type PrefixCacheStats } from './prefix-cache.js';
+import { installWasmKernelFixes } from './wasm-kernels.js';
+
+export interface ServingEngineOptions {
+  readonly backbone: Backbone;
+  /** Loads one adapter version (e.g. blobAdapterLoader(blobs, backbone)). */
+  readonly loader: AdapterLoader;
+  /** ADAPTER_CACHE_BYTES */
+  readonly adapterCacheBytes: number;
+  /** PREFIX_CACHE_BYTES (0 = off, the default). */
+  readonly prefixCacheBytes?: number;
+  /** BATCH_MAX_SIZE (suffix rows: an image counts once per adapter it goes to). */
+  readonly maxBatchSize: number;
+  /** BATCH_MAX_WAIT_MS */
+  readonly maxWaitMs: number;
+  /** QUEUE_MAX_TOTAL, QUEUE_MAX_PER_TENANT (requests). */
+  readonly queueMaxTotal: number;
+  readonly queueMaxPerTenant: number;
+  /** REQUEST_DEADLINE_MS: default time a request may wait in the queue. */
+  readonly requestDeadlineMs: number;
+  /** Clock for deadlines and queue times (default Date.now). */
+  readonly now?: () => number;
+  readonly onBatch?: (info: { requests: number; images: number; ms: number; ok: boolean }) => void;
+  readonly onLoad?: (event: { key: string; ms: number; ok: boolean; bytes?: number }) => void;
+}
+
+export interface ClassifyRequest {
+  readonly tenantId: string;
+  readonly adapter: AdapterRef;
+  readonly images: readonly EngineImage[];
+  /** Absolute deadline on the engine clock; default now + requestDeadlineMs. */
+  readonly deadline?: number;
+}
+
+export interface FanOutRequest {
+  readonly tenantId: string;
+  readonly image: EngineImage;
+  /** The caller's adapters; the same version may appear twice (answered twice). */
+  readonly adapters: readonly AdapterRef[];
+  readonly deadline?: number;
+}
+
+export interface EngineStats {
+  adapterCache: AdapterCacheStats;
+  batcher: BatcherStats;
+  prefixCache: PrefixCacheStats;
+  /** Sums over executed batches (ms of the whole batch, not per request). */
+  batches: BatchTimingTotals;
+  /** Live tfjs tensors in the process (backbone + resident adapters + anything in flight). */
+  tensors: number;
+  closed: boolean;
+}
+
+export class ServingEngine {
+  private readonly cache: AdapterCache<Adapter>;
+  private readonly batcher: Batcher<EngineRequest, ItemResult[]>;
+  private readonly prefixCache: PrefixCache;
+  private readonly sources = new Map<string, AdapterRef>();
+  private readonly totals: BatchTimingTotals = { batches: 0, images: 0, rows: 0, loadMs: 0, prefixMs: 0, adapterMs: 0 };
+  private readonly now: () => number;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: ServingEngineOptions) {
+    if (tf.getBackend() === 'wasm') installWasmKernelFixes();
+    this.now = options.now ?? Date.now;
+    this.cache = new AdapterCache<Adapter>({
+      budgetBytes: options.adapterCacheBytes,
+      load: (key, signal) => {
+        const ref = this.sources.get(key);
+        if (ref === undefined) return Promise.reject(new AppError('internal', `no source known for adapter version '${key}'`));
+        return options.loader(ref, signal);
+      },
+      dispose: (adapter) => adapter.dispose(),
+      onLoad: options.onLoad,
+    });
+    this.prefixCache = new PrefixCache({ budgetBytes: options.prefixCacheBytes ?? 0, backboneId: options.backbone.identity });
+    this.batcher = new Batcher<EngineRequest, ItemResult[]>({
+      maxBatchSize: options.maxBatchSize,
+      maxWaitMs: options.maxWaitMs,
+      queueMaxTotal: options.queueMaxTotal,
+      queueMaxPerTenant: options.queueMaxPerTenant,
+      now: this.now,
+      costOf: (req) => req.items.reduce((a, it) => a + it.adapterKeys.length, 0),
+      execute: createExecutor({
+        backbone: options.backbone,
+        cache: this.cache,
+        prefixCache: this.prefixCache,
+        sources: this.sources,
+        now: this.now,
+        totals: this.totals,
+      }),
+      onBatch: options.onBatch,
+    });
+  }
+
+  /** The engine as configured (ADAPTER_CACHE_BYTES, PREFIX_CACHE_BYTES, BATCH_*, QUEUE_*, REQUEST_DEADLINE_MS). */
+  static fromConfig(
+    config: Pick<
+      Config,
+      | 'ADAPTER_CACHE_BYTES' | 'PREFIX_CACHE_BYTES' | 'BATCH_MAX_SIZE' | 'BATCH_MAX_WAIT_MS'
+      | 'QUEUE_MAX_TOTAL' | 'QUEUE_MAX_PER_TENANT' | 'REQUEST_DEADLINE_MS'
+    >,
+    backbone: Backbone,
+    blobs: BlobStore,
+    overrides: Partial<ServingEngineOptions> = {},
+  ): ServingEngine {
+    return new ServingEngine({
+      backbone,
+      loader: blobAdapterLoader(blobs, backbone),
+      adapterCacheBytes: config.ADAPTER_CACHE_BYTES,
+      prefixCacheBytes: config.PREFIX_CACHE_BYTES,
+      maxBatchSize: config.BATCH_MAX_SIZE,
+      maxWaitMs: config.BATCH_MAX_WAIT_MS,
+      queueMaxTotal: config.QUEUE_MAX_TOTAL,
+      queueMaxPerTenant: config.QUEUE_MAX_PER_TENANT,
+      requestDeadlineMs: config.REQUEST_DEADLINE_MS,
+      ...overrides,
+    });
+  }
+
+  get backbone(): Backbone {
+    return this.options.backbone;
+  }
+
+  /** Several images through one adapter version; one result per image, in order. */
+  classify(req: ClassifyRequest): Promise<ItemResult[]> {
+    return this.submit({
+      tenantId: req.tenantId,
+      deadline: req.deadline ?? this.now() + this.options.requestDeadlineMs,
+      refs: [req.adapter],
+      items: req.images.map((payload) => ({ payload, adapterKeys: [req.adapter.key] })),
+    });
+  }
+
+  /** One image through several adapter versions: the prefix runs once; answers in adapter order. */
+  async classifyFanOut(req: FanOutRequest): Promise<ItemResult> {
+    if (req.adapters.length === 0) throw new AppError('validation_failed', 'fan-out needs at least one adapter');
+    const [result] = await this.submit({
+      tenantId: req.tenantId,
+      deadline: req.deadline ?? this.now() + this.options.requestDeadlineMs,
+      refs: req.adapters,
+      items: [{ payload: req.image, adapterKeys: req.adapters.map((a) => a.key) }],
+    });
+    return result;
+  }
+
+  /** The general form: any images, each to any of the request's adapters. */
+  submit(request: EngineRequest): Promise<ItemResult[]> {
+    const size = this.options.backbone.config.imageSize;
+    const per = size * size * 3;
+    for (const item of request.items) {
+      if (!(item.payload.pixels instanceof Float32Array) || item.payload.pixels.length !== per) {
+        return Promise.reject(new AppError('bad_request', `an image must be ${size}×${size}×3 float32 values (${per}), preprocessed`));
+      }
+      if (item.adapterKeys.length === 0) return Promise.reject(new AppError('validation_failed', 'an image needs at least one adapter'));
+      for (const key of item.adapterKeys) {
+        if (!request.refs.some((r) => r.key === key)) {
+          return Promise.reject(new AppError('internal', `adapter version '${key}' is named without a reference`));
+        }
+      }
+    }
+    return this.batcher.submit(request);
+  }
+
+  /** Load (and optionally pin) adapters ahead of traffic; failures are returned, not thrown. */
+  async preload(refs: readonly AdapterRef[], opts: { pin?: boolean } = {}): Promise<Array<{ key: string; error?: Error }>> {
+    for (const ref of refs) this.sources.set(ref.key, ref);
+    try {
+      return await Promise.all(
+        refs.map(async (ref) => {
+          if (opts.pin) this.cache.pin(ref.key);
+          try {
+            (await this.cache.acquire(ref.key)).release();
+            return { key: ref.key };
+          } catch (err) {
+            return { key: ref.key, error: err as Error };
+          }
+        }),
+      );
+    } finally {
+      for (const ref of refs) this.sources.delete(ref.key);
+    }
+  }
+
+  /** Forget a version (deleted adapter): the next request for it loads again or fails. */
+  invalidate(key: string): boolean {
+    return this.cache.invalidate(key);
+  }
+
+  stats(): EngineStats {
+    return {
+      adapterCache: this.cache.stats(),
+      batcher: this.batcher.stats(),
+      prefixCache: this.prefixCache.stats(),
+      batches: { ...this.totals },
+      tensors: tf.memory().numTensors,
+      closed: this.closing !== undefined,
+    };
+  }
+
+  /** Refuse new requests ('unavailable') and finish the queued ones. */
+  drain(): Promise<void> {
+    return this.batcher.drain();
+  }
+
+  /** Drain, then free every resident adapter and cached activation. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.batcher.drain();
+      this.cache.close();
+      this.prefixCache.clear();
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Faster Slice and GatherV2 kernels for the tfjs wasm backend (4.22), installed once per process.
+ *
+ * Measured here, both stock kernels are pathological for the mixed-tenant suffix, which cuts the
+ * batch into one segment per adapter several times per block:
+ * - Slice (kernels/Slice.js) starts with `backend.readSync(x)`, which copies the WHOLE input out of
+ *   the wasm heap (`HEAPU8.slice`) before copying the part it needs, so G segments of a batch cost
+ *   O(G × batch) bytes of copying.
+ * - GatherV2 (the C++ `Gather`) copies element by element: ≈130 ns per float, i.e. 1.6 ms to pick
+ *   one [65, 192] row — slower than a one-hot matMul of the same rows.
+ * At width 192, 32 images, 32 adapters these two made the suffix about 2× the single-adapter
+ * suffix. The replacements read the input through a view of the heap and copy contiguous runs
+ * with `TypedArray.set`: the same bytes come out, so results are bit-identical.
+ *
+ * Other dtypes, attributes or backends fall through to the stock kernels.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+type HeapTensor = { shape: number[]; dtype: tf.DataType; dataId: object };
+type TypedHeapArray = Float32Array | Int32Array | Uint8Array;
+
+interface WasmBackendLike {
+  typedArrayFromHeap(t: HeapTensor): TypedHeapArray;
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+}
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+const stock = new Map<string, tf.KernelConfig>();
+let installed = false;
+
+const product = (a: readonly number[]) => a.reduce((x, y) => x * y, 1);
+const numeric = (dtype: tf.DataType) => dtype === 'float32' || dtype === 'int32' || dtype === 'bool';
+
+function fallback(name: string, args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  return stock.get(name)!.kernelFunc(args);
+}
+
+function strides(shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length).fill(1);
+  for (let i = shape.length - 2; i >= 0; i--) out[i] = out[i + 1] * shape[i + 1];
+  return out;
+}
+
+function slice(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const x = args.inputs.x as HeapTensor & tf.TensorInfo;
+  if (!numeric(x.dtype)) return fallback('Slice', args);
+  const backend = args.backend as unknown as WasmBackendLike;
+  const attrs = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
+  const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs.begin, attrs.size);
+  const out = backend.makeOutput(size, x.dtype);
+  if (product(size) === 0) return out;
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out as unknown as HeapTensor);
+  const st = strides(x.shape);
+  // Fold trailing axes taken whole into one contiguous run.
+  let inner = x.shape.length - 1;
+  while (inner > 0 && size[inner] === x.shape[inner] && begin[inner] === 0) inner--;
+  const run = product(size.slice(inner));
+  const idx = new Array<number>(inner).fill(0);
+  for (let o = 0; ; o += run) {
+    let off = begin[inner] * st[inner];
+    for (let a = 0; a < inner; a++) off += (begin[a] + idx[a]) * st[a];
+    dst.set(src.subarray(off, off + run), o);
+    let a = inner - 1;
+    for (; a >= 0; a--) {
+      if (++idx[a] < size[a]) break;
+      idx[a] = 0;
+    }
+    if (a < 0) break;
+  }
+  return out;
+}
+
+function gather(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const x = args.inputs.x as HeapTensor & tf.TensorInfo;
+  const indices = args.inputs.indices as HeapTensor & tf.TensorInfo;
+  const attrs = args.attrs as unknown as { axis: number; batchDims: number };
+  if (!numeric(x.dtype) || indices.dtype !== 'int32' || (attrs.batchDims ?? 0) !== 0) return fallback('GatherV2', args);
+  const backend = args.backend as unknown as WasmBackendLike;
+  const axis = attrs.axis < 0 ? attrs.axis + x.shape.length : attrs.axis;
+  const dim = x.shape[axis];
+  const outer = product(x.shape.slice(0, axis));
+  const inner = product(x.shape.slice(axis + 1));
+  // Copied out before makeOutput: growing the heap detaches earlier views of it.
+  const idx = Int32Array.from(backend.typedArrayFromHeap(indices));
+  for (const i of idx) {
+    if (!(i >= 0 && i < dim)) throw new Error(`GatherV2: the index value ${i} is not in [0, ${dim - 1}]`);
+  }
+  const outShape = [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
+  const out = backend.makeOutput(outShape, x.dtype);
+  if (product(outShape) === 0) return out;
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out as unknown as HeapTensor);
+  let o = 0;
+  for (let b = 0; b < outer; b++) {
+    const base = b * dim * inner;
+    for (const i of idx) {
+      dst.set(src.subarray(base + i * inner, base + (i + 1) * inner), o);
+      o += inner;
+    }
+  }
+  return out;
+}
+
+/** Replace the wasm backend's Slice and GatherV2 kernels with the copy-efficient ones (idempotent). */
+export function installWasmKernelFixes(): void {
+  if (installed) return;
+  installed = true;
+  for (const [name, kernelFunc] of [['Slice', slice], ['GatherV2', gather]] as const) {
+    const config = tf.getKernel(name, 'wasm');
+    if (config === undefined) continue;
+    stock.set(name, config);
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ ...config, kernelFunc });
+  }
+}
