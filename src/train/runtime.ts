@@ -12,6 +12,8 @@ export interface WorkerRuntimeOptions extends TrainHandlerOptions {
   /** Idle wait between claims (default 1000 ms). */
   pollMs?: number;
   owner?: string;
+  /** How often to requeue jobs whose lease expired (default: the lease length). */
+  recoverEveryMs?: number;
   /** Retry backoff (default the queue's). */
   backoff?: Backoff;
   /** A queue to use instead of one built from the config (tests, custom lease lengths). */
@@ -35,6 +37,7 @@ export function createWorkerRuntime(deps: TrainDeps, options: WorkerRuntimeOptio
     concurrency: options.concurrency ?? deps.config.WORKER_CONCURRENCY,
     pollMs: options.pollMs,
     owner: options.owner,
+    recoverEveryMs: options.recoverEveryMs,
     logger: {
       info: (obj, msg) => log.info(obj, msg),
       warn: (obj, msg) => log.warn(obj, msg),

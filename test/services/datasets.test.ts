@@ -36,7 +36,7 @@ async function failure(p: Promise<unknown>): Promise<AppError> {
 describe.each(dbTargets())('datasets service on %s', (kind) => {
   let f: ServiceFixture;
   let zip: Buffer;
-  let good: ZipItem[];
+  let good: Array<{ name: string; data: Buffer }>;
   let png: Buffer;
   let firstId: string;
 
@@ -83,7 +83,7 @@ describe.each(dbTargets())('datasets service on %s', (kind) => {
     const jsonl = await createDataset({
       deps: f.deps,
       ctx: f.ctx,
-      input: { name: 'jsonl', source: bufferStream(jsonlText(good.map((g) => ({ label: g.name.split('/')[0], name: g.name, data: (g as { data: Buffer }).data })))), contentType: 'application/x-ndjson' },
+      input: { name: 'jsonl', source: bufferStream(jsonlText(good.map((g) => ({ label: g.name.split('/')[0], name: g.name, data: g.data })))), contentType: 'application/x-ndjson' },
     });
     expect(jsonl.form).toBe('jsonl');
     expect(jsonl.dataset.labels).toEqual(['cat', 'dog']);
