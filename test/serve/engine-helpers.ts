@@ -73,13 +73,14 @@ export function randomImages(count: number, backbone: Backbone, seed = 5): Float
 /** Logits of one image through one adapter file, computed alone (the reference the engine must match). */
 export function referenceLogits(backbone: Backbone, bytes: Uint8Array, image: Float32Array): { logits: Float32Array; probs: Float32Array } {
   const { adapter } = loadAdapter(bytes, backbone.config);
+  const s = backbone.config.imageSize;
+  const pixels = tf.tensor4d(image, [1, s, s, 3]);
+  // predictLogits returns a kept tensor (tidy would not free it): dispose by hand.
+  const logits = predictLogits(backbone, adapter, pixels);
   try {
-    return tf.tidy(() => {
-      const s = backbone.config.imageSize;
-      const logits = predictLogits(backbone, adapter, tf.tensor4d(image, [1, s, s, 3]));
-      return { logits: logits.dataSync() as Float32Array, probs: tf.softmax(logits).dataSync() as Float32Array };
-    });
+    return { logits: logits.dataSync() as Float32Array, probs: tf.tidy(() => tf.softmax(logits).dataSync() as Float32Array) };
   } finally {
+    for (const t of [pixels, logits]) t.dispose();
     adapter.dispose();
   }
 }
