@@ -1,0 +1,99 @@
+/**
+ * LoRA-style baseline: rank-r updates A·B added to the query and value projections of every block
+ * (Hu et al.; the variant the DTL paper compares against), backbone frozen, head trained. Written
+ * as merged weights W + s·A·B inside the tape — the same function and gradients as the side-branch
+ * form, and the same property that matters here: the trainable weights sit inside every block, so
+ * back-propagation needs the activations of every block.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { AdamW, type Backbone, type BlockWeights } from '../../src/model/index.js';
+import { embed, linear, pool, vitBlock } from '../../src/model/layers.js';
+import { mulberry32 } from '../../src/model/adapter.js';
+import { newHead, pixelsOf, predictRows, runEpochs } from '../recipe.js';
+import { adamwStep, ce, sizeOf, stepPeak } from './common.js';
+import type { FitArgs, Fitted, Method } from './types.js';
+
+export interface LoraOptions {
+  rank: number;
+  /** LoRA's α; the update is scaled by α / rank. */
+  alpha: number;
+}
+
+interface LoraPair {
+  a: tf.Variable<tf.Rank.R2>;
+  b: tf.Variable<tf.Rank.R2>;
+}
+
+function model(backbone: Backbone, o: LoraOptions, classes: number, seed: number) {
+  const { width: d, heads, depth } = backbone.config;
+  const rand = mulberry32(seed);
+  // A: PyTorch Kaiming-uniform (±1/√d, as LoRA's reference code); B: 0, so training starts at the backbone.
+  const pair = (): LoraPair =>
+    tf.tidy(() => ({
+      a: tf.variable(tf.tensor2d(Float32Array.from({ length: d * o.rank }, () => (rand() * 2 - 1) / Math.sqrt(d)), [d, o.rank]), true) as tf.Variable<tf.Rank.R2>,
+      b: tf.variable(tf.zeros([o.rank, d]), true) as tf.Variable<tf.Rank.R2>,
+    }));
+  const q = Array.from({ length: depth }, pair);
+  const v = Array.from({ length: depth }, pair);
+  const head = newHead(d, classes, seed);
+  const vars = [...q.flatMap((p) => [p.a, p.b]), ...v.flatMap((p) => [p.a, p.b]), head.w, head.b];
+  const scale = o.alpha / o.rank;
+  // The backbone's wq already carries attention's 1/√headDim; the update to q must carry it too.
+  const qScale = scale / Math.sqrt(d / heads);
+  const logits = (px: tf.Tensor4D): tf.Tensor2D =>
+    tf.tidy(() => {
+      let x = embed(backbone, px);
+      backbone.blocks.forEach((w, i) => {
+        const merged: BlockWeights = {
+          ...w,
+          wq: tf.add(w.wq, tf.mul(tf.matMul(q[i].a, q[i].b), qScale)) as tf.Tensor2D,
+          wv: tf.add(w.wv, tf.mul(tf.matMul(v[i].a, v[i].b), scale)) as tf.Tensor2D,
+        };
+        x = vitBlock(x, merged, backbone.config);
+      });
+      return linear(pool(backbone, x), head.w, head.b);
+    });
+  const decays = (x: tf.Variable) => x !== head.b;
+  return { vars, decays, logits, dispose: () => vars.forEach((x) => x.dispose()) };
+}
+
+export function loraMethod(o: LoraOptions): Method {
+  return {
+    id: 'lora',
+    label: `LoRA (q,v; r=${o.rank})`,
+    lrGrid: [3e-4, 1e-3, 3e-3],
+    fit({ backbone, set, rows, classes, lr, recipe }: FitArgs): Fitted {
+      const m = model(backbone, o, classes, recipe.seed);
+      const opt = new AdamW({ weightDecay: recipe.weightDecay });
+      try {
+        const losses = runEpochs(rows, recipe, lr, (batch, stepLr) => {
+          opt.lr = stepLr;
+          const px = pixelsOf(backbone, set, batch);
+          try {
+            return adamwStep(opt, m.vars, m.decays, () => ce(m.logits(px), batch.map((r) => set.labels[r])));
+          } finally {
+            px.dispose();
+          }
+        });
+        return { trainableParams: sizeOf(m.vars), losses, predict: (s, r) => predictRows(backbone, s, r, m.logits), dispose: m.dispose };
+      } catch (err) {
+        m.dispose();
+        throw err;
+      } finally {
+        opt.dispose();
+      }
+    },
+    async stepPeakBytes({ backbone, classes, pixels, labels }) {
+      const m = model(backbone, o, classes, 1);
+      const opt = new AdamW();
+      try {
+        return await stepPeak(() => adamwStep(opt, m.vars, m.decays, () => ce(m.logits(pixels), labels)));
+      } finally {
+        opt.dispose();
+        m.dispose();
+      }
+    },
+  };
+}
+
+export const lora = loraMethod({ rank: 4, alpha: 4 });
