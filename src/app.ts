@@ -10,6 +10,9 @@ import { docsRouter } from './routes/docs.js';
 import type { AppDeps, AppEnv } from './routes/env.js';
 import { errorResponse } from './routes/errors.js';
 import { healthRouter } from './routes/health.js';
+import { adaptersRouter } from './routes/adapters.js';
+import { datasetsRouter } from './routes/datasets.js';
+import { jobsRouter } from './routes/jobs.js';
 import { keysRouter } from './routes/keys.js';
 import { requestContext } from './routes/middleware.js';
 import { buildOpenApiDocument, registerSecuritySchemes, type OpenApiDocument } from './routes/openapi.js';
@@ -31,6 +34,9 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route('/', docsRouter(document));
   app.route('/', tenantsRouter());
   app.route('/', keysRouter());
+  app.route('/', datasetsRouter());
+  app.route('/', adaptersRouter());
+  app.route('/', jobsRouter());
 
   app.notFound((c) =>
     errorResponse(c, new AppError('not_found', `no route for ${c.req.method} ${c.req.path}`), c.get('requestId') ?? 'none', c.get('log') ?? deps.log),

@@ -65,13 +65,13 @@ export function keysRouter() {
     return c.json({ tenantId: p.tenantId, keyId: p.keyId, prefix: p.keyPrefix, scopes: [...p.scopes] }, 200);
   });
   app.openapi(createKeyRoute, async (c) => {
-    const created = await createKey(c.get('deps'), c.get('principal'), c.req.valid('json'));
+    const created = await createKey({ deps: c.get('deps'), ctx: c.get('principal'), input: c.req.valid('json') });
     return c.json({ key: keyDto(created.key), token: created.token }, 201);
   });
-  app.openapi(listKeysRoute, async (c) => c.json({ items: (await listKeys(c.get('deps'), c.get('principal'))).map(keyDto) }, 200));
-  app.openapi(getKeyRoute, async (c) => c.json(keyDto(await getKey(c.get('deps'), c.get('principal'), c.req.valid('param').keyId)), 200));
+  app.openapi(listKeysRoute, async (c) => c.json({ items: (await listKeys({ deps: c.get('deps'), ctx: c.get('principal') })).map(keyDto) }, 200));
+  app.openapi(getKeyRoute, async (c) => c.json(keyDto(await getKey({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').keyId })), 200));
   app.openapi(revokeKeyRoute, async (c) =>
-    c.json(keyDto(await revokeKey(c.get('deps'), c.get('principal'), c.req.valid('param').keyId)), 200),
+    c.json(keyDto(await revokeKey({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').keyId })), 200),
   );
   return app;
 }

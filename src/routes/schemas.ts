@@ -3,9 +3,12 @@
  * mappers from database rows to them. Timestamps are ISO 8601 strings; ids are UUIDs.
  */
 import { z } from '@hono/zod-openapi';
-import type { ApiKey, Tenant } from '../db/schema.js';
+import type { AdapterVersion, ApiKey, Tenant } from '../db/schema.js';
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
 import { SCOPES } from '../services/auth.js';
+import type { AdapterView } from '../services/adapters.js';
+import type { DatasetView } from '../services/datasets.js';
+import { toJobView, type JobView } from '../services/training.js';
 
 const codes = Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]];
 
@@ -87,3 +90,146 @@ export const TenantListSchema = list(TenantSchema, 'TenantList');
 export const ApiKeyListSchema = list(ApiKeySchema, 'ApiKeyList');
 
 export { isoOf, isoOrNull };
+
+// ---- data sets ----
+
+const SplitCountsSchema = z.record(z.string(), z.number().int()).openapi({ example: { train: 40, val: 10, test: 0, unassigned: 0, total: 50 } });
+
+export const DatasetSchema = z
+  .object({
+    id: uuid,
+    name: z.string(),
+    status: z.enum(['pending', 'processing', 'ready', 'failed']),
+    labels: z.array(z.string()),
+    classes: z.record(z.string(), SplitCountsSchema).openapi({ description: 'Per label: images in each split.' }),
+    imageCount: z.number().int(),
+    byteSize: z.number().int(),
+    problems: z.array(z.object({ code: z.string(), message: z.string(), file: z.string().optional() })),
+    error: z.string().nullable(),
+    createdAt: iso,
+    updatedAt: iso,
+  })
+  .openapi('Dataset');
+export const DatasetListSchema = list(DatasetSchema, 'DatasetList');
+export const CreatedDatasetSchema = DatasetSchema.extend({
+  form: z.string().openapi({ description: 'How the upload was read: zip-folders, zip-manifest-csv, zip-manifest-jsonl or jsonl.' }),
+  problemCount: z.number().int().openapi({ description: 'All problems found (the dataset keeps the first ones).' }),
+}).openapi('CreatedDataset');
+
+export function datasetDto(d: DatasetView): z.infer<typeof DatasetSchema> {
+  return {
+    ...d,
+    classes: d.classes,
+    problems: d.problems.map((p) => (p.file === undefined ? { code: p.code, message: p.message } : { code: p.code, message: p.message, file: p.file })),
+    createdAt: isoOf(d.createdAt),
+    updatedAt: isoOf(d.updatedAt),
+  };
+}
+
+// ---- jobs ----
+
+export const JobSchema = z
+  .object({
+    id: uuid,
+    kind: z.string(),
+    status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']),
+    attempts: z.number().int(),
+    maxAttempts: z.number().int(),
+    progress: z.unknown().openapi({ description: 'Latest progress (for training: epoch, loss, accuracy, …).' }),
+    result: z.unknown().openapi({ description: 'For training: adapterId, version, versionId, accuracy.' }),
+    error: z.string().nullable(),
+    cancelRequested: z.boolean(),
+    createdAt: iso,
+    startedAt: iso.nullable(),
+    finishedAt: iso.nullable(),
+  })
+  .openapi('Job');
+export const JobListSchema = list(JobSchema, 'JobList');
+
+export function jobDto(j: JobView): z.infer<typeof JobSchema> {
+  return { ...j, createdAt: isoOf(j.createdAt), startedAt: isoOrNull(j.startedAt), finishedAt: isoOrNull(j.finishedAt) };
+}
+
+// ---- adapters ----
+
+export const AdapterVersionSchema = z
+  .object({
+    id: uuid,
+    version: z.number().int(),
+    source: z.enum(['trained', 'imported']),
+    labels: z.array(z.string()),
+    spec: z.object({
+      rank: z.number().int(),
+      beta: z.number().optional(),
+      loraBeforeBlocks: z.array(z.number().int()).optional(),
+      addAfterBlocks: z.array(z.number().int()).optional(),
+      fusionKernel: z.number().int().optional(),
+    }),
+    metrics: z.record(z.string(), z.unknown()),
+    backboneId: z.string(),
+    byteSize: z.number().int(),
+    datasetId: uuid.nullable(),
+    jobId: uuid.nullable(),
+    createdAt: iso,
+  })
+  .openapi('AdapterVersion');
+export const AdapterVersionListSchema = list(AdapterVersionSchema, 'AdapterVersionList');
+
+export const AliasSchema = z.object({ alias: z.string(), version: z.number().int() }).openapi('Alias');
+
+export const AdapterSchema = z
+  .object({
+    id: uuid,
+    name: z.string(),
+    description: z.string(),
+    status: z.enum(['training', 'ready', 'failed', 'empty']).openapi({
+      description: 'training: a job is queued or running · ready: has a version · failed: no version and the last job failed · empty',
+    }),
+    versionCount: z.number().int(),
+    latest: AdapterVersionSchema.nullable().openapi({ description: "The version 'latest' points at." }),
+    aliases: z.array(AliasSchema),
+    lastJob: JobSchema.nullable(),
+    createdAt: iso,
+    updatedAt: iso,
+  })
+  .openapi('Adapter');
+export const AdapterListSchema = list(AdapterSchema, 'AdapterList');
+
+export function versionDto(v: AdapterVersion): z.infer<typeof AdapterVersionSchema> {
+  const s = v.spec as Record<string, unknown>;
+  const ints = (x: unknown) => (Array.isArray(x) ? (x as number[]) : undefined);
+  return {
+    id: v.id,
+    version: v.version,
+    source: v.source,
+    labels: v.spec.labels,
+    spec: {
+      rank: v.spec.rank,
+      beta: typeof s.beta === 'number' ? s.beta : undefined,
+      loraBeforeBlocks: ints(s.loraBeforeBlocks),
+      addAfterBlocks: ints(s.addAfterBlocks),
+      fusionKernel: typeof s.fusionKernel === 'number' ? s.fusionKernel : undefined,
+    },
+    metrics: v.metrics,
+    backboneId: v.backboneId,
+    byteSize: v.byteSize,
+    datasetId: v.datasetId,
+    jobId: v.jobId,
+    createdAt: isoOf(v.createdAt),
+  };
+}
+
+export function adapterDto(v: AdapterView): z.infer<typeof AdapterSchema> {
+  return {
+    id: v.adapter.id,
+    name: v.adapter.name,
+    description: v.adapter.description,
+    status: v.status,
+    versionCount: v.versionCount,
+    latest: v.latest === null ? null : versionDto(v.latest),
+    aliases: v.aliases,
+    lastJob: v.lastJob === null ? null : jobDto(toJobView(v.lastJob)),
+    createdAt: isoOf(v.adapter.createdAt),
+    updatedAt: isoOf(v.adapter.updatedAt),
+  };
+}

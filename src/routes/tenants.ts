@@ -101,38 +101,38 @@ export const adminRevokeKeyRoute = defineRoute(auth.admin, {
 export function tenantsRouter() {
   const app = newRouter();
   app.openapi(createTenantRoute, async (c) => {
-    const tenant = await createTenant(c.get('deps'), c.req.valid('json'));
+    const tenant = await createTenant({ deps: c.get('deps'), input: c.req.valid('json') });
     c.get('log').info({ tenantId: tenant.id }, 'tenant created');
     return c.json(tenantDto(tenant), 201);
   });
   app.openapi(listTenantsRoute, async (c) => {
-    const tenants = await listTenants(c.get('deps'), c.req.valid('query'));
+    const tenants = await listTenants({ deps: c.get('deps'), page: c.req.valid('query') });
     return c.json({ items: tenants.map(tenantDto) }, 200);
   });
   app.openapi(getTenantRoute, async (c) => {
-    const { tenant, usage } = await getTenant(c.get('deps'), c.req.valid('param').tenantId);
+    const { tenant, usage } = await getTenant({ deps: c.get('deps'), id: c.req.valid('param').tenantId });
     return c.json({ ...tenantDto(tenant), usage }, 200);
   });
   app.openapi(deleteTenantRoute, async (c) => {
-    await deleteTenant(c.get('deps'), c.req.valid('param').tenantId);
+    await deleteTenant({ deps: c.get('deps'), id: c.req.valid('param').tenantId });
     return c.body(null, 204);
   });
   app.openapi(adminCreateKeyRoute, async (c) => {
     const deps = c.get('deps');
     const { tenantId } = c.req.valid('param');
-    await getTenant(deps, tenantId); // a deleted tenant gets no new keys
-    const created = await createKey(deps, { tenantId }, c.req.valid('json'));
+    await getTenant({ deps, id: tenantId }); // a deleted tenant gets no new keys
+    const created = await createKey({ deps, ctx: { tenantId }, input: c.req.valid('json') });
     return c.json({ key: keyDto(created.key), token: created.token }, 201);
   });
   app.openapi(adminListKeysRoute, async (c) => {
     const deps = c.get('deps');
     const { tenantId } = c.req.valid('param');
-    await getTenant(deps, tenantId);
-    return c.json({ items: (await listKeys(deps, { tenantId })).map(keyDto) }, 200);
+    await getTenant({ deps, id: tenantId });
+    return c.json({ items: (await listKeys({ deps, ctx: { tenantId } })).map(keyDto) }, 200);
   });
   app.openapi(adminRevokeKeyRoute, async (c) => {
     const { tenantId, keyId } = c.req.valid('param');
-    return c.json(keyDto(await revokeKey(c.get('deps'), { tenantId }, keyId)), 200);
+    return c.json(keyDto(await revokeKey({ deps: c.get('deps'), ctx: { tenantId }, id: keyId })), 200);
   });
   return app;
 }

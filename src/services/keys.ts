@@ -24,7 +24,7 @@ export interface CreatedKey {
   token: string;
 }
 
-export async function createKey(deps: Pick<ServiceDeps, 'database'>, ctx: TenantCtx, input: CreateKeyInput): Promise<CreatedKey> {
+export async function createKey({ deps, ctx, input }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; input: CreateKeyInput }): Promise<CreatedKey> {
   const { name, scopes } = createKeyInput.parse(input);
   // A 48-bit prefix collision is rare but possible; one retry makes it a non-event.
   for (let attempt = 0; ; attempt++) {
@@ -39,20 +39,20 @@ export async function createKey(deps: Pick<ServiceDeps, 'database'>, ctx: Tenant
   }
 }
 
-export function listKeys(deps: Pick<ServiceDeps, 'database'>, ctx: TenantCtx): Promise<ApiKey[]> {
+export function listKeys({ deps, ctx }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx }): Promise<ApiKey[]> {
   return keysRepo.list(deps.database.db, ctx.tenantId);
 }
 
-export function getKey(deps: Pick<ServiceDeps, 'database'>, ctx: TenantCtx, keyId: string): Promise<ApiKey> {
-  return keysRepo.get(deps.database.db, ctx.tenantId, keyId);
+export function getKey({ deps, ctx, id }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; id: string }): Promise<ApiKey> {
+  return keysRepo.get(deps.database.db, ctx.tenantId, id);
 }
 
 /**
  * Revoke a key (idempotent). A key may revoke itself — the request that does so still completes,
  * the next one is refused.
  */
-export function revokeKey(deps: Pick<ServiceDeps, 'database'>, ctx: TenantCtx, keyId: string): Promise<ApiKey> {
-  return keysRepo.revoke(deps.database.db, ctx.tenantId, keyId);
+export function revokeKey({ deps, ctx, id }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; id: string }): Promise<ApiKey> {
+  return keysRepo.revoke(deps.database.db, ctx.tenantId, id);
 }
 
 export function keyScopes(key: ApiKey): Scope[] {

@@ -34,23 +34,26 @@ export function tenantBlobPrefix(tenantId: string): string {
 
 type Deps = Pick<ServiceDeps, 'database' | 'blobs' | 'log'>;
 
-export function createTenant(deps: Pick<ServiceDeps, 'database'>, input: CreateTenantInput): Promise<Tenant> {
+export function createTenant({ deps, input }: { deps: Pick<ServiceDeps, 'database'>; input: CreateTenantInput }): Promise<Tenant> {
   return tenantsRepo.create(deps.database.db, createTenantInput.parse(input));
 }
 
-export function listTenants(deps: Pick<ServiceDeps, 'database'>, page: { limit?: number; offset?: number } = {}): Promise<Tenant[]> {
+export function listTenants({ deps, page = {} }: { deps: Pick<ServiceDeps, 'database'>; page?: { limit?: number; offset?: number } }): Promise<Tenant[]> {
   return tenantsRepo.list(deps.database.db, page);
 }
 
-export async function getTenant(
-  deps: Pick<ServiceDeps, 'database'>,
-  tenantId: string,
-): Promise<{ tenant: Tenant; usage: tenantsRepo.Usage }> {
-  const tenant = await tenantsRepo.get(deps.database.db, tenantId);
-  return { tenant, usage: await tenantsRepo.usage(deps.database.db, tenantId) };
+export async function getTenant({
+  deps,
+  id,
+}: {
+  deps: Pick<ServiceDeps, 'database'>;
+  id: string;
+}): Promise<{ tenant: Tenant; usage: tenantsRepo.Usage }> {
+  const tenant = await tenantsRepo.get(deps.database.db, id);
+  return { tenant, usage: await tenantsRepo.usage(deps.database.db, id) };
 }
 
-export async function deleteTenant(deps: Deps, tenantId: string): Promise<void> {
+export async function deleteTenant({ deps, id: tenantId }: { deps: Deps; id: string }): Promise<void> {
   const db = deps.database.db;
   if (!isUuid(tenantId)) throw notFound('tenant', tenantId);
   const [row] = await db.select().from(tenants).where(eq(tenants.id, tenantId));

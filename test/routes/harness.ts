@@ -14,6 +14,8 @@ import { initBackend, loadBackboneFromDir } from '../../src/model/index.js';
 import { Authenticator } from '../../src/services/auth.js';
 import { RateLimiter } from '../../src/services/limits.js';
 import { DiskBlobStore } from '../../src/storage/index.js';
+import { JobQueue } from '../../src/jobs/queue.js';
+import { createWorkerRuntime, type WorkerRuntime } from '../../src/train/runtime.js';
 import { makeTempDir, openTestDb, type DbKind, type TestDb } from '../helpers/db.js';
 
 export const FIXTURE_BACKBONE = fileURLToPath(new URL('../fixtures/dtl-golden-hf', import.meta.url));
@@ -40,7 +42,7 @@ export interface Reply {
   headers: Headers;
 }
 
-export async function startHarness(opts: { kind?: DbKind; env?: Record<string, string> } = {}): Promise<Harness> {
+export async function startHarness(opts: { kind?: DbKind; env?: Record<string, string>; worker?: boolean } = {}): Promise<Harness> {
   const dir = await makeTempDir('dtl-routes');
   const config = loadConfig({
     DATA_DIR: dir,
@@ -75,6 +77,13 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
     },
   };
   const app = buildApp(deps);
+  let runtime: WorkerRuntime | undefined;
+  if (opts.worker) {
+    // Short leases and polls: jobs start at once and cancels are seen quickly.
+    const queue = new JobQueue(db.db, { leaseMs: 6000, maxAttempts: 2, backoff: { baseMs: 50, maxMs: 200 } });
+    runtime = createWorkerRuntime(deps, { queue, pollMs: 50, cachePrecision: 'float16' });
+    runtime.start();
+  }
   const call: Harness['call'] = async (method, url, o = {}) => {
     const headers: Record<string, string> = { ...o.headers };
     if (o.token !== undefined) headers.authorization = `Bearer ${o.token}`;
@@ -118,6 +127,7 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
       },
     },
     async close() {
+      await runtime?.stop({ graceMs: 5000 });
       backbone.dispose();
       await blobs.close();
       await db.close();

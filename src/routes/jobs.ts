@@ -1,0 +1,132 @@
+/** Training jobs ('train' scope): list, get, cancel, and progress as Server-Sent Events. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from '@hono/zod-openapi';
+import { streamSSE } from 'hono/streaming';
+import { AppError } from '../errors.js';
+import { cancelJob, getJob, listJobEvents, listJobs } from '../services/training.js';
+import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { JobListSchema, JobSchema, PageQuery, idParam, isoOf, jobDto } from './schemas.js';
+
+const JobParams = z.object({ jobId: idParam('jobId', 'Job id') });
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+/** How often an open stream looks for new events; events are rows, so this is a cheap indexed read. */
+const POLL_MS = 300;
+/** A comment line this often keeps proxies from closing an idle stream. */
+const KEEPALIVE_MS = 15_000;
+
+export const listJobsRoute = defineRoute(auth.tenant('train'), {
+  operationId: 'listJobs',
+  method: 'get',
+  path: '/v1/jobs',
+  tags: ['jobs'],
+  summary: 'List training jobs (newest first)',
+  request: { query: PageQuery },
+  responses: { 200: { description: 'Jobs', content: { 'application/json': { schema: JobListSchema } } }, ...errorResponses(400) },
+});
+
+export const getJobRoute = defineRoute(auth.tenant('train'), {
+  operationId: 'getJob',
+  method: 'get',
+  path: '/v1/jobs/{jobId}',
+  tags: ['jobs'],
+  summary: 'Get a job with its latest progress and result',
+  request: { params: JobParams },
+  responses: { 200: { description: 'The job', content: { 'application/json': { schema: JobSchema } } }, ...errorResponses(404) },
+});
+
+export const cancelJobRoute = defineRoute(auth.tenant('train'), {
+  operationId: 'cancelJob',
+  method: 'post',
+  path: '/v1/jobs/{jobId}/cancel',
+  tags: ['jobs'],
+  summary: 'Cancel a job (queued: at once; running: stops at the next batch, publishes nothing)',
+  request: { params: JobParams },
+  responses: { 200: { description: 'The job after the request', content: { 'application/json': { schema: JobSchema } } }, ...errorResponses(404, 409) },
+});
+
+export const jobEventsRoute = defineRoute(auth.tenant('train'), {
+  operationId: 'streamJobEvents',
+  method: 'get',
+  path: '/v1/jobs/{jobId}/events',
+  tags: ['jobs'],
+  summary: 'Stream the job’s events (Server-Sent Events) until it ends',
+  description:
+    'Each event: `event` = type (status, started, progress, published, …), `id` = event id, `data` = JSON {id, at, type, data}. ' +
+    'Resume with the Last-Event-ID header or `after`. After the final status a last `end` event carries the job; then the stream closes.',
+  request: {
+    params: JobParams,
+    query: z.object({ after: z.coerce.number().int().min(0).optional().openapi({ description: 'Only events after this id.' }) }),
+  },
+  responses: {
+    200: { description: 'An event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+    ...errorResponses(400, 404),
+  },
+});
+
+export function jobsRouter() {
+  const app = newRouter();
+  app.openapi(listJobsRoute, async (c) => {
+    const { limit, offset } = c.req.valid('query');
+    return c.json({ items: (await listJobs({ deps: c.get('deps'), ctx: c.get('principal'), limit, offset })).map(jobDto) }, 200);
+  });
+  app.openapi(getJobRoute, async (c) => c.json(jobDto(await getJob({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').jobId })), 200));
+  app.openapi(cancelJobRoute, async (c) => c.json(jobDto(await cancelJob({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').jobId })), 200));
+
+  app.openapi(jobEventsRoute, async (c) => {
+    const deps = c.get('deps');
+    const ctx = c.get('principal');
+    const log = c.get('log');
+    const { jobId } = c.req.valid('param');
+    const lastEventId = c.req.header('last-event-id');
+    let after = c.req.valid('query').after ?? 0;
+    if (lastEventId !== undefined) {
+      if (!/^\d{1,15}$/.test(lastEventId)) throw new AppError('validation_failed', 'Last-Event-ID must be an event id');
+      after = Number(lastEventId);
+    }
+    // Before any byte is sent, so a foreign or missing job is an ordinary JSON 404.
+    await getJob({ deps, ctx, id: jobId });
+    return streamSSE(
+      c,
+      async (stream) => {
+        const stop = new AbortController();
+        stream.onAbort(() => stop.abort());
+        const onShutdown = () => stop.abort();
+        deps.lifecycle.signal.addEventListener('abort', onShutdown, { once: true });
+        let lastWrite = Date.now();
+        try {
+          while (!stop.signal.aborted) {
+            const events = await listJobEvents({ deps, ctx, id: jobId, afterId: after, limit: 500 });
+            let ended = false;
+            for (const e of events) {
+              await stream.writeSSE({ event: e.type, id: String(e.id), data: JSON.stringify({ id: e.id, at: isoOf(e.at), type: e.type, data: e.data }) });
+              after = e.id;
+              const status = (e.data as { status?: unknown } | null)?.status;
+              if (e.type === 'status' && typeof status === 'string' && TERMINAL.has(status)) ended = true;
+            }
+            if (events.length > 0) lastWrite = Date.now();
+            // Also ends a stream resumed after the final event (nothing new will ever come).
+            if (!ended && events.length === 0) ended = TERMINAL.has((await getJob({ deps, ctx, id: jobId })).status);
+            if (ended) {
+              const job = await getJob({ deps, ctx, id: jobId });
+              await stream.writeSSE({ event: 'end', data: JSON.stringify(jobDto(job)) });
+              return;
+            }
+            if (Date.now() - lastWrite >= KEEPALIVE_MS) {
+              await stream.write(': keepalive\n\n');
+              lastWrite = Date.now();
+            }
+            await sleep(POLL_MS, undefined, { signal: stop.signal }).catch(() => {});
+          }
+        } finally {
+          deps.lifecycle.signal.removeEventListener('abort', onShutdown);
+        }
+      },
+      async (err, stream) => {
+        // Headers are gone already: report in-band, log with the request id, close.
+        log.error({ err }, 'job event stream failed');
+        await stream.writeSSE({ event: 'error', data: JSON.stringify({ error: { code: 'internal', message: 'the event stream failed', requestId: c.get('requestId') } }) });
+      },
+    );
+  });
+  return app;
+}

@@ -1,0 +1,260 @@
+/**
+ * Adapter verbs besides training (services/training.ts): list and get with status and metrics,
+ * versions, aliases, delete, download a version's file, and import a file trained elsewhere (the
+ * authors' PyTorch code writes the same safetensors layout) after validating it against the
+ * backbone this deployment serves.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { and, desc, eq, inArray, sql } from 'drizzle-orm';
+import { z } from 'zod';
+import * as adaptersRepo from '../db/repos/adapters.js';
+import * as jobsRepo from '../db/repos/jobs.js';
+import { isUuid } from '../db/errors.js';
+import { jobs, type Adapter, type AdapterSpec as StoredSpec, type AdapterVersion, type Job } from '../db/schema.js';
+import { AppError, isAppError } from '../errors.js';
+import { loadAdapter } from '../model/index.js';
+import type { ServiceDeps, TenantCtx } from './context.js';
+import { checkCountQuota, remainingBytes } from './limits.js';
+
+export type AdapterStatus = 'training' | 'ready' | 'failed' | 'empty';
+
+export interface AdapterView {
+  adapter: Adapter;
+  /**
+   * training: a job for it is queued or running · ready: it has a version to classify with ·
+   * failed: it has no version and its last job failed or was cancelled · empty: no version, no job.
+   */
+  status: AdapterStatus;
+  latest: AdapterVersion | null;
+  versionCount: number;
+  aliases: Array<{ alias: string; version: number }>;
+  /** Its most recent training job. */
+  lastJob: Job | null;
+}
+
+/** The name rule training uses too; a UUID-shaped name would be ambiguous with ids. */
+export const adapterNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, '1–100 characters: letters, digits, ".", "_" or "-", starting with a letter or digit')
+  .refine((n) => !isUuid(n), 'a name must not look like an id (UUID)');
+
+type Deps = Pick<ServiceDeps, 'database' | 'blobs' | 'log' | 'config' | 'backbone'>;
+
+async function jobsFor(deps: Pick<ServiceDeps, 'database'>, tenantId: string, adapterIds: string[]): Promise<Job[]> {
+  if (adapterIds.length === 0) return [];
+  return deps.database.db
+    .select()
+    .from(jobs)
+    .where(and(eq(jobs.tenantId, tenantId), inArray(sql<string>`${jobs.payload}->>'adapterId'`, adapterIds)))
+    .orderBy(desc(jobs.createdAt));
+}
+
+function statusOf(versions: AdapterVersion[], lastJob: Job | undefined, active: boolean): AdapterStatus {
+  if (active) return 'training';
+  if (versions.length > 0) return 'ready';
+  if (lastJob !== undefined && (lastJob.status === 'failed' || lastJob.status === 'cancelled')) return 'failed';
+  return 'empty';
+}
+
+async function view(deps: Pick<ServiceDeps, 'database'>, tenantId: string, adapter: Adapter, adapterJobs: Job[]): Promise<AdapterView> {
+  const db = deps.database.db;
+  const [versions, aliases] = await Promise.all([
+    adaptersRepo.listVersions(db, tenantId, adapter.id),
+    adaptersRepo.listAliases(db, tenantId, adapter.id),
+  ]);
+  const mine = adapterJobs.filter((j) => (j.payload as { adapterId?: unknown }).adapterId === adapter.id);
+  const active = mine.some((j) => j.status === 'queued' || j.status === 'running');
+  const latestAlias = aliases.find((a) => a.alias === adaptersRepo.LATEST);
+  const latest = versions.find((v) => v.id === latestAlias?.versionId) ?? versions.at(-1) ?? null;
+  return {
+    adapter,
+    status: statusOf(versions, mine[0], active),
+    latest,
+    versionCount: versions.length,
+    aliases: aliases.map((a) => ({ alias: a.alias, version: a.version })),
+    lastJob: mine[0] ?? null,
+  };
+}
+
+export async function listAdapters({ deps, ctx, page }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; page?: { limit?: number; offset?: number } }): Promise<AdapterView[]> {
+  const adapters = await adaptersRepo.list(deps.database.db, ctx.tenantId, page);
+  const allJobs = await jobsFor(deps, ctx.tenantId, adapters.map((a) => a.id));
+  return Promise.all(adapters.map((a) => view(deps, ctx.tenantId, a, allJobs)));
+}
+
+/** By id or name. */
+export async function getAdapter({ deps, ctx, ref }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; ref: string }): Promise<AdapterView> {
+  const adapter = await adaptersRepo.getByRef(deps.database.db, ctx.tenantId, ref);
+  return view(deps, ctx.tenantId, adapter, await jobsFor(deps, ctx.tenantId, [adapter.id]));
+}
+
+export async function listVersions({ deps, ctx, ref }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; ref: string }): Promise<{ adapter: Adapter; versions: AdapterVersion[] }> {
+  const adapter = await adaptersRepo.getByRef(deps.database.db, ctx.tenantId, ref);
+  return { adapter, versions: await adaptersRepo.listVersions(deps.database.db, ctx.tenantId, adapter.id) };
+}
+
+/** A version by number or alias ('latest' by default). */
+export async function getVersion({ deps, ctx, ref, version }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; ref: string; version?: string }): Promise<{ adapter: Adapter; version: AdapterVersion }> {
+  return adaptersRepo.resolve(deps.database.db, ctx.tenantId, ref, version ?? adaptersRepo.LATEST);
+}
+
+export async function setAlias({
+  deps,
+  ctx,
+  ref,
+  alias,
+  version,
+}: {
+  deps: Pick<ServiceDeps, 'database'>;
+  ctx: TenantCtx;
+  ref: string;
+  alias: string;
+  version: number;
+}): Promise<{ alias: string; version: number }> {
+  const adapter = await adaptersRepo.getByRef(deps.database.db, ctx.tenantId, ref);
+  await adaptersRepo.setAlias(deps.database.db, ctx.tenantId, adapter.id, alias, version);
+  return { alias, version };
+}
+
+export async function deleteAlias({ deps, ctx, ref, alias }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; ref: string; alias: string }): Promise<void> {
+  const adapter = await adaptersRepo.getByRef(deps.database.db, ctx.tenantId, ref);
+  await adaptersRepo.deleteAlias(deps.database.db, ctx.tenantId, adapter.id, alias);
+}
+
+/**
+ * Delete an adapter with every version: its training jobs are cancelled, it disappears at once
+ * (name free, classify fails), then its files and finally its rows go.
+ */
+export async function deleteAdapter({ deps, ctx, ref }: { deps: Pick<ServiceDeps, 'database' | 'blobs'>; ctx: TenantCtx; ref: string }): Promise<void> {
+  const db = deps.database.db;
+  const adapter = await adaptersRepo.getByRef(db, ctx.tenantId, ref);
+  for (const job of await jobsFor(deps, ctx.tenantId, [adapter.id])) {
+    if (job.status === 'queued' || job.status === 'running') await jobsRepo.cancel(db, ctx.tenantId, job.id).catch(() => {});
+  }
+  const { objectKeys } = await adaptersRepo.remove(db, ctx.tenantId, adapter.id);
+  for (const key of objectKeys) await deps.blobs.delete(key);
+  await adaptersRepo.purge(db, ctx.tenantId, adapter.id);
+}
+
+export interface AdapterFile {
+  adapter: Adapter;
+  version: AdapterVersion;
+  size: number;
+  stream: Readable;
+  filename: string;
+}
+
+/** A version's safetensors file as a stream. */
+export async function downloadVersion({ deps, ctx, ref, version }: { deps: Pick<ServiceDeps, 'database' | 'blobs'>; ctx: TenantCtx; ref: string; version?: string }): Promise<AdapterFile> {
+  const resolved = await getVersion({ deps, ctx, ref, version });
+  const stream = await deps.blobs.getStream(resolved.version.objectKey);
+  return {
+    ...resolved,
+    size: resolved.version.byteSize,
+    stream,
+    filename: `${resolved.adapter.name}-v${resolved.version.version}.safetensors`,
+  };
+}
+
+/** Reads a stream into memory, failing as soon as it passes `maxBytes` (adapter files are small). */
+async function readLimited(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, maxBytes: number, tooLarge: () => AppError): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of source) {
+    n += chunk.length;
+    if (n > maxBytes) throw tooLarge();
+    parts.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(parts, n);
+}
+
+export interface ImportAdapterInput {
+  /** The adapter to add the version to; created when the tenant has none by this name. */
+  name: string;
+  description?: string;
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+}
+
+/** Most bytes an adapter file may have (a ViT-L head for 10k classes is ≈ 41 MB). */
+export const ADAPTER_FILE_MAX_BYTES = 128 * 1024 * 1024;
+
+/**
+ * Validate a safetensors adapter against the backbone (shapes, blocks, width; 'invalid_adapter' or
+ * 'adapter_backbone_mismatch'), store it, and publish it as the next version (alias 'latest').
+ */
+export async function importAdapter({ deps, ctx, input }: { deps: Deps; ctx: TenantCtx; input: ImportAdapterInput }): Promise<{ adapter: Adapter; version: AdapterVersion; created: boolean }> {
+  const name = adapterNameSchema.safeParse(input.name);
+  if (!name.success) throw new AppError('validation_failed', `name: ${name.error.issues[0].message}`);
+  const db = deps.database.db;
+  const left = await remainingBytes(deps, deps.config, ctx);
+  const max = Math.min(deps.config.UPLOAD_MAX_BYTES, ADAPTER_FILE_MAX_BYTES, left);
+  const bytes = await readLimited(input.source, max, () =>
+    max === left
+      ? new AppError('quota_exceeded', `storage quota reached: ${left} bytes left`, { details: { kind: 'bytes', limit: deps.config.QUOTA_BYTES, remaining: left } })
+      : new AppError('payload_too_large', `adapter file is larger than ${max} bytes`, { details: { maxBytes: max } }),
+  );
+  if (bytes.length === 0) throw new AppError('invalid_adapter', 'the adapter file is empty');
+  const { adapter: loaded, meta } = loadAdapter(bytes, deps.backbone.config);
+  const spec = loaded.spec;
+  loaded.dispose();
+  // Files this service wrote name their backbone; shapes alone cannot tell two ViTs of one size apart.
+  const origin = (meta.backbone as { identity?: unknown } | undefined)?.identity;
+  if (typeof origin === 'string' && origin !== deps.backbone.identity) {
+    throw new AppError('adapter_backbone_mismatch', 'the adapter was trained on another backbone (its recorded backbone identity differs from this one)', {
+      details: { adapterBackbone: origin, backbone: deps.backbone.identity },
+    });
+  }
+
+  let adapter: Adapter;
+  let created = false;
+  try {
+    adapter = await adaptersRepo.getByName(db, ctx.tenantId, name.data);
+  } catch (err) {
+    if (!isAppError(err) || err.code !== 'not_found') throw err;
+    await checkCountQuota(deps, deps.config, ctx, 'adapters');
+    try {
+      adapter = await adaptersRepo.create(db, ctx.tenantId, { name: name.data, description: input.description });
+      created = true;
+    } catch (e) {
+      if (!isAppError(e) || e.code !== 'already_exists') throw e;
+      adapter = await adaptersRepo.getByName(db, ctx.tenantId, name.data);
+    }
+  }
+  const objectKey = `tenants/${ctx.tenantId}/adapters/${adapter.id}/import-${randomUUID()}.safetensors`;
+  await deps.blobs.putBuffer(objectKey, bytes, { contentType: 'application/octet-stream' });
+  const stored: StoredSpec = {
+    rank: spec.rank,
+    beta: spec.beta,
+    blocks: spec.addAfterBlocks,
+    kernel: spec.fusionKernel,
+    labels: spec.labels,
+    loraBeforeBlocks: spec.loraBeforeBlocks,
+    addAfterBlocks: spec.addAfterBlocks,
+    fusionKernel: spec.fusionKernel,
+  };
+  try {
+    const { version } = await adaptersRepo.publishVersion(db, ctx.tenantId, adapter.id, {
+      objectKey,
+      spec: stored,
+      metrics: {
+        imported: { at: new Date().toISOString(), bytes: bytes.length },
+        ...(typeof meta.metrics === 'object' && meta.metrics !== null ? { original: meta.metrics } : {}),
+      },
+      backboneId: deps.backbone.identity,
+      byteSize: bytes.length,
+      source: 'imported',
+    });
+    deps.log.info({ tenantId: ctx.tenantId, adapterId: adapter.id, version: version.version }, 'adapter imported');
+    return { adapter, version, created };
+  } catch (err) {
+    await deps.blobs.delete(objectKey).catch(() => {});
+    if (created) {
+      await adaptersRepo
+        .remove(db, ctx.tenantId, adapter.id)
+        .then(() => adaptersRepo.purge(db, ctx.tenantId, adapter.id))
+        .catch(() => {});
+    }
+    throw err;
+  }
+}
