@@ -1,0 +1,64 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend, type Backbone } from '../../src/model/index.js';
+import { dtl } from '../../eval/methods/dtl.js';
+import { linearProbe } from '../../eval/methods/linear-probe.js';
+import { DEFAULT_RECIPE } from '../../eval/recipe.js';
+import { evalMarkdown, evalSvg } from '../../eval/report.js';
+import { runStudy, type MethodResult } from '../../eval/runner.js';
+import { tinyBackbone } from '../helpers/tiny-backbone.js';
+
+describe('transfer study runner and report', () => {
+  let backbone: Backbone;
+  let results: MethodResult[];
+  const progress: number[] = [];
+  beforeAll(async () => {
+    await initBackend('wasm');
+    backbone = tinyBackbone({ width: 16, depth: 4, heads: 2, mlpDim: 32, patchSize: 7, imageSize: 28, seed: 2 });
+    const before = tf.memory().numTensors;
+    results = await runStudy(backbone, {
+      tasks: ['shapes', 'count'],
+      methods: [linearProbe, dtl],
+      sizes: { train: 24, test: 12 },
+      recipe: { ...DEFAULT_RECIPE, epochs: 1, warmupEpochs: 0, batchSize: 8 },
+      valFraction: 0.25,
+      memoryBatch: 8,
+      seed: 1,
+      onProgress: (r) => {
+        progress.push(r.length);
+      },
+    });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+  afterAll(() => backbone.dispose());
+
+  it('sweeps the lr grid on validation, then reports every (task, method)', () => {
+    expect(results.map((r) => `${r.task}/${r.method}`)).toEqual(['shapes/linear', 'shapes/dtl', 'count/linear', 'count/dtl']);
+    expect(progress).toEqual([1, 2, 3, 4]);
+    for (const r of results) {
+      expect(r.sweep.map((p) => p.lr)).toEqual(r.method === 'linear' ? linearProbe.lrGrid : dtl.lrGrid);
+      const best = Math.max(...r.sweep.map((p) => p.valAcc));
+      expect(r.sweep.find((p) => p.lr === r.lr)!.valAcc).toBe(best);
+      expect(r.trainImages).toBe(24);
+      expect(r.testImages).toBe(12);
+      expect(r.testAcc).toBeGreaterThanOrEqual(0);
+      expect(r.peakBytes).toBeGreaterThan(0);
+      expect(r.trainSeconds).toBeGreaterThan(0);
+    }
+  });
+
+  it('writes the markdown table and an SVG chart', () => {
+    const md = evalMarkdown(results, { command: 'npm run eval -- --test', date: '2026-01-01', machine: 'test', backbone: 'tiny', recipe: 'r', notes: '## Findings\n\nnone' });
+    expect(md).toContain('npm run eval -- --test');
+    expect(md).toMatch(/\| Linear probe \| [\d.]+ \| [\d.]+ \| \*\*[\d.]+\*\* \|/);
+    expect(md).toMatch(/\| DTL \| /);
+    expect(md).toContain('| shapes | DTL |');
+    expect(md).toContain('## Findings');
+    const svg = evalSvg(results, 'title <&>');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.trim().endsWith('</svg>')).toBe(true);
+    expect(svg).toContain('title &lt;&amp;&gt;');
+    // 2 methods × (2 tasks + mean) accuracy bars + 2 memory bars + 2 legend swatches.
+    expect(svg.match(/<rect /g)!.length - 1).toBe(2 * 3 + 2 + 2);
+  });
+});
