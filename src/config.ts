@@ -40,12 +40,14 @@ export const configSchema = z.object({
   PREFIX_CACHE_BYTES: int(0).default(0),
   TRAIN_CACHE_BYTES: int(0).default(1024 * 1024 * 1024),
   UPLOAD_MAX_BYTES: int(1024).default(512 * 1024 * 1024),
+  CLASSIFY_MAX_BYTES: int(1024).default(32 * 1024 * 1024),
   IMAGE_MAX_PIXELS: int(1).default(40_000_000),
   RATE_LIMIT_RPS: z.coerce.number().positive().default(50),
   RATE_LIMIT_BURST: int(1).default(100),
   QUOTA_ADAPTERS: int(0).default(1000),
   QUOTA_DATASETS: int(0).default(100),
   QUOTA_BYTES: int(0).default(10 * 1024 * 1024 * 1024),
+  SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
 });
 
 export type Config = z.infer<typeof configSchema> & {
@@ -82,12 +84,14 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   PREFIX_CACHE_BYTES: 'Byte budget of the serving prefix-activation cache (0 = off).',
   TRAIN_CACHE_BYTES: 'Byte budget of the training prefix cache (outside the wasm heap).',
   UPLOAD_MAX_BYTES: 'Largest accepted upload body.',
+  CLASSIFY_MAX_BYTES: 'Largest classify request body (all its images together; base64 JSON counts as sent).',
   IMAGE_MAX_PIXELS: 'Largest decoded image (width × height).',
   RATE_LIMIT_RPS: 'Per-tenant token-bucket refill rate (requests/s).',
   RATE_LIMIT_BURST: 'Per-tenant token-bucket size.',
   QUOTA_ADAPTERS: 'Adapters per tenant.',
   QUOTA_DATASETS: 'Data sets per tenant.',
   QUOTA_BYTES: 'Stored bytes per tenant (uploads + adapters).',
+  SHUTDOWN_TIMEOUT_MS: 'On SIGTERM, longest wait for in-flight requests and queued batches before connections are closed.',
 };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
