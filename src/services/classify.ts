@@ -20,7 +20,9 @@ import type { ServiceDeps, TenantCtx } from './context.js';
 export const MAX_IMAGES_PER_REQUEST = 64;
 export const MAX_FANOUT_ADAPTERS = 16;
 
-const imageSchema = z.instanceof(Uint8Array, { message: 'an image must be bytes' }).refine((b) => b.byteLength > 0, 'an image must not be empty');
+const imageSchema = z
+  .custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'an image must be bytes' })
+  .refine((b) => b.byteLength > 0, 'an image must not be empty');
 
 /** An adapter (id or name) and which version: a number, or an alias (default 'latest'). */
 const adapterSelector = z
