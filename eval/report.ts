@@ -78,9 +78,9 @@ ${accRows.join('\n')}
 Peak step memory: tensor bytes allocated above the resting state during one optimisation step on
 the same batch for every method, from pixels (DTL's prefix computed in the step, not taken from
 the cache), measured with \`measurePeakBytes\` (tf.profile) after a warm-up step. It is the
-framework's tensor memory, not process RSS. Train time: wall time of the final 1,000-image run,
-feature or prefix caching included, on a shared 2-core machine (other jobs were running: compare
-within a row set, not across runs).
+framework's tensor memory, not process RSS. Train time: wall time of the final run on all training images,
+feature or prefix caching included, lr sweep excluded, on a shared 2-core machine (other jobs were
+running at the same time, so times are noisy: compare methods, not runs).
 
 ## Every run
 
@@ -95,7 +95,7 @@ const COLORS: Record<MethodId, string> = { linear: '#9e9e9e', dtl: '#1f77b4', 'd
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** Grouped bars of test accuracy per task, and a bar chart of peak step memory per method. */
-export function evalSvg(results: MethodResult[], title: string): string {
+export function evalSvg(results: MethodResult[], title: string, memoryBatch = 32): string {
   const methods = methodsIn(results);
   const tasks = tasksIn(results);
   const label = (m: MethodId) => results.find((r) => r.method === m)!.methodLabel;
@@ -136,7 +136,7 @@ export function evalSvg(results: MethodResult[], title: string): string {
   const mem = methods.map((m) => mean(results.filter((r) => r.method === m).map((r) => r.peakBytes)) / 2 ** 20);
   const top = Math.max(...mem, 1e-9) * 1.15;
   const rbw = right.w / methods.length;
-  out.push(`<text x="${right.x + right.w / 2}" y="${right.y - 10}" text-anchor="middle">peak step memory (MiB, batch of the study)</text>`);
+  out.push(`<text x="${right.x + right.w / 2}" y="${right.y - 10}" text-anchor="middle">peak step memory (MiB, batch ${memoryBatch})</text>`);
   methods.forEach((m, i) => {
     const h = (mem[i] / top) * right.h;
     const x = right.x + i * rbw + rbw * 0.15;

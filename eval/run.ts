@@ -22,6 +22,8 @@ import { TASK_IDS, loadTaskData, type TaskId } from './tasks.js';
 
 export const ALL_METHODS: Record<MethodId, Method> = { linear: linearProbe, dtl, 'dtl+': dtlPlus, lora, full: fullFinetune };
 export const DEFAULT_TASKS: TaskId[] = ['fmnist-unseen', 'shapes', 'rotation'];
+/** Batch of the one-step memory measurement, the authors' training batch. */
+const MEMORY_BATCH = 32;
 
 const { values: a } = parseArgs({
   options: {
@@ -90,7 +92,7 @@ async function main(): Promise<void> {
   const write = async (results: MethodResult[]) => {
     await writeFile(path.join(outDir, 'eval.json'), `${JSON.stringify({ ...ctx, notes: undefined, recipe, sizes, results }, null, 2)}\n`);
     await writeFile(path.join(outDir, 'eval.md'), evalMarkdown(results, ctx));
-    await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${sizes.train} training images per task)`));
+    await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${sizes.train} training images per task)`, MEMORY_BATCH));
   };
   try {
     const results = await runStudy(backbone, {
@@ -99,7 +101,7 @@ async function main(): Promise<void> {
       sizes,
       recipe,
       valFraction: 0.2,
-      memoryBatch: 32,
+      memoryBatch: MEMORY_BATCH,
       noSweep: quick || a['no-sweep'] === true,
       seed: recipe.seed,
       log: (l) => console.log(l),
