@@ -84,8 +84,20 @@ export async function decodeToRgb(buf: Uint8Array, opts: DecodeOptions): Promise
     if (err instanceof ImageDecodeError) throw err;
     const msg = firstLine(err);
     if (/premature end|truncated|unexpected end/i.test(msg)) throw new ImageDecodeError(`truncated ${format} image: ${msg}`);
+    // Under concurrent decodes libvips sometimes loses its message ("Unknown error"); a JPEG
+    // that failed to decode and has no end-of-image marker is still recognisably cut off.
+    if (format === 'jpeg' && !endsWithJpegEoi(buf)) {
+      throw new ImageDecodeError(`truncated jpeg image: ${/unknown error/i.test(msg) ? 'the file ends before its end-of-image marker' : msg}`);
+    }
     throw new ImageDecodeError(`corrupt ${format} image: ${msg}`);
   }
+}
+
+/** Whether the bytes end with JPEG's EOI marker (FF D9), ignoring trailing zero padding. */
+function endsWithJpegEoi(buf: Uint8Array): boolean {
+  let end = buf.length;
+  while (end > 0 && buf[end - 1] === 0) end--;
+  return end >= 2 && buf[end - 2] === 0xff && buf[end - 1] === 0xd9;
 }
 
 function firstLine(err: unknown): string {
