@@ -1,5 +1,5 @@
 /**
- * npm run eval [-- --quick] [--tasks a,b] [--methods linear,dtl,…] [--epochs N] [--backbone DIR]
+ * npm run eval [-- --quick] [--tasks a,b] [--methods linear,dtl,…] [--epochs N] [--backbone DIR] [--jobs N]
  *
  * The VTAB-1k-style transfer study of the bundled backbone; writes docs/eval.md, docs/eval.svg
  * and docs/eval.json (with --quick: under .tmp/eval-quick/ unless --out is given).
@@ -17,6 +17,7 @@ import { lora } from './methods/lora.js';
 import { METHOD_IDS, type Method, type MethodId } from './methods/types.js';
 import { DEFAULT_RECIPE, type Recipe } from './recipe.js';
 import { evalMarkdown, evalSvg } from './report.js';
+import { runInChildren, taskGroups } from './parallel.js';
 import { runStudy, type MethodResult } from './runner.js';
 import { TASK_IDS, loadTaskData, type TaskId } from './tasks.js';
 
@@ -39,6 +40,7 @@ const { values: a } = parseArgs({
     out: { type: 'string' },
     notes: { type: 'string' },
     seed: { type: 'string', default: '7' },
+    jobs: { type: 'string', default: '1' },
   },
   strict: true,
 });
@@ -87,7 +89,6 @@ async function main(): Promise<void> {
       `projections of every block. Linear probe: head only on the frozen pooled feature. Full fine-tune: every weight.`,
     notes: a.notes ? await readFile(a.notes, 'utf8') : undefined,
   };
-  const data = await loadTaskData(tasks, a['data-dir']);
   await mkdir(outDir, { recursive: true });
   const write = async (results: MethodResult[]) => {
     await writeFile(path.join(outDir, 'eval.json'), `${JSON.stringify({ ...ctx, notes: undefined, recipe, sizes, results }, null, 2)}\n`);
@@ -95,6 +96,16 @@ async function main(): Promise<void> {
     await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${sizes.train} training images per task)`, MEMORY_BATCH));
   };
   try {
+    const jobs = int(a.jobs, 1, 'jobs');
+    const groups = taskGroups(tasks, jobs);
+    if (groups.length > 1) {
+      console.log(`running ${groups.length} jobs: ${groups.map((g) => g.join('+')).join(' | ')}`);
+      const merged = await runInChildren(groups, process.argv.slice(2), path.join('.tmp', 'eval-jobs'), (l) => console.log(l));
+      await write(merged);
+      console.log(`wrote ${outDir}/eval.md, eval.svg, eval.json`);
+      return;
+    }
+    const data = await loadTaskData(tasks, a['data-dir']);
     const results = await runStudy(backbone, {
       tasks,
       methods,
