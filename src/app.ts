@@ -4,6 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { OpenAPIHono } from '@hono/zod-openapi';
+import { count, eq } from 'drizzle-orm';
+import { jobs } from './db/schema.js';
+import { TRAIN_JOB_KIND } from './train/job.js';
 import { AppError } from './errors.js';
 import { newRouter } from './routes/define.js';
 import { docsRouter } from './routes/docs.js';
@@ -11,6 +14,7 @@ import type { AppDeps, AppEnv } from './routes/env.js';
 import { errorResponse } from './routes/errors.js';
 import { healthRouter } from './routes/health.js';
 import { adaptersRouter } from './routes/adapters.js';
+import { classifyRouter } from './routes/classify.js';
 import { datasetsRouter } from './routes/datasets.js';
 import { jobsRouter } from './routes/jobs.js';
 import { keysRouter } from './routes/keys.js';
@@ -21,6 +25,28 @@ import { tenantsRouter } from './routes/tenants.js';
 export type { AppDeps, AppEnv, Lifecycle } from './routes/env.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/**
+ * Point the metrics at what they report on: the engine's queue and adapter cache (read at scrape
+ * time) and the job table (training jobs by status, across every process sharing the database).
+ */
+export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'engine' | 'database'>): void {
+  deps.metrics.setSources({
+    queue: () => {
+      const s = deps.engine.stats().batcher;
+      return { queueDepth: s.queueDepth, queueDepthByTenant: s.queueDepthByTenant, inFlight: s.inFlight };
+    },
+    cache: () => deps.engine.stats().adapterCache,
+    jobs: async () => {
+      const rows = await deps.database.db
+        .select({ status: jobs.status, n: count() })
+        .from(jobs)
+        .where(eq(jobs.kind, TRAIN_JOB_KIND))
+        .groupBy(jobs.status);
+      return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+    },
+  });
+}
 
 export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   const app = newRouter();
@@ -37,10 +63,13 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route('/', datasetsRouter());
   app.route('/', adaptersRouter());
   app.route('/', jobsRouter());
+  app.route('/', classifyRouter());
 
   app.notFound((c) =>
     errorResponse(c, new AppError('not_found', `no route for ${c.req.method} ${c.req.path}`), c.get('requestId') ?? 'none', c.get('log') ?? deps.log),
   );
-  app.onError((err, c) => errorResponse(c, err, c.get('requestId') ?? 'none', c.get('log') ?? deps.log));
+  app.onError((err, c) =>
+    errorResponse(c, err, c.get('requestId') ?? 'none', c.get('log') ?? deps.log, (code) => deps.metrics.countRejection(code, c.get('tenantId'))),
+  );
   return app;
 }

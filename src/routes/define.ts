@@ -5,6 +5,7 @@
  * label for logs and metrics, authentication, scope check, rate limit).
  */
 import { OpenAPIHono, createRoute, type RouteConfig } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
 import { AppError } from '../errors.js';
 import type { Scope } from '../services/auth.js';
 import type { AppEnv } from './env.js';
@@ -40,7 +41,23 @@ export function errorResponses(...statuses: number[]) {
 
 export type ApiRoute = RouteConfig & { 'x-dtl-auth': RouteAuth['kind']; 'x-dtl-scopes': readonly Scope[] };
 
-/** OpenAPI path (`/v1/x/{id}`) of a route; also its label in logs and metrics. */
+/** JSON request bodies are small; they are read whole (by the validator), so they are capped. */
+export const JSON_BODY_MAX_BYTES = 1024 * 1024;
+
+const jsonLimit = bodyLimit({
+  maxSize: JSON_BODY_MAX_BYTES,
+  onError: () => {
+    throw new AppError('payload_too_large', `JSON bodies are limited to ${JSON_BODY_MAX_BYTES} bytes`, { details: { maxBytes: JSON_BODY_MAX_BYTES } });
+  },
+});
+
+/** Whether the route declares a JSON body that zod validates (read whole); streamed bodies count their own bytes. */
+function hasValidatedJsonBody(config: Omit<RouteConfig, 'middleware' | 'security'>): boolean {
+  const content = config.request?.body?.content ?? {};
+  return Object.entries(content).some(([type, media]) => /json/i.test(type) && typeof ((media as { schema?: { safeParse?: unknown } } | undefined)?.schema?.safeParse) === 'function');
+}
+
+/** Declare a route; its OpenAPI path (`/v1/x/{id}`) is also its label in logs and metrics. */
 export function defineRoute<const R extends Omit<RouteConfig, 'middleware' | 'security'>>(routeAuth: RouteAuth, config: R) {
   const base = routeAuth.kind === 'public' ? [500, 503] : routeAuth.kind === 'admin' ? [401, 403, 500, 503] : [401, 403, 429, 500, 503];
   const security = routeAuth.kind === 'admin' ? [{ adminToken: [] }] : routeAuth.kind === 'tenant' ? [{ apiKey: [] }] : [];
@@ -50,7 +67,7 @@ export function defineRoute<const R extends Omit<RouteConfig, 'middleware' | 'se
     security,
     'x-dtl-auth': routeAuth.kind,
     'x-dtl-scopes': routeAuth.kind === 'tenant' ? routeAuth.scopes : [],
-    middleware: [labelRoute(config.path), authenticate(routeAuth)],
+    middleware: [labelRoute(config.path), authenticate(routeAuth), ...(hasValidatedJsonBody(config) ? [jsonLimit] : [])],
   });
 }
 

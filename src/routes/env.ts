@@ -4,6 +4,7 @@
  * so route definitions stay static and the OpenAPI document can be built without a database.
  */
 import type { Logger } from '../log.js';
+import type { ServingEngine } from '../serve/index.js';
 import type { Metrics } from '../metrics.js';
 import type { Authenticator, Principal } from '../services/auth.js';
 import type { ServiceDeps } from '../services/context.js';
@@ -19,14 +20,9 @@ export interface Lifecycle {
   readonly checks: Readonly<Record<string, () => Promise<string | undefined> | string | undefined>>;
 }
 
-/** The serving side as the routes need it (implemented by the serving engine). */
-export interface ServingStats {
-  queueDepth: number;
-  queueDepthByTenant: Record<string, number>;
-  inFlight: number;
-}
-
 export interface AppDeps extends ServiceDeps {
+  /** Classify requests of every tenant, batched over the shared backbone. */
+  engine: ServingEngine;
   metrics: Metrics;
   auth: Authenticator;
   limiter: RateLimiter;

@@ -54,10 +54,17 @@ export function errorBody(err: AppError, requestId: string): { status: number; b
   return { status, body };
 }
 
-/** Build the response for `err`, logging 5xx errors with their cause. */
-export function errorResponse(c: Context, raw: unknown, requestId: string, log: Logger): Response {
+/** Build the response for `err`, logging 5xx errors with their cause and counting limit refusals. */
+export function errorResponse(
+  c: Context,
+  raw: unknown,
+  requestId: string,
+  log: Logger,
+  onRefused?: (code: ErrorCode) => void,
+): Response {
   const err = toAppError(raw);
   const { status, body } = errorBody(err, requestId);
+  if (status === 429) onRefused?.(err.code);
   if (status >= 500) {
     log.error({ err: raw, code: err.code, requestId }, 'request failed');
   }

@@ -78,12 +78,7 @@ export function authenticate(auth: RouteAuth): MiddlewareHandler<AppEnv> {
     c.set('tenantId', principal.tenantId);
     c.set('log', c.get('log').child({ tenantId: principal.tenantId }));
     requireScope(principal, auth.scopes);
-    try {
-      deps.limiter.take(principal.tenantId);
-    } catch (err) {
-      deps.metrics.countRejection('rate_limited', principal.tenantId);
-      throw err;
-    }
+    deps.limiter.take(principal.tenantId);
     return next();
   };
 }

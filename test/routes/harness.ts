@@ -6,7 +6,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildApp, type AppDeps } from '../../src/app.js';
+import { buildApp, connectMetrics, type AppDeps } from '../../src/app.js';
+import { createEngine } from '../../src/server.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
@@ -35,6 +36,8 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+export type RequestBody = NonNullable<RequestInit['body']>;
+
 export interface Reply {
   status: number;
   body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -59,13 +62,16 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
   const log = createLogger(config.LOG_LEVEL);
   const controller = new AbortController();
   const state = { shuttingDown: false };
+  const metrics = createMetrics({ defaultMetrics: false });
+  const engine = createEngine(config, backbone, blobs, metrics);
   const deps: AppDeps = {
     config,
     log,
     database: db,
     blobs,
     backbone,
-    metrics: createMetrics({ defaultMetrics: false }),
+    engine,
+    metrics,
     auth: new Authenticator({ database: db, log }),
     limiter: new RateLimiter(config.RATE_LIMIT_RPS, config.RATE_LIMIT_BURST),
     lifecycle: {
@@ -76,6 +82,7 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
       checks: {},
     },
   };
+  connectMetrics(deps);
   const app = buildApp(deps);
   let runtime: WorkerRuntime | undefined;
   if (opts.worker) {
@@ -87,9 +94,9 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
   const call: Harness['call'] = async (method, url, o = {}) => {
     const headers: Record<string, string> = { ...o.headers };
     if (o.token !== undefined) headers.authorization = `Bearer ${o.token}`;
-    let body: BodyInit | undefined;
+    let body: RequestBody | undefined;
     if (o.body !== undefined) {
-      if (o.body instanceof Uint8Array || o.body instanceof FormData || typeof o.body === 'string') body = o.body as BodyInit;
+      if (o.body instanceof Uint8Array || o.body instanceof FormData || typeof o.body === 'string') body = o.body as RequestBody;
       else {
         body = JSON.stringify(o.body);
         headers['content-type'] ??= 'application/json';
@@ -128,6 +135,7 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
     },
     async close() {
       await runtime?.stop({ graceMs: 5000 });
+      await engine.close();
       backbone.dispose();
       await blobs.close();
       await db.close();

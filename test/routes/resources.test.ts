@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeShapesDataset, jsonlText, zipClassFolders } from '../helpers/datasets.js';
-import { fixturePath, startHarness, type Harness } from './harness.js';
+import { fixturePath, startHarness, type Harness, type RequestBody } from './harness.js';
 import { readSse } from './sse.js';
 
 let h: Harness;
@@ -22,7 +22,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-const up = (body: BodyInit, query: string, headers: Record<string, string> = {}) =>
+const up = (body: RequestBody, query: string, headers: Record<string, string> = {}) =>
   h.call('POST', `/v1/datasets${query}`, { token: t.token, body: body as never, headers });
 
 describe('datasets', () => {

@@ -1,0 +1,205 @@
+/**
+ * The composition root: configuration → logger → database → blob store → tfjs backend → backbone
+ * → serving engine → HTTP app (+ the training worker when WORKER_ENABLED) → listen. `npm start`
+ * runs it; tests import `startServer` and spawn it as a process.
+ *
+ * Graceful shutdown (SIGTERM/SIGINT, or `close()`): /readyz fails and new requests are refused at
+ * once (the listener closes; a request on a kept-alive connection gets 503 + Connection: close);
+ * classify requests already queued run to completion (the engine drains without waiting for
+ * batches to fill); requests in flight finish, up to SHUTDOWN_TIMEOUT_MS; the worker finishes or
+ * releases its job; then the engine, blob store and database close and the process exits 0.
+ */
+import { once } from 'node:events';
+import { mkdir, stat } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { serve } from '@hono/node-server';
+import { buildApp, connectMetrics, type AppDeps } from './app.js';
+import { loadConfiguredBackbone } from './cli/worker.js';
+import { loadConfig, type Config } from './config.js';
+import { openDatabase, type Database } from './db/open.js';
+import { AppError, isAppError } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { initBackend, type Backbone } from './model/index.js';
+import { ServingEngine } from './serve/index.js';
+import { Authenticator } from './services/auth.js';
+import { RateLimiter } from './services/limits.js';
+import { openBlobStore, type BlobStore } from './storage/index.js';
+import { createWorkerRuntime, type WorkerRuntime } from './train/runtime.js';
+
+export interface RunningServer {
+  readonly url: string;
+  readonly port: number;
+  readonly deps: AppDeps;
+  /** Graceful shutdown; idempotent. */
+  close(reason?: string): Promise<void>;
+}
+
+/** The configured backbone, failing fast with a message that says what to fix. */
+export async function loadBackbone(config: Pick<Config, 'BACKBONE'>, blobs: BlobStore): Promise<Backbone> {
+  if (!config.BACKBONE.startsWith('blob:')) {
+    const dir = path.resolve(config.BACKBONE);
+    const found = await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (!found) {
+      throw new AppError(
+        'config_invalid',
+        `BACKBONE folder '${dir}' does not exist: set BACKBONE to a ViT folder (model.safetensors + config.json, Hugging Face or timm layout) or to blob:<key prefix> in the blob store`,
+      );
+    }
+  }
+  return loadConfiguredBackbone(config, blobs);
+}
+
+/** The serving engine as configured, reporting its batches to the metrics. */
+export function createEngine(config: Config, backbone: Backbone, blobs: BlobStore, metrics: Metrics): ServingEngine {
+  return ServingEngine.fromConfig(config, backbone, blobs, { onBatch: (info) => metrics.observeBatch(info) });
+}
+
+async function closeQuietly(log: Logger, what: string, fn: () => unknown): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    log.error({ err }, `closing ${what} failed`);
+  }
+}
+
+function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export async function startServer(env: Record<string, string | undefined> = process.env): Promise<RunningServer> {
+  const config = loadConfig(env);
+  const log = createLogger(config.LOG_LEVEL);
+  const started = Date.now();
+  await mkdir(config.paths.dataDir, { recursive: true });
+  const backend = await initBackend(config.TFJS_BACKEND, (m) => log.info(m));
+  const opened: Array<[string, () => unknown]> = [];
+  const unwind = async () => {
+    for (const [what, fn] of opened.reverse()) await closeQuietly(log, what, fn);
+  };
+  let database: Database;
+  let blobs: BlobStore;
+  let backbone: Backbone;
+  try {
+    database = await openDatabase(config);
+    opened.push(['database', () => database.close()]);
+    blobs = await openBlobStore(config);
+    opened.push(['blob store', () => blobs.close()]);
+    backbone = await loadBackbone(config, blobs);
+    opened.push(['backbone', () => backbone.dispose()]);
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+  log.info(
+    { backend, database: database.kind, blobs: blobs.kind, backbone: backbone.identity, width: backbone.config.width, depth: backbone.config.depth },
+    'backbone loaded',
+  );
+
+  const metrics = createMetrics();
+  const engine = createEngine(config, backbone, blobs, metrics);
+  const controller = new AbortController();
+  let shuttingDown = false;
+  const deps: AppDeps = {
+    config,
+    log,
+    database,
+    blobs,
+    backbone,
+    engine,
+    metrics,
+    auth: new Authenticator({ database, log }),
+    limiter: new RateLimiter(config.RATE_LIMIT_RPS, config.RATE_LIMIT_BURST),
+    lifecycle: {
+      get shuttingDown() {
+        return shuttingDown;
+      },
+      signal: controller.signal,
+      checks: { serving: () => (engine.stats().closed ? 'serving engine closed' : undefined) },
+    },
+  };
+  connectMetrics(deps);
+  const app = buildApp(deps);
+  const worker: WorkerRuntime | undefined = config.WORKER_ENABLED ? createWorkerRuntime(deps) : undefined;
+
+  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST, autoCleanupIncoming: true }) as Server;
+  try {
+    await once(server, 'listening');
+  } catch (err) {
+    await engine.close();
+    await unwind();
+    throw new AppError('config_invalid', `cannot listen on ${config.HOST}:${config.PORT}: ${(err as Error).message}`, { cause: err });
+  }
+  worker?.start();
+  const port = (server.address() as AddressInfo).port;
+  const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  log.info({ url, worker: config.WORKER_ENABLED, startupMs: Date.now() - started }, 'listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (reason = 'close') =>
+    (closing ??= (async () => {
+      const t0 = Date.now();
+      log.info({ reason }, 'shutting down: refusing new requests, draining in-flight work');
+      shuttingDown = true;
+      controller.abort();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const budget = config.SHUTDOWN_TIMEOUT_MS;
+      const drained = within(engine.drain(), budget);
+      const stopped = worker?.stop().catch((err: unknown) => log.error({ err }, 'stopping the worker failed'));
+      if (!(await drained)) log.warn({ budgetMs: budget }, 'classify queue not drained in time');
+      if (!(await within(closed, Math.max(0, budget - (Date.now() - t0))))) {
+        log.warn({ budgetMs: budget }, 'requests still open at the shutdown deadline; closing their connections');
+        server.closeAllConnections();
+        await closed;
+      }
+      await stopped;
+      await closeQuietly(log, 'serving engine', () => engine.close());
+      await unwind();
+      log.info({ ms: Date.now() - t0 }, 'shutdown complete');
+    })());
+  return { url, port, deps, close };
+}
+
+async function main(): Promise<void> {
+  let running: RunningServer;
+  try {
+    running = await startServer();
+  } catch (err) {
+    const message = isAppError(err) ? `${err.message} (${err.code})` : err instanceof Error ? err.message : String(err);
+    process.stderr.write(`dtl-host: cannot start: ${message}\n`);
+    process.exit(1);
+  }
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    // A second signal means "now": skip the drain.
+    if (signals > 1) process.exit(1);
+    running.close(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`dtl-host: shutdown failed: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  void main();
+}
