@@ -48,6 +48,25 @@ export function metricsSummary(m: TrainingMetrics): Record<string, unknown> {
   };
 }
 
+/**
+ * The `dtl` metadata of a trained adapter file: backbone identity, hyperparameters, the metrics
+ * summary and the training time. The service's publish and `dtl-host train` both write it, so a
+ * file is the same whichever way it was trained.
+ */
+export function trainedAdapterMetadata(
+  backbone: Backbone,
+  hyperparameters: Hyperparameters,
+  metrics: TrainingMetrics,
+  trainedAt: Date = new Date(),
+): Record<string, unknown> {
+  return {
+    backbone: backboneIdentity(backbone),
+    hyperparameters,
+    metrics: metricsSummary(metrics),
+    trainedAt: trainedAt.toISOString(),
+  };
+}
+
 /** Blob key of an adapter file: under the tenant's prefix; the uuid keeps concurrent writers apart. */
 export function adapterObjectKey(tenantId: string, adapterId: string, versionHint: number): string {
   return `tenants/${tenantId}/adapters/${adapterId}/v${versionHint}-${randomUUID()}.safetensors`;
@@ -56,12 +75,7 @@ export function adapterObjectKey(tenantId: string, adapterId: string, versionHin
 export async function publishTrainedAdapter(input: PublishInput): Promise<{ version: AdapterVersion; created: boolean }> {
   const { db, blobs, tenantId, adapterId, adapter, backbone, metrics } = input;
   const spec = adapter.spec;
-  const bytes = saveAdapter(adapter, {
-    backbone: backboneIdentity(backbone),
-    hyperparameters: input.hyperparameters,
-    metrics: metricsSummary(metrics),
-    trainedAt: new Date().toISOString(),
-  });
+  const bytes = saveAdapter(adapter, trainedAdapterMetadata(backbone, input.hyperparameters, metrics));
   // The number in the key is a hint for people browsing the store; the row holds the real one.
   const existing = await adaptersRepo.listVersions(db, tenantId, adapterId);
   const hint = existing.reduce((m, v) => Math.max(m, v.version), 0) + 1;
