@@ -38,21 +38,25 @@ export interface RunningServer {
   close(reason?: string): Promise<void>;
 }
 
-/** The configured backbone, failing fast with a message that says what to fix. */
-export async function loadBackbone(config: Pick<Config, 'BACKBONE'>, blobs: BlobStore): Promise<Backbone> {
-  if (!config.BACKBONE.startsWith('blob:')) {
-    const dir = path.resolve(config.BACKBONE);
-    const found = await stat(dir).then(
-      (s) => s.isDirectory(),
-      () => false,
+/** A local BACKBONE folder must exist; checked before anything slow starts, so a typo fails in a second. */
+export async function checkBackboneFolder(config: Pick<Config, 'BACKBONE'>): Promise<void> {
+  if (config.BACKBONE.startsWith('blob:')) return;
+  const dir = path.resolve(config.BACKBONE);
+  const found = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!found) {
+    throw new AppError(
+      'config_invalid',
+      `BACKBONE folder '${dir}' does not exist: set BACKBONE to a ViT folder (model.safetensors + config.json, Hugging Face or timm layout) or to blob:<key prefix> in the blob store`,
     );
-    if (!found) {
-      throw new AppError(
-        'config_invalid',
-        `BACKBONE folder '${dir}' does not exist: set BACKBONE to a ViT folder (model.safetensors + config.json, Hugging Face or timm layout) or to blob:<key prefix> in the blob store`,
-      );
-    }
   }
+}
+
+/** The configured backbone: a local folder, or `blob:<key prefix>` in the blob store. */
+export async function loadBackbone(config: Pick<Config, 'BACKBONE'>, blobs: BlobStore): Promise<Backbone> {
+  await checkBackboneFolder(config);
   return loadConfiguredBackbone(config, blobs);
 }
 
@@ -84,6 +88,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
   const log = createLogger(config.LOG_LEVEL);
   const started = Date.now();
   await mkdir(config.paths.dataDir, { recursive: true });
+  await checkBackboneFolder(config);
   const backend = await initBackend(config.TFJS_BACKEND, (m) => log.info(m));
   const opened: Array<[string, () => unknown]> = [];
   const unwind = async () => {
