@@ -30,7 +30,7 @@ import {
   type SuffixGroup,
 } from '../model/index.js';
 import type { AdapterCache, Lease } from './adapter-cache.js';
-import type { AdapterRef } from './adapter-loader.js';
+import type { AdapterRef, AdapterSources } from './adapter-loader.js';
 import type { BatchExecutor } from './batcher.js';
 import type { PrefixCache, PrefixRows } from './prefix-cache.js';
 import type { BatchEntry, ItemOutcome, ServeRequest } from './types.js';
@@ -88,8 +88,8 @@ export interface ExecutorDeps {
   readonly backbone: Backbone;
   readonly cache: AdapterCache<Adapter>;
   readonly prefixCache: PrefixCache;
-  /** Where the loader finds a key's file: set here before acquire, read by the cache's loader. */
-  readonly sources: Map<string, AdapterRef>;
+  /** Where the loader finds a key's file: registered here before acquire, read by the cache's loader. */
+  readonly sources: AdapterSources;
   /** Same clock as the batcher (request deadlines, queue time). */
   readonly now: () => number;
   /** Accumulates timings for stats. */
@@ -114,7 +114,7 @@ async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntry<Engin
     // 1. Adapters: one acquire per distinct key; a failure is recorded against its key only.
     const keys = new Set<string>();
     for (const entry of batch) {
-      for (const ref of entry.request.refs) deps.sources.set(ref.key, ref);
+      deps.sources.retain(entry.request.refs);
       for (const item of entry.request.items) for (const k of item.adapterKeys) keys.add(k);
     }
     const latest = Math.max(...batch.map((e) => e.deadline));
@@ -146,7 +146,7 @@ async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntry<Engin
     }
   } finally {
     for (const lease of leases.values()) lease.release();
-    for (const entry of batch) for (const ref of entry.request.refs) deps.sources.delete(ref.key);
+    for (const entry of batch) deps.sources.release(entry.request.refs);
   }
   return outcomes.map((o) => o ?? { ok: false, error: new AppError('internal', 'request was not answered') });
 }

@@ -13,7 +13,7 @@ import { AppError } from '../errors.js';
 import type { BlobStore } from '../storage/index.js';
 import type { Adapter, Backbone } from '../model/index.js';
 import { AdapterCache, type AdapterCacheStats } from './adapter-cache.js';
-import { blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
+import { AdapterSources, blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
 import { Batcher, type BatcherStats } from './batcher.js';
 import { createExecutor, type BatchTimingTotals, type EngineImage, type EngineRequest, type ItemResult } from './engine.js';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.js';
@@ -73,7 +73,7 @@ export class ServingEngine {
   private readonly cache: AdapterCache<Adapter>;
   private readonly batcher: Batcher<EngineRequest, ItemResult[]>;
   private readonly prefixCache: PrefixCache;
-  private readonly sources = new Map<string, AdapterRef>();
+  private readonly sources = new AdapterSources();
   private readonly totals: BatchTimingTotals = { batches: 0, images: 0, rows: 0, loadMs: 0, prefixMs: 0, adapterMs: 0 };
   private readonly now: () => number;
   private closing: Promise<void> | undefined;
@@ -182,7 +182,7 @@ export class ServingEngine {
 
   /** Load (and optionally pin) adapters ahead of traffic; failures are returned, not thrown. */
   async preload(refs: readonly AdapterRef[], opts: { pin?: boolean } = {}): Promise<Array<{ key: string; error?: Error }>> {
-    for (const ref of refs) this.sources.set(ref.key, ref);
+    this.sources.retain(refs);
     try {
       return await Promise.all(
         refs.map(async (ref) => {
@@ -196,7 +196,7 @@ export class ServingEngine {
         }),
       );
     } finally {
-      for (const ref of refs) this.sources.delete(ref.key);
+      this.sources.release(refs);
     }
   }
 

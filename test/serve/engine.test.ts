@@ -227,6 +227,22 @@ describe('ServingEngine: batched answers equal one-at-a-time predictions', () =>
     await engine.close();
   });
 
+  it('preload and requests naming the same cold adapter at once share one load', async () => {
+    const engine = makeEngine(backbone, blobs, { maxWaitMs: 0 });
+    for (let round = 0; round < 3; round++) {
+      engine.invalidate(stored[11].ref.key);
+      const [pre, res] = await Promise.all([
+        engine.preload([stored[11].ref]),
+        engine.classify({ tenantId: 't', adapter: stored[11].ref, images: [{ pixels: images[0] }] }),
+        engine.preload([stored[11].ref]),
+      ]);
+      expect(pre[0].error).toBeUndefined();
+      expect(maxAbsDiff(res[0].answers[0].logits, reference[11][0].logits)).toBeLessThan(1e-5);
+    }
+    expect(engine.stats().adapterCache.loads).toBe(3);
+    await engine.close();
+  });
+
   it('rejects malformed input with typed errors', async () => {
     const engine = makeEngine(backbone, blobs);
     await expect(engine.classify({ tenantId: 't', adapter: stored[0].ref, images: [{ pixels: new Float32Array(5) }] })).rejects.toMatchObject({ code: 'bad_request' });
