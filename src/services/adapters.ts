@@ -148,7 +148,16 @@ export interface AdapterFile {
 /** A version's safetensors file as a stream. */
 export async function downloadVersion({ deps, ctx, ref, version }: { deps: Pick<ServiceDeps, 'database' | 'blobs'>; ctx: TenantCtx; ref: string; version?: string }): Promise<AdapterFile> {
   const resolved = await getVersion({ deps, ctx, ref, version });
-  const stream = await deps.blobs.getStream(resolved.version.objectKey);
+  let stream: Readable;
+  try {
+    stream = await deps.blobs.getStream(resolved.version.objectKey);
+  } catch (err) {
+    // The version row exists, so a missing file is the store's fault, not a missing object.
+    if (isAppError(err) && err.code === 'not_found') {
+      throw new AppError('storage_error', `the file of adapter version '${resolved.version.id}' is missing from the blob store`, { cause: err });
+    }
+    throw err;
+  }
   return {
     ...resolved,
     size: resolved.version.byteSize,

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { buildApp, connectMetrics, type AppDeps } from '../../src/app.js';
 import { createEngine } from '../../src/server.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, type Logger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import { initBackend, loadBackboneFromDir } from '../../src/model/index.js';
 import { Authenticator } from '../../src/services/auth.js';
@@ -45,7 +45,7 @@ export interface Reply {
   headers: Headers;
 }
 
-export async function startHarness(opts: { kind?: DbKind; env?: Record<string, string>; worker?: boolean } = {}): Promise<Harness> {
+export async function startHarness(opts: { kind?: DbKind; env?: Record<string, string>; worker?: boolean; log?: Logger } = {}): Promise<Harness> {
   const dir = await makeTempDir('dtl-routes');
   const config = loadConfig({
     DATA_DIR: dir,
@@ -59,7 +59,7 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
   const blobs = await DiskBlobStore.open({ root: config.paths.blobDir });
   await initBackend('wasm');
   const backbone = await loadBackboneFromDir(FIXTURE_BACKBONE);
-  const log = createLogger(config.LOG_LEVEL);
+  const log = opts.log ?? createLogger(config.LOG_LEVEL);
   const controller = new AbortController();
   const state = { shuttingDown: false };
   const metrics = createMetrics({ defaultMetrics: false });

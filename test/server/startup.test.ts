@@ -37,7 +37,7 @@ describe('server process', () => {
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     const ready = await fetch(`${url}/readyz`);
     expect(ready.status).toBe(200);
-    expect((await ready.json()).checks).toMatchObject({ database: 'ok', storage: 'ok', backbone: 'ok', shutdown: 'ok' });
+    expect(((await ready.json()) as { checks: unknown }).checks).toMatchObject({ database: 'ok', storage: 'ok', backbone: 'ok', shutdown: 'ok' });
     // No ADMIN_TOKEN configured: administration is off, and says so.
     const admin = await fetch(`${url}/v1/tenants`, { headers: { authorization: 'Bearer whatever-it-is-1234' } });
     expect(admin.status).toBe(403);
