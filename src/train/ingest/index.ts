@@ -1,5 +1,14 @@
 /** Public surface of data set ingestion (used by the datasets service, the trainer and the CLI). */
-export { ingestUpload, ingestFile, type IngestResult, type IngestUploadResult, type IngestFileOptions, type IngestUploadOptions } from './ingest.js';
+export {
+  ingestUpload,
+  ingestFile,
+  ingestDirectory,
+  type IngestResult,
+  type IngestUploadResult,
+  type IngestFileOptions,
+  type IngestUploadOptions,
+  type IngestDirectoryOptions,
+} from './ingest.js';
 export { ingestLimitsSchema, parseIngestLimits, type IngestLimits, type IngestLimitsInput } from './limits.js';
 export {
   encodePrepared,

@@ -58,8 +58,15 @@ export type ProblemCode = Problem['code'];
 
 export type IngestPolicy = 'skip' | 'reject';
 
-/** Which accepted form an upload turned out to be. */
-export type DatasetForm = 'zip-folders' | 'zip-manifest-csv' | 'zip-manifest-jsonl' | 'jsonl';
+/** Which accepted form an upload (or, for `dtl-host train`, a local directory) turned out to be. */
+export type DatasetForm =
+  | 'zip-folders'
+  | 'zip-manifest-csv'
+  | 'zip-manifest-jsonl'
+  | 'jsonl'
+  | 'dir-folders'
+  | 'dir-manifest-csv'
+  | 'dir-manifest-jsonl';
 
 /** A file chosen for decoding: where it comes from, its (normalised) label and split. */
 export interface Candidate<Ref> {

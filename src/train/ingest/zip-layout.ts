@@ -1,5 +1,5 @@
 /**
- * Maps a scanned zip to labelled candidates. Two layouts:
+ * Maps a scanned zip (or a walked directory: same paths, same rules) to labelled candidates. Two layouts:
  * - class folders: `<label>/<file>` (deeper folders inside a class are allowed), or with splits
  *   `train|val|test/<label>/<file>` once any top-level folder is a split name;
  * - a manifest `labels.csv` / `labels.jsonl` at the root mapping paths to labels (other files are
@@ -11,19 +11,28 @@ import { normaliseLabel, parseSplitName } from './labels.js';
 import { parseCsvManifest, parseJsonlManifest, type ManifestRow } from './manifest.js';
 import type { ProblemLog } from './problems.js';
 import type { Candidate, DatasetForm, Split } from './types.js';
-import type { ScannedZip, ZipFileEntry } from './zip.js';
+import type { ZipFileEntry } from './zip.js';
 
 const MANIFESTS = ['labels.csv', 'labels.jsonl'] as const;
 
-export interface ZipPlan {
+/**
+ * The layout planner's view of an archive: file paths (normalised, `/`-separated) and folder
+ * paths. A scanned zip is one; a walked directory (`directory.ts`) is another.
+ */
+export interface FileTree<F extends { path: string } = ZipFileEntry> {
+  files: F[];
+  dirs: Set<string>;
+}
+
+export interface ZipPlan<F extends { path: string } = ZipFileEntry> {
   form: DatasetForm;
-  candidates: Candidate<ZipFileEntry>[];
+  candidates: Candidate<F>[];
   /** Classes named by folders, even empty ones. */
   declaredClasses: string[];
 }
 
 /** The folder everything sits in when a user zipped one folder, else ''. */
-function wrapperPrefix(scan: ScannedZip): string {
+function wrapperPrefix(scan: FileTree<{ path: string }>): string {
   const tops = new Set(scan.files.map((f) => f.path.split('/')[0]));
   for (const d of scan.dirs) tops.add(d.split('/')[0]);
   if (tops.size !== 1) return '';
@@ -35,11 +44,11 @@ function wrapperPrefix(scan: ScannedZip): string {
   return hasManifest || allDeep ? `${top}/` : '';
 }
 
-export async function planZip(
-  scan: ScannedZip,
-  readText: (f: ZipFileEntry) => Promise<string>,
+export async function planZip<F extends { path: string }>(
+  scan: FileTree<F>,
+  readText: (f: F) => Promise<string>,
   problems: ProblemLog,
-): Promise<ZipPlan> {
+): Promise<ZipPlan<F>> {
   const prefix = wrapperPrefix(scan);
   const manifests = scan.files.filter((f) => MANIFESTS.some((m) => f.path === prefix + m));
   if (manifests.length > 1) {
@@ -49,7 +58,7 @@ export async function planZip(
   return planFolders(scan, prefix, problems);
 }
 
-function planFolders(scan: ScannedZip, prefix: string, problems: ProblemLog): ZipPlan {
+function planFolders<F extends { path: string }>(scan: FileTree<F>, prefix: string, problems: ProblemLog): ZipPlan<F> {
   const rel = (p: string) => (p.startsWith(prefix) ? p.slice(prefix.length) : undefined);
   const topDirs = new Set<string>();
   for (const d of scan.dirs) {
@@ -78,7 +87,7 @@ function planFolders(scan: ScannedZip, prefix: string, problems: ProblemLog): Zi
     if (label !== undefined) declared.add(label);
   }
 
-  const candidates: Candidate<ZipFileEntry>[] = [];
+  const candidates: Candidate<F>[] = [];
   for (const f of scan.files) {
     const parts = rel(f.path)?.split('/');
     if (!parts) continue;
@@ -115,13 +124,13 @@ function manifestPath(p: string): string | undefined {
   return parts.join('/');
 }
 
-async function planManifest(
-  scan: ScannedZip,
-  manifest: ZipFileEntry,
+async function planManifest<F extends { path: string }>(
+  scan: FileTree<F>,
+  manifest: F,
   prefix: string,
-  readText: (f: ZipFileEntry) => Promise<string>,
+  readText: (f: F) => Promise<string>,
   problems: ProblemLog,
-): Promise<ZipPlan> {
+): Promise<ZipPlan<F>> {
   const name = manifest.path.slice(prefix.length);
   const text = await readText(manifest);
   const rows: ManifestRow[] = name.endsWith('.csv')
@@ -129,7 +138,7 @@ async function planManifest(
     : parseJsonlManifest(text, name, problems);
   const byPath = new Map(scan.files.map((f) => [f.path, f]));
   const seen = new Set<string>();
-  const candidates: Candidate<ZipFileEntry>[] = [];
+  const candidates: Candidate<F>[] = [];
   for (const row of rows) {
     const p = manifestPath(row.path);
     if (p === undefined) {
