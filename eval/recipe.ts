@@ -20,7 +20,7 @@ export interface Recipe {
   seed: number;
 }
 
-export const DEFAULT_RECIPE: Recipe = { epochs: 12, warmupEpochs: 1, batchSize: 32, weightDecay: 0.05, minLrFraction: 0.01, seed: 7 };
+export const DEFAULT_RECIPE: Recipe = { epochs: 10, warmupEpochs: 1, batchSize: 32, weightDecay: 0.05, minLrFraction: 0.01, seed: 7 };
 
 /** The images at `rows` of a set, as the backbone's normalised NHWC input. */
 export function pixelsOf(backbone: Backbone, set: LabelledSet, rows: readonly number[]): tf.Tensor4D {

@@ -16,13 +16,13 @@ import { linearProbe } from './methods/linear-probe.js';
 import { lora } from './methods/lora.js';
 import { METHOD_IDS, type Method, type MethodId } from './methods/types.js';
 import { DEFAULT_RECIPE, type Recipe } from './recipe.js';
-import { evalMarkdown, evalSvg } from './report.js';
+import { evalMarkdown, evalSvg, type ReportContext } from './report.js';
 import { runInChildren, taskGroups } from './parallel.js';
 import { runStudy, type MethodResult } from './runner.js';
 import { TASK_IDS, loadTaskData, type TaskId } from './tasks.js';
 
 export const ALL_METHODS: Record<MethodId, Method> = { linear: linearProbe, dtl, 'dtl+': dtlPlus, lora, full: fullFinetune };
-export const DEFAULT_TASKS: TaskId[] = ['fmnist-unseen', 'shapes', 'rotation'];
+export const DEFAULT_TASKS: TaskId[] = ['fmnist-unseen', 'shapes', 'rotation', 'count'];
 /** Batch of the one-step memory measurement, the authors' training batch. */
 const MEMORY_BATCH = 32;
 
@@ -41,6 +41,7 @@ const { values: a } = parseArgs({
     notes: { type: 'string' },
     seed: { type: 'string', default: '7' },
     jobs: { type: 'string', default: '1' },
+    'report-from': { type: 'string' },
   },
   strict: true,
 });
@@ -60,7 +61,23 @@ const int = (v: string | undefined, fallback: number, what: string) => {
   return n;
 };
 
+/**
+ * Re-renders eval.md/eval.svg from a saved eval.json (e.g. to add the findings notes) without
+ * re-running the study; the report keeps the command that produced the numbers.
+ */
+async function renderFrom(file: string): Promise<void> {
+  const saved = JSON.parse(await readFile(file, 'utf8')) as { context: ReportContext; sizes: { train: number }; results: MethodResult[] };
+  const outDir = a.out ?? path.dirname(file);
+  const render = `npm run eval -- ${process.argv.slice(2).join(' ')}`.trim();
+  const notes = a.notes ? await readFile(a.notes, 'utf8') : undefined;
+  const ctx: ReportContext = { ...saved.context, command: `${saved.context.command}\n# report re-rendered (numbers unchanged) with:\n${render}`, notes };
+  await writeFile(path.join(outDir, 'eval.md'), evalMarkdown(saved.results, ctx));
+  await writeFile(path.join(outDir, 'eval.svg'), evalSvg(saved.results, `Transfer from the bundled ViT (${saved.sizes.train} training images per task)`, MEMORY_BATCH));
+  console.log(`wrote ${outDir}/eval.md, eval.svg from ${file}`);
+}
+
 async function main(): Promise<void> {
+  if (a['report-from']) return renderFrom(a['report-from']);
   const quick = a.quick === true;
   const tasks = list(a.tasks, TASK_IDS, DEFAULT_TASKS, 'task');
   const methods = list(a.methods, METHOD_IDS, METHOD_IDS, 'method').map((m) => ALL_METHODS[m]);
@@ -91,7 +108,7 @@ async function main(): Promise<void> {
   };
   await mkdir(outDir, { recursive: true });
   const write = async (results: MethodResult[]) => {
-    await writeFile(path.join(outDir, 'eval.json'), `${JSON.stringify({ ...ctx, notes: undefined, recipe, sizes, results }, null, 2)}\n`);
+    await writeFile(path.join(outDir, 'eval.json'), `${JSON.stringify({ context: { ...ctx, notes: undefined }, recipe, sizes, results }, null, 2)}\n`);
     await writeFile(path.join(outDir, 'eval.md'), evalMarkdown(results, ctx));
     await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${sizes.train} training images per task)`, MEMORY_BATCH));
   };

@@ -68,7 +68,7 @@ export function dtlMethod(o: DtlOptions, id: 'dtl' | 'dtl+' = o.kernel > 0 ? 'dt
   return {
     id,
     label: o.kernel > 0 ? `DTL+ (k=${o.kernel})` : 'DTL',
-    lrGrid: [1e-3, 3e-3, 1e-2],
+    lrGrid: [1e-3, 3e-3, 1e-2, 3e-2],
     fit({ backbone, set, rows, classes, lr, recipe }: FitArgs): Fitted {
       const spec = dtlSpec(backbone, o, classes);
       const adapter = createAdapter(backbone.config, spec, { seed: recipe.seed });

@@ -30,7 +30,7 @@ function features(backbone: Backbone, set: LabelledSet, rows: readonly number[],
 export const linearProbe: Method = {
   id: 'linear',
   label: 'Linear probe',
-  lrGrid: [1e-3, 3e-3, 1e-2],
+  lrGrid: [1e-3, 3e-3, 1e-2, 3e-2],
   fit({ backbone, set, rows, classes, lr, recipe }: FitArgs): Fitted {
     const head = newHead(backbone.config.width, classes, recipe.seed);
     const vars = [head.w, head.b];

@@ -61,7 +61,7 @@ export function loraMethod(o: LoraOptions): Method {
   return {
     id: 'lora',
     label: `LoRA (q,v; r=${o.rank})`,
-    lrGrid: [3e-4, 1e-3, 3e-3],
+    lrGrid: [1e-3, 3e-3, 1e-2],
     fit({ backbone, set, rows, classes, lr, recipe }: FitArgs): Fitted {
       const m = model(backbone, o, classes, recipe.seed);
       const opt = new AdamW({ weightDecay: recipe.weightDecay });
