@@ -7,6 +7,7 @@
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { AppError } from '../errors.js';
+import { invalid } from '../services/auth.js';
 import { MAX_FANOUT_ADAPTERS, MAX_IMAGES_PER_REQUEST, classify, classifyFanOut, type ClassifyAnswer } from '../services/classify.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 import type { AppEnv } from './env.js';
@@ -104,11 +105,6 @@ export const fanOutRoute = defineRoute(auth.tenant('classify'), {
   responses: { 200: { description: 'One answer per adapter', content: { 'application/json': { schema: ClassifyResponse } } }, ...classifyErrors },
 });
 
-function validation(err: z.ZodError): AppError {
-  const issues = err.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
-  return new AppError('validation_failed', issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; '), { details: { issues } });
-}
-
 const BASE64_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
 function decodeImage(text: string, where: string): Buffer {
@@ -126,7 +122,7 @@ async function readJson<S extends z.ZodType>(c: Context<AppEnv>, schema: S, maxB
     throw new AppError('bad_request', 'the body is not valid JSON');
   }
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw validation(parsed.error);
+  if (!parsed.success) throw invalid(parsed.error);
   return parsed.data;
 }
 
@@ -203,7 +199,7 @@ export function classifyRouter() {
         throw new AppError('validation_failed', 'adapters: a JSON array or a comma-separated list');
       }
       const parsed = z.array(AdapterSelector).min(1).max(MAX_FANOUT_ADAPTERS).safeParse(adapters);
-      if (!parsed.success) throw validation(parsed.error);
+      if (!parsed.success) throw invalid(parsed.error);
       input = { image: files[0], adapters: parsed.data, topK: num(fields.topK, 'topK'), threshold: num(fields.threshold, 'threshold') };
     } else {
       throw unsupported(c);

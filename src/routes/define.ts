@@ -7,7 +7,8 @@
 import { OpenAPIHono, createRoute, type RouteConfig } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { AppError } from '../errors.js';
-import type { Scope } from '../services/auth.js';
+import type { ZodError } from 'zod';
+import { invalid, type Scope } from '../services/auth.js';
 import type { AppEnv } from './env.js';
 import { authenticate, labelRoute, type RouteAuth } from './middleware.js';
 import { ErrorSchema } from './schemas.js';
@@ -72,14 +73,8 @@ export function defineRoute<const R extends Omit<RouteConfig, 'middleware' | 'se
 }
 
 /** Validation failures become one AppError shape, naming every field that failed. */
-function validationHook(result: { success: boolean; error?: unknown }): void {
-  if (result.success) return;
-  const issues = ((result.error as { issues?: Array<{ path: PropertyKey[]; message: string }> })?.issues ?? []).map((i) => ({
-    path: i.path.map(String).join('.'),
-    message: i.message,
-  }));
-  const summary = issues.map((i) => (i.path === '' ? i.message : `${i.path}: ${i.message}`)).join('; ');
-  throw new AppError('validation_failed', summary === '' ? 'invalid request' : summary, { details: { issues } });
+function validationHook(result: { success: true } | { success: false; error: ZodError }): void {
+  if (!result.success) throw invalid(result.error);
 }
 
 export function newRouter(): OpenAPIHono<AppEnv> {

@@ -6,8 +6,10 @@
  */
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import { ZodError } from 'zod';
 import { AppError, ERROR_CODES, isAppError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import { invalid } from '../services/auth.js';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; requestId: string; details?: Record<string, unknown> };
@@ -42,6 +44,8 @@ function fromHttpException(err: HTTPException): AppError {
 export function toAppError(err: unknown): AppError {
   if (isAppError(err)) return err;
   if (err instanceof HTTPException) return fromHttpException(err);
+  // A schema check below the routes that threw instead of returning an AppError: still the caller's input.
+  if (err instanceof ZodError) return invalid(err);
   return new AppError('internal', 'internal error', { cause: err });
 }
 

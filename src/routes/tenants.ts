@@ -7,7 +7,6 @@ import {
   ApiKeySchema,
   CreatedKeySchema,
   PageQuery,
-  ScopeSchema,
   TenantDetailSchema,
   TenantSchema,
   idParam,
@@ -19,9 +18,7 @@ import {
 
 const TenantParams = z.object({ tenantId: idParam('tenantId', 'Tenant id') });
 const TenantKeyParams = TenantParams.extend({ keyId: idParam('keyId', 'API key id') });
-export const CreateKeyBody = createKeyInput
-  .extend({ scopes: z.array(ScopeSchema).min(1) })
-  .openapi('CreateApiKey');
+export const CreateKeyBody = createKeyInput.openapi('CreateApiKey');
 const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } }, required: true });
 
 export const createTenantRoute = defineRoute(auth.admin, {

@@ -15,6 +15,7 @@ import { adapterVersions, datasets, tenants, type Tenant } from '../db/schema.js
 import { isUuid } from '../db/errors.js';
 import { notFound } from '../errors.js';
 import { deletePrefix } from '../storage/index.js';
+import { invalid } from './auth.js';
 import type { ServiceDeps } from './context.js';
 
 export const createTenantInput = z.object({
@@ -35,7 +36,9 @@ export function tenantBlobPrefix(tenantId: string): string {
 type Deps = Pick<ServiceDeps, 'database' | 'blobs' | 'log'>;
 
 export function createTenant({ deps, input }: { deps: Pick<ServiceDeps, 'database'>; input: CreateTenantInput }): Promise<Tenant> {
-  return tenantsRepo.create(deps.database.db, createTenantInput.parse(input));
+  const parsed = createTenantInput.safeParse(input);
+  if (!parsed.success) throw invalid(parsed.error);
+  return tenantsRepo.create(deps.database.db, parsed.data);
 }
 
 export function listTenants({ deps, page = {} }: { deps: Pick<ServiceDeps, 'database'>; page?: { limit?: number; offset?: number } }): Promise<Tenant[]> {

@@ -116,6 +116,9 @@ describe('datasets', () => {
       // Resuming after the last event id yields only the end marker.
       const again = await h.app.request(`/v1/jobs/${jobId}/events`, { headers: { authorization: `Bearer ${t.token}`, 'last-event-id': String(ids.at(-1)) } });
       expect((await readSse(again)).map((e) => e.event)).toEqual(['end']);
+      const badResume = await h.call('GET', `/v1/jobs/${jobId}/events`, { token: t.token, headers: { 'last-event-id': 'x' } });
+      expect([badResume.status, badResume.body.error.code]).toEqual([400, 'validation_failed']);
+      expect((await h.call('GET', '/v1/jobs/00000000-0000-4000-8000-000000000000/events', { token: t.token })).status).toBe(404);
     });
 
     it('shows the adapter ready with metrics, versions and the latest alias', async () => {

@@ -65,12 +65,23 @@ describe('keys', () => {
     expect(noScope.status).toBe(400);
     const ghost = await h.admin('POST', '/v1/tenants/00000000-0000-4000-8000-000000000000/keys', { scopes: ['manage'] });
     expect(ghost.status).toBe(404);
+    expect((await h.admin('GET', '/v1/tenants/00000000-0000-4000-8000-000000000000/keys')).status).toBe(404);
+    // The admin can revoke any tenant's key (e.g. a leaked one); revoking twice keeps the first time.
+    const revoked = await h.admin('DELETE', `/v1/tenants/${t.body.id}/keys/${k.body.key.id}`);
+    expect(revoked.status).toBe(200);
+    expect(revoked.body.revokedAt).not.toBeNull();
+    expect((await h.admin('DELETE', `/v1/tenants/${t.body.id}/keys/${k.body.key.id}`)).body.revokedAt).toBe(revoked.body.revokedAt);
+    expect((await h.call('GET', '/v1/me', { token: k.body.token })).status).toBe(401);
+    expect((await h.admin('DELETE', `/v1/tenants/${t.body.id}/keys/00000000-0000-4000-8000-000000000000`)).status).toBe(404);
   });
 
   it('a manage key creates, lists, gets and revokes keys; last use is recorded', async () => {
     const t = await h.tenant('manage-co', ['manage']);
     const c = await h.call('POST', '/v1/keys', { token: t.token, body: { name: 'ci', scopes: ['classify'] } });
     expect(c.status).toBe(201);
+    const dupScopes = await h.call('POST', '/v1/keys', { token: t.token, body: { scopes: ['classify', 'classify'] } });
+    expect([dupScopes.status, dupScopes.body.error.code]).toEqual([400, 'validation_failed']);
+    expect((await h.call('GET', '/v1/keys/not-a-key', { token: t.token })).status).toBe(404);
     const classify = c.body.token as string;
     expect((await h.call('GET', '/v1/me', { token: classify })).body.scopes).toEqual(['classify']);
     // Last use is written without delaying the request: poll for it.
