@@ -19,3 +19,14 @@ export interface Command {
 export class UsageError extends Error {
   override name = 'UsageError';
 }
+
+/** Ends a command with its own exit code and one message line (e.g. 130 after Ctrl-C). */
+export class CommandExit extends Error {
+  override name = 'CommandExit';
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { isAppError } from '../errors.js';
-import { UsageError, type Command } from './command.js';
+import { CommandExit, UsageError, type Command } from './command.js';
 
 interface Entry {
   name: string;
@@ -20,6 +20,7 @@ interface Entry {
  */
 const COMMANDS: Entry[] = [
   { name: 'predict', summary: 'classify images with one adapter; prints JSON', load: async () => (await import('./predict.js')).predictCommand },
+  { name: 'train', summary: 'train an adapter locally from a data set zip or folder', load: async () => (await import('./train.js')).trainCommand },
   { name: 'worker', summary: 'run training workers without the HTTP server', load: async () => (await import('./worker.js')).workerCommand },
 ];
 
@@ -65,6 +66,10 @@ export async function runCli(argv: string[]): Promise<number> {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`dtl-host ${name}: ${(err as Error).message} (see 'dtl-host ${name} --help')\n`);
       return 2;
+    }
+    if (err instanceof CommandExit) {
+      process.stderr.write(`dtl-host ${name}: ${err.message}\n`);
+      return err.exitCode;
     }
     if (isAppError(err)) {
       process.stderr.write(`dtl-host ${name}: ${err.message} (${err.code})\n`);
