@@ -161,7 +161,10 @@ export async function startServer(env: Record<string, string | undefined> = proc
       shuttingDown = true;
       controller.abort();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Keep-alive connections go idle as their last response ends (SSE streams end on the abort):
+      // close them as they do, rather than waiting out the keep-alive timeout.
       server.closeIdleConnections();
+      const sweeper = setInterval(() => server.closeIdleConnections(), 100);
       const budget = config.SHUTDOWN_TIMEOUT_MS;
       const drained = within(engine.drain(), budget);
       const stopped = worker?.stop().catch((err: unknown) => log.error({ err }, 'stopping the worker failed'));
@@ -171,6 +174,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
         server.closeAllConnections();
         await closed;
       }
+      clearInterval(sweeper);
       await stopped;
       await closeQuietly(log, 'serving engine', () => engine.close());
       await unwind();
