@@ -3,6 +3,7 @@
  * across processes or machines. Same configuration as the server (DATABASE_URL, blob store,
  * BACKBONE, JOB_LEASE_MS, WORKER_CONCURRENCY, TRAIN_CACHE_BYTES, …). SIGTERM/SIGINT stop it
  * gracefully: running jobs get a lease's length to finish, then go back to the queue.
+ * Serves /healthz and /metrics on HOST:PORT for probes and scrapes (worker-http.ts).
  */
 import { loadConfig, type Config } from '../config.js';
 import { openDatabase } from '../db/open.js';
@@ -12,6 +13,7 @@ import { initBackend, loadBackboneFromDir, loadBackboneFromFiles, type Backbone 
 import { openBlobStore, type BlobStore } from '../storage/index.js';
 import { createWorkerRuntime } from '../train/runtime.js';
 import { UsageError, type Command } from './command.js';
+import { createWorkerMetrics, ObservedJobQueue, startWorkerHttp, type WorkerHttp } from './worker-http.js';
 
 /** The configured backbone: a local folder, or `blob:<key prefix>` in the blob store. */
 export async function loadConfiguredBackbone(config: Pick<Config, 'BACKBONE'>, blobs: BlobStore): Promise<Backbone> {
@@ -46,6 +48,7 @@ export const workerCommand: Command = {
     '',
     'Configuration comes from the environment, as for the server (DATABASE_URL, S3_BUCKET or',
     'BLOB_DIR, BACKBONE, JOB_LEASE_MS, TRAIN_CACHE_BYTES, …). Stops gracefully on SIGTERM/SIGINT.',
+    'Serves GET /healthz and /metrics (Prometheus) on HOST:PORT.',
   ].join('\n'),
   options: { concurrency: { type: 'string' } },
   async run(values) {
@@ -62,20 +65,31 @@ export const workerCommand: Command = {
     const database = await openDatabase(config);
     let blobs: BlobStore | undefined;
     let backbone: Backbone | undefined;
+    let http: WorkerHttp | undefined;
     try {
       blobs = await openBlobStore(config);
       backbone = await loadConfiguredBackbone(config, blobs);
       log.info({ backbone: backbone.identity, width: backbone.config.width, depth: backbone.config.depth }, 'backbone loaded');
-      const runtime = createWorkerRuntime({ config, log, database, blobs, backbone }, { concurrency });
+      // Read at scrape time, after `runtime` exists.
+      const metrics = createWorkerMetrics(() => runtime.worker.active);
+      const queue = new ObservedJobQueue(database.db, { leaseMs: config.JOB_LEASE_MS, maxAttempts: config.JOB_MAX_ATTEMPTS }, metrics.record);
+      const runtime = createWorkerRuntime({ config, log, database, blobs, backbone }, { concurrency, queue });
       const stopped = new Promise<string>((resolve) => {
         process.once('SIGTERM', () => resolve('SIGTERM'));
         process.once('SIGINT', () => resolve('SIGINT'));
       });
+      // Listening first: a taken port fails the start before any job is claimed.
+      let live = false;
+      http = await startWorkerHttp({ host: config.HOST, port: config.PORT, registry: metrics.registry, live: () => live });
       runtime.start();
+      live = true;
+      log.info({ url: http.url }, 'worker http listening (/healthz, /metrics)');
       const signal = await stopped;
       log.info({ signal }, 'stopping the worker');
+      // Still live while draining (running jobs finish or go back to the queue), then closed.
       await runtime.stop();
     } finally {
+      await http?.close();
       backbone?.dispose();
       await blobs?.close();
       await database.close();
