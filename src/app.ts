@@ -4,7 +4,6 @@
  */
 import { readFileSync } from 'node:fs';
 import type { OpenAPIHono } from '@hono/zod-openapi';
-import { Hono } from 'hono';
 import { count, eq } from 'drizzle-orm';
 import { jobs } from './db/schema.js';
 import { TRAIN_JOB_KIND } from './train/job.js';
@@ -31,18 +30,13 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
  * Point the metrics at what they report on: the engine's queue and adapter cache (read at scrape
  * time) and the job table (training jobs by status, across every process sharing the database).
  */
-export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'database'> & { engine?: AppDeps['engine'] }): void {
-  const engine = deps.engine;
+export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'engine' | 'database'>): void {
   deps.metrics.setSources({
-    ...(engine === undefined
-      ? {}
-      : {
-          queue: () => {
-            const s = engine.stats().batcher;
-            return { queueDepth: s.queueDepth, queueDepthByTenant: s.queueDepthByTenant, inFlight: s.inFlight };
-          },
-          cache: () => engine.stats().adapterCache,
-        }),
+    queue: () => {
+      const s = deps.engine.stats().batcher;
+      return { queueDepth: s.queueDepth, queueDepthByTenant: s.queueDepthByTenant, inFlight: s.inFlight };
+    },
+    cache: () => deps.engine.stats().adapterCache,
     jobs: async () => {
       const rows = await deps.database.db
         .select({ status: jobs.status, n: count() })
@@ -52,19 +46,6 @@ export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'database'> & { e
       return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
     },
   });
-}
-
-/**
- * What a process without the API (`dtl-host worker`) serves for its probes and scrapes:
- * /healthz and /metrics (training jobs by status, process metrics), on PORT.
- */
-export function buildWorkerApp(deps: Pick<AppDeps, 'metrics' | 'database'>): Hono {
-  connectMetrics(deps);
-  const app = new Hono();
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  app.get('/metrics', async (c) => c.text(await deps.metrics.render(), 200, { 'content-type': deps.metrics.contentType }));
-  app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}`, requestId: 'none' } }, 404));
-  return app;
 }
 
 export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
