@@ -14,7 +14,7 @@ let zip: Buffer;
 const FAST = { epochs: 2, warmupEpochs: 0, batchSize: 16, patience: 0 };
 
 beforeAll(async () => {
-  h = await startHarness({ worker: true, env: { QUOTA_DATASETS: '3' } });
+  h = await startHarness({ worker: true, env: { QUOTA_DATASETS: '3', UPLOAD_MAX_BYTES: '1000000' } });
   t = await h.tenant('res-co');
   zip = await zipClassFolders(await makeShapesDataset({ classes: 3, perClass: 6, size: 32, seed: 5 }));
 });
@@ -75,6 +75,15 @@ describe('datasets', () => {
     expect(names).not.toContain('two');
     const badPolicy = await up(zip, '?name=x&policy=maybe', { 'content-type': 'application/zip' });
     expect(badPolicy.status).toBe(400);
+    // UPLOAD_MAX_BYTES=1000000: cut off while streaming, raw or multipart.
+    const huge = Buffer.concat([zip, Buffer.alloc(1_500_000, 7)]);
+    const tooBig = await up(huge, '?name=big', { 'content-type': 'application/zip' });
+    expect([tooBig.status, tooBig.body.error.code]).toEqual([413, 'payload_too_large']);
+    const bigForm = new FormData();
+    bigForm.append('name', 'big');
+    bigForm.append('file', new Blob([huge]), 'big.zip');
+    const tooBigForm = await h.call('POST', '/v1/datasets', { token: t.token, body: bigForm as never });
+    expect([tooBigForm.status, tooBigForm.body.error.code]).toEqual([413, 'payload_too_large']);
   });
 
   it('enforces the data set quota with quota_exceeded', async () => {
