@@ -3,7 +3,7 @@
  * `/metrics` (Prometheus text) on PORT, which the compose health check and the Kubernetes probes
  * and scrape annotations use. No framework: two routes on node:http.
  *
- * Metrics: the process defaults (prom-client's collectors, prefixed `dtl_process_` as the API's
+ * Metrics: the process defaults (prom-client's collectors, prefixed `dtl_` as the API's
  * are) plus what this worker's claims became, counted where they are recorded — at the queue.
  * A registry of its own rather than prom-client's global one, so tests can run several.
  */
@@ -65,7 +65,7 @@ const HELP: Record<JobOutcome, string> = {
 /** `active`: jobs running now (read at scrape time). */
 export function createWorkerMetrics(active: () => number, options: { defaultMetrics?: boolean } = {}): WorkerMetrics {
   const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'dtl_process_' });
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'dtl_' });
   const counters = Object.fromEntries(
     (Object.keys(HELP) as JobOutcome[]).map((o) => [o, new Counter({ name: `dtl_worker_jobs_${o}_total`, help: HELP[o], registers: [registry] })]),
   ) as Record<JobOutcome, Counter>;
