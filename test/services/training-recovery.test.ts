@@ -174,7 +174,7 @@ describe.each(dbTargets())('training recovery on %s', (kind) => {
 });
 
 function startCli(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['bin/dtl-host.js', ...args], { env: { ...process.env, TFJS_BACKEND: 'wasm', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['bin/dtl-host.js', ...args], { env: { ...process.env, TFJS_BACKEND: 'wasm', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
