@@ -99,7 +99,8 @@ async function main(): Promise<void> {
     recipe:
       `AdamW (weight decay ${recipe.weightDecay}, none on biases), batch ${recipe.batchSize}, ${recipe.epochs} epochs with ` +
       `${recipe.warmupEpochs} warm-up epoch(s) then cosine to ${recipe.minLrFraction}× the peak (per step), no augmentation, seed ${recipe.seed}. ` +
-      `Learning rate per method and task: the best validation accuracy over the method's grid, training on ${Math.round(sizes.train * 0.8)} and ` +
+      `Learning rate per method and task: the best validation accuracy over the method's grid (extended by up to two more ` +
+      `half-decade steps when the best rate sat on the grid's edge), training on ${Math.round(sizes.train * 0.8)} and ` +
       `validating on ${Math.round(sizes.train * 0.2)} of the ${sizes.train} training images (stratified); the chosen rate then retrains on all ` +
       `${sizes.train}. The test set is used once, at the end. DTL/DTL+: rank 2, β = 100, reads before every block, additions after blocks ` +
       `${Math.floor(c.depth / 2)}..${c.depth - 1} (the authors' ViT-B split scaled to depth ${c.depth}). LoRA: rank 4, α = 4, on the query and value ` +

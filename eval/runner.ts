@@ -20,6 +20,8 @@ export interface StudyOptions {
   memoryBatch: number;
   /** Skip the sweep and use the middle of each method's grid. */
   noSweep?: boolean;
+  /** Extra rates tried when the best one sits on an edge of the grid (default 2). */
+  maxExtensions?: number;
   seed: number;
   log?: (line: string) => void;
   /** Called after each (task, method) with everything so far (for incremental saving). */
@@ -49,6 +51,18 @@ export interface MethodResult {
   losses: number[];
 }
 
+/** The next rate on the 1–3–10 ladder above (+1) or below (−1) `lr`, e.g. 0.03 → 0.1, 0.001 → 0.0003. */
+export function nextLr(lr: number, direction: 1 | -1): number {
+  const exp = Math.floor(Math.log10(lr) + 1e-9);
+  const mant = lr / 10 ** exp;
+  const ladder = [1, 3];
+  const idx = ladder.findIndex((m) => Math.abs(m - mant) < 0.2);
+  const i = (idx < 0 ? 0 : idx) + direction;
+  const e = exp + Math.floor(i / 2);
+  const m = ladder[((i % 2) + 2) % 2];
+  return Number((m * 10 ** e).toPrecision(3));
+}
+
 function timed<T>(f: () => T): { value: T; seconds: number } {
   const t0 = performance.now();
   const value = f();
@@ -64,7 +78,7 @@ async function runMethod(backbone: Backbone, task: Task, method: Method, o: Stud
   let lr = method.lrGrid[Math.floor(method.lrGrid.length / 2)];
   if (!o.noSweep && method.lrGrid.length > 1) {
     const split = stratifiedSplit(task.train.labels, o.valFraction, o.seed);
-    for (const candidate of method.lrGrid) {
+    const tryLr = (candidate: number) => {
       const { value: valAcc, seconds } = timed(() => {
         const fitted = method.fit({ backbone, set: task.train, rows: split.train, classes, lr: candidate, recipe: o.recipe });
         try {
@@ -75,9 +89,20 @@ async function runMethod(backbone: Backbone, task: Task, method: Method, o: Stud
       });
       sweep.push({ lr: candidate, valAcc, seconds });
       log(`  ${task.id} ${method.id} lr ${candidate}: val ${(valAcc * 100).toFixed(1)}% (${seconds.toFixed(0)} s)`);
+    };
+    method.lrGrid.forEach(tryLr);
+    // Highest validation accuracy; ties go to the smaller learning rate.
+    const best = () => [...sweep].sort((x, y) => y.valAcc - x.valAcc || x.lr - y.lr)[0].lr;
+    // A best rate on the edge of the grid says the grid was too narrow: extend it on that side,
+    // one half-decade at a time, up to `maxExtensions` extra runs.
+    for (let extra = 0; extra < (o.maxExtensions ?? 2); extra++) {
+      const lrs = sweep.map((p) => p.lr).sort((x, y) => x - y);
+      const b = best();
+      if (b === lrs[lrs.length - 1]) tryLr(nextLr(b, +1));
+      else if (b === lrs[0]) tryLr(nextLr(b, -1));
+      else break;
     }
-    // Highest validation accuracy; ties go to the smaller learning rate (listed first).
-    lr = sweep.reduce((best, p) => (p.valAcc > best.valAcc ? p : best)).lr;
+    lr = best();
   }
   const { value: fitted, seconds: trainSeconds } = timed(() => method.fit({ backbone, set: task.train, rows: all, classes, lr, recipe: o.recipe }));
   try {

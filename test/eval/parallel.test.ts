@@ -12,3 +12,15 @@ describe('eval --jobs', () => {
     expect(childArgs(['--quick', '--tasks', 'a,b', '--jobs=2', '--epochs', '3', '--out', 'x', '--notes', 'n.md', '--no-sweep'])).toEqual(['--quick', '--epochs', '3', '--no-sweep']);
   });
 });
+
+describe('lr ladder', () => {
+  it('steps along 1–3–10 in both directions', async () => {
+    const { nextLr } = await import('../../eval/runner.js');
+    expect(nextLr(0.03, 1)).toBe(0.1);
+    expect(nextLr(0.01, 1)).toBe(0.03);
+    expect(nextLr(0.1, 1)).toBe(0.3);
+    expect(nextLr(0.001, -1)).toBe(0.0003);
+    expect(nextLr(0.0003, -1)).toBe(0.0001);
+    expect(nextLr(1e-4, 1)).toBe(3e-4);
+  });
+});
