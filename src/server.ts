@@ -17,7 +17,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import { buildApp, connectMetrics, type AppDeps } from './app.js';
-import { loadConfiguredBackbone } from './cli/worker.js';
+import { loadConfiguredBackbone } from './services/backbone.js';
 import { loadConfig, type Config } from './config.js';
 import { openDatabase, type Database } from './db/open.js';
 import { AppError, isAppError } from './errors.js';

@@ -5,38 +5,15 @@
  * gracefully: running jobs get a lease's length to finish, then go back to the queue.
  * Serves /healthz and /metrics on HOST:PORT for probes and scrapes (worker-http.ts).
  */
-import { loadConfig, type Config } from '../config.js';
+import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/open.js';
-import { AppError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { initBackend, loadBackboneFromDir, loadBackboneFromFiles, type Backbone } from '../model/index.js';
+import { initBackend, type Backbone } from '../model/index.js';
+import { loadConfiguredBackbone } from '../services/backbone.js';
 import { openBlobStore, type BlobStore } from '../storage/index.js';
 import { createWorkerRuntime } from '../train/runtime.js';
 import { UsageError, type Command } from './command.js';
 import { createWorkerMetrics, ObservedJobQueue, startWorkerHttp, type WorkerHttp } from './worker-http.js';
-
-/** The configured backbone: a local folder, or `blob:<key prefix>` in the blob store. */
-export async function loadConfiguredBackbone(config: Pick<Config, 'BACKBONE'>, blobs: BlobStore): Promise<Backbone> {
-  if (!config.BACKBONE.startsWith('blob:')) return loadBackboneFromDir(config.BACKBONE);
-  const prefix = config.BACKBONE.slice('blob:'.length).replace(/\/+$/, '');
-  const get = async (name: string, required: boolean): Promise<Buffer | undefined> => {
-    try {
-      return await blobs.getBuffer(`${prefix}/${name}`);
-    } catch (err) {
-      if (!required && err instanceof AppError && err.code === 'not_found') return undefined;
-      if (err instanceof AppError && err.code === 'not_found') {
-        throw new AppError('invalid_backbone', `backbone '${config.BACKBONE}' has no ${name} in the blob store`);
-      }
-      throw err;
-    }
-  };
-  const [model, cfg, preprocessor] = await Promise.all([
-    get('model.safetensors', true),
-    get('config.json', true),
-    get('preprocessor_config.json', false),
-  ]);
-  return loadBackboneFromFiles({ model: model!, config: cfg!, preprocessor });
-}
 
 export const workerCommand: Command = {
   name: 'worker',
