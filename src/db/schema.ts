@@ -50,6 +50,27 @@ export type AdapterSpec = {
   [k: string]: unknown;
 };
 
+/** The stored form of a model AdapterSpec (short keys for queries + the model's own names). */
+export function storedSpecOf(spec: {
+  rank: number;
+  beta: number;
+  loraBeforeBlocks: number[];
+  addAfterBlocks: number[];
+  fusionKernel: number;
+  labels: string[];
+}): AdapterSpec {
+  return {
+    rank: spec.rank,
+    beta: spec.beta,
+    blocks: spec.addAfterBlocks,
+    kernel: spec.fusionKernel,
+    labels: spec.labels,
+    loraBeforeBlocks: spec.loraBeforeBlocks,
+    addAfterBlocks: spec.addAfterBlocks,
+    fusionKernel: spec.fusionKernel,
+  };
+}
+
 export const tenants = pgTable(
   'tenants',
   {

@@ -24,6 +24,7 @@ export { preprocessImage, imagesToTensor, type PreprocessOptions } from './prepr
 export {
   adapterSpecSchema,
   createAdapter,
+  mulberry32,
   checkSpecAgainstBackbone,
   type Adapter,
   type AdapterSpec,

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import * as adaptersRepo from '../db/repos/adapters.js';
 import * as jobsRepo from '../db/repos/jobs.js';
 import { isUuid } from '../db/errors.js';
-import { jobs, type Adapter, type AdapterSpec as StoredSpec, type AdapterVersion, type Job } from '../db/schema.js';
+import { jobs, storedSpecOf, type Adapter, type AdapterVersion, type Job } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import { loadAdapter } from '../model/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
@@ -232,16 +232,7 @@ export async function importAdapter({ deps, ctx, input }: { deps: Deps; ctx: Ten
   }
   const objectKey = `tenants/${ctx.tenantId}/adapters/${adapter.id}/import-${randomUUID()}.safetensors`;
   await deps.blobs.putBuffer(objectKey, bytes, { contentType: 'application/octet-stream' });
-  const stored: StoredSpec = {
-    rank: spec.rank,
-    beta: spec.beta,
-    blocks: spec.addAfterBlocks,
-    kernel: spec.fusionKernel,
-    labels: spec.labels,
-    loraBeforeBlocks: spec.loraBeforeBlocks,
-    addAfterBlocks: spec.addAfterBlocks,
-    fusionKernel: spec.fusionKernel,
-  };
+  const stored = storedSpecOf(spec);
   try {
     const { version } = await adaptersRepo.publishVersion(db, ctx.tenantId, adapter.id, {
       objectKey,

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import * as adaptersRepo from '../db/repos/adapters.js';
 import type { Db } from '../db/open.js';
-import type { AdapterSpec as StoredSpec, AdapterVersion } from '../db/schema.js';
+import { storedSpecOf, type AdapterVersion } from '../db/schema.js';
 import { saveAdapter, type Adapter, type Backbone } from '../model/index.js';
 import type { BlobStore } from '../storage/index.js';
 import type { Hyperparameters } from './hyperparameters.js';
@@ -81,16 +81,7 @@ export async function publishTrainedAdapter(input: PublishInput): Promise<{ vers
   const hint = existing.reduce((m, v) => Math.max(m, v.version), 0) + 1;
   const objectKey = adapterObjectKey(tenantId, adapterId, hint);
   await blobs.putBuffer(objectKey, bytes, { contentType: 'application/octet-stream' });
-  const stored: StoredSpec = {
-    rank: spec.rank,
-    beta: spec.beta,
-    blocks: spec.addAfterBlocks,
-    kernel: spec.fusionKernel,
-    labels: spec.labels,
-    loraBeforeBlocks: spec.loraBeforeBlocks,
-    addAfterBlocks: spec.addAfterBlocks,
-    fusionKernel: spec.fusionKernel,
-  };
+  const stored = storedSpecOf(spec);
   let result: { version: AdapterVersion; created: boolean };
   try {
     result = await adaptersRepo.publishVersion(db, tenantId, adapterId, {

@@ -2,6 +2,7 @@
  * The pieces of the recipe that are plain arithmetic: the per-epoch learning rate (linear warm-up,
  * then cosine), a seeded PRNG, a seeded shuffle, and the stratified train/val split.
  */
+import { mulberry32 } from '../model/index.js';
 
 /**
  * Learning rate of epoch `e` (0-based). Warm-up epochs ramp linearly to `lr` (epoch e of W uses
@@ -14,17 +15,8 @@ export function learningRate(e: number, h: { lr: number; minLr: number; warmupEp
   return h.minLr + 0.5 * (h.lr - h.minLr) * (1 + Math.cos((Math.PI * t) / h.epochs));
 }
 
-/** mulberry32: small, fast, and identical on every platform. Returns floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded floats in [0, 1): the model core's mulberry32, identical on every platform. */
+export const prng = mulberry32;
 
 /** Derives an independent stream for one purpose (split, epoch e, …) from the run's seed. */
 export function subSeed(seed: number, purpose: number): number {
