@@ -9,12 +9,12 @@ import {
   disposePrefix,
   forwardSuffix,
   initBackend,
+  installWasmKernelFixes,
   loadAdapter,
   runPrefix,
   splitPoint,
 } from '../../src/model/index.js';
 import { ServingEngine, type AdapterRef, type AdapterLoader } from '../../src/serve/index.js';
-import { installWasmKernelFixes } from '../../src/serve/wasm-kernels.js';
 import { adapterFile, authorsSpec, describeSize, images as makeImages, syntheticBackbone, type BackboneSize } from '../lib/synthetic.js';
 import type { Bench } from '../lib/types.js';
 import { fmt, median, result, timed } from '../lib/util.js';

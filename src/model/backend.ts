@@ -8,6 +8,8 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { AppError } from '../errors.js';
+import { installLeanGradients } from './gradients.js';
+import { installWasmKernelFixes } from './wasm-kernels.js';
 
 export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -47,7 +49,10 @@ async function select(pref: BackendPreference, log: (msg: string) => void): Prom
     }
   }
   if (pref === 'auto' || pref === 'wasm') {
-    if (await trySet('wasm')) return done('wasm', 'tfjs-backend-wasm', log);
+    if (await trySet('wasm')) {
+      installWasmKernelFixes();
+      return done('wasm', 'tfjs-backend-wasm', log);
+    }
     tried.push('wasm: setBackend(wasm) failed');
     if (pref === 'wasm') throw new AppError('config_invalid', 'TFJS_BACKEND=wasm but the wasm backend failed to start');
   }
@@ -131,6 +136,7 @@ export function registerWasmFriendlyGradients(): void {
   });
 }
 
-// Installed as soon as the model core is imported, so gradients are the fast kind even for code
-// that never calls initBackend (e.g. a test that picks its backend itself).
+// Installed as soon as the model core is imported, so gradients are the fast and lean kind even
+// for code that never calls initBackend (e.g. a test that picks its backend itself).
 registerWasmFriendlyGradients();
+installLeanGradients();

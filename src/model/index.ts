@@ -50,3 +50,5 @@ export { AdamW, type AdamWOptions, type GradientItem } from './optim.js';
 export { trainStep, trainStepFullTape, measurePeakBytes, type TrainStepArgs } from './train-step.js';
 export { crossEntropy } from './loss.js';
 export { blockwiseGradients, type BlockwiseResult } from './train-blockwise.js';
+export { installWasmKernelFixes, uninstallWasmKernelFixes, wasmKernelFixesInstalled } from './wasm-kernels.js';
+export { installLeanGradients, uninstallLeanGradients, leanGradientsInstalled } from './gradients.js';

@@ -8,9 +8,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { Backbone, BlockWeights } from './backbone.js';
 import type { BackboneConfig } from './backbone-config.js';
 
+/** x·w + b. The bias goes into the matMul kernel (XNNPACK adds it in the same pass): one op, not two. */
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
-  const y = tf.matMul(x, w) as tf.Tensor2D;
-  return b ? tf.add<tf.Tensor2D>(y, b) : y;
+  return (b ? tf.fused.matMul({ a: x, b: w, bias: b }) : tf.matMul(x, w)) as tf.Tensor2D;
 }
 
 /** LayerNorm over the last axis (biased variance, as PyTorch). */

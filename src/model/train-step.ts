@@ -13,6 +13,8 @@ import { blockwiseGradients } from './train-blockwise.js';
 import { crossEntropy } from './loss.js';
 import type { AdamW } from './optim.js';
 
+export { measurePeakBytes } from './memory.js';
+
 export interface TrainStepArgs {
   backbone: Backbone;
   adapter: Adapter;
@@ -95,15 +97,4 @@ export function trainStepFullTape(args: Omit<TrainStepArgs, 'state'> & { pixels:
       }
     }, labels),
   );
-}
-
-/**
- * Peak tensor bytes while fn runs, above what was allocated before it (tf.profile's peak is
- * absolute). Counts every backend's tensors; the wasm heap itself never shrinks.
- */
-export async function measurePeakBytes<T extends tf.TensorContainer>(fn: () => T): Promise<{ peakBytes: number; result: T }> {
-  const before = tf.memory().numBytes;
-  const info = await tf.profile(fn);
-  const peak = info.kernels.length === 0 ? before : Math.max(before, info.peakBytes);
-  return { peakBytes: peak - before, result: info.result as T };
 }

@@ -11,13 +11,12 @@ import * as tf from '@tensorflow/tfjs';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { BlobStore } from '../storage/index.js';
-import type { Adapter, Backbone } from '../model/index.js';
+import { installWasmKernelFixes, type Adapter, type Backbone } from '../model/index.js';
 import { AdapterCache, type AdapterCacheStats } from './adapter-cache.js';
 import { AdapterSources, blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
 import { Batcher, type BatcherStats } from './batcher.js';
 import { createExecutor, type BatchTimingTotals, type EngineImage, type EngineRequest, type ItemResult } from './engine.js';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.js';
-import { installWasmKernelFixes } from './wasm-kernels.js';
 
 export interface ServingEngineOptions {
   readonly backbone: Backbone;

@@ -1,20 +1,27 @@
 /**
- * Faster Slice and GatherV2 kernels for the tfjs wasm backend (4.22), installed once per process.
+ * Faster kernels for the tfjs wasm backend (4.22), installed once per process by initBackend
+ * (and by the serving engine). Each replacement returns what the stock kernel returns — bit for
+ * bit, except BatchMatMul (a different summation order: within float32 rounding) — and falls
+ * through to the stock kernel for any dtype, attribute or shape it does not handle.
  *
- * Measured here, both stock kernels are pathological for the mixed-tenant suffix, which cuts the
- * batch into one segment per adapter several times per block:
+ * Measured here, the stock kernels are pathological in four places this project relies on:
  * - Slice (kernels/Slice.js) starts with `backend.readSync(x)`, which copies the WHOLE input out of
- *   the wasm heap (`HEAPU8.slice`) before copying the part it needs, so G segments of a batch cost
- *   O(G × batch) bytes of copying.
+ *   the wasm heap before copying the part it needs, so G segments of a batch cost O(G × batch)
+ *   bytes of copying (the mixed-tenant suffix cuts its batch into one segment per adapter).
  * - GatherV2 (the C++ `Gather`) copies element by element: ≈130 ns per float, i.e. 1.6 ms to pick
  *   one [65, 192] row — slower than a one-hot matMul of the same rows.
- * At width 192, 32 images, 32 adapters these two made the suffix about 2× the single-adapter
- * suffix. The replacements read the input through a view of the heap and copy contiguous runs
- * with `TypedArray.set`: the same bytes come out, so results are bit-identical.
- *
- * Other dtypes, attributes or backends fall through to the stock kernels.
+ * - Identity copies its input. The gradient tape saves every taped op's inputs through it
+ *   (engine.clone), so on wasm each saved input was a second copy of an activation. Tensors are
+ *   immutable (a Variable's assign swaps its buffer), so sharing the buffer with a reference count
+ *   — what the wasm Reshape and the cpu backend's Identity do — is safe.
+ * - BatchMatMul only reaches XNNPACK for one untransposed 2-D product; a batch of them (attention's
+ *   per-head products) or a transposed operand (every linear layer's backward) takes a scalar loop
+ *   at ≈1.5–2.5 GFLOP/s against 15–30 for XNNPACK. See wasm-matmul.ts.
+ * The Slice/GatherV2 replacements read the input through a view of the heap and copy contiguous
+ * runs with `TypedArray.set`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { batchMatMulKernel } from './wasm-matmul.js';
 
 type HeapTensor = { shape: number[]; dtype: tf.DataType; dataId: object };
 type TypedHeapArray = Float32Array | Int32Array | Uint8Array;
@@ -22,12 +29,12 @@ type TypedHeapArray = Float32Array | Int32Array | Uint8Array;
 interface WasmBackendLike {
   typedArrayFromHeap(t: HeapTensor): TypedHeapArray;
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  incRef(dataId: object): void;
 }
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 const stock = new Map<string, tf.KernelConfig>();
-let installed = false;
 
 const product = (a: readonly number[]) => a.reduce((x, y) => x * y, 1);
 const numeric = (dtype: tf.DataType) => dtype === 'float32' || dtype === 'int32' || dtype === 'bool';
@@ -103,15 +110,42 @@ function gather(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   return out;
 }
 
-/** Replace the wasm backend's Slice and GatherV2 kernels with the copy-efficient ones (idempotent). */
+/** A new tensor on the same buffer (reference counted), as the wasm Reshape kernel does. */
+function identity(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  const x = args.inputs.x as tf.TensorInfo;
+  if (!numeric(x.dtype)) return fallback('Identity', args);
+  (args.backend as unknown as WasmBackendLike).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+const REPLACEMENTS: ReadonlyArray<readonly [string, (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]]> = [
+  ['Slice', slice],
+  ['GatherV2', gather],
+  ['Identity', identity],
+  ['BatchMatMul', (args) => batchMatMulKernel(args, (a) => fallback('BatchMatMul', a))],
+];
+
+/** Replace the wasm backend's Slice, GatherV2, Identity and BatchMatMul kernels (idempotent). */
 export function installWasmKernelFixes(): void {
-  if (installed) return;
-  installed = true;
-  for (const [name, kernelFunc] of [['Slice', slice], ['GatherV2', gather]] as const) {
+  if (stock.size > 0) return;
+  for (const [name, kernelFunc] of REPLACEMENTS) {
     const config = tf.getKernel(name, 'wasm');
     if (config === undefined) continue;
     stock.set(name, config);
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...config, kernelFunc });
   }
+}
+
+/** Puts the stock kernels back (tests and A/B measurements); installWasmKernelFixes re-installs. */
+export function uninstallWasmKernelFixes(): void {
+  for (const [name, config] of stock) {
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel(config);
+  }
+  stock.clear();
+}
+
+export function wasmKernelFixesInstalled(): boolean {
+  return stock.size > 0;
 }
