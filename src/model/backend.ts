@@ -134,6 +134,26 @@ export function registerWasmFriendlyGradients(): void {
       return { a: () => mm(swap(b), swap(d)), b: () => mm(swap(d), swap(a)) };
     },
   });
+  // tfjs-core registers no gradient for the bare _FusedMatMul kernel (tf.fused.matMul brings a
+  // custom one that always computes every input's gradient). layers.ts `linear` calls the kernel
+  // with a linear activation and no transposes; this gradient computes only what is asked for.
+  tf.registerGradient({
+    kernelName: '_FusedMatMul',
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, saved, attrs) => {
+      const [a, b] = saved;
+      const d = dy as tf.Tensor;
+      const { transposeA, transposeB, activation } = attrs as unknown as { transposeA: boolean; transposeB: boolean; activation: string };
+      if (transposeA || transposeB || activation !== 'linear') {
+        throw new Error(`no gradient for _FusedMatMul with transposeA=${transposeA}, transposeB=${transposeB}, activation=${activation}`);
+      }
+      return {
+        a: () => tf.matMul(d, swap(b)),
+        b: () => tf.matMul(swap(a), d),
+        bias: () => tf.sum(d, [...Array(d.rank - 1).keys()]),
+      };
+    },
+  });
 }
 
 // Installed as soon as the model core is imported, so gradients are the fast and lean kind even

@@ -47,8 +47,8 @@ export {
 } from './forward.js';
 export { layerNorm, gelu, swish, attention, vitBlock, depthwiseSame } from './layers.js';
 export { AdamW, type AdamWOptions, type GradientItem } from './optim.js';
-export { trainStep, trainStepFullTape, measurePeakBytes, type TrainStepArgs } from './train-step.js';
+export { trainStep, trainStepDetailed, trainStepFullTape, measurePeakBytes, type TrainStepArgs, type TrainStepResult } from './train-step.js';
 export { crossEntropy } from './loss.js';
-export { blockwiseGradients, type BlockwiseResult } from './train-blockwise.js';
+export { blockwiseGradients, type BlockwiseResult, type BlockwiseOptions } from './train-blockwise.js';
 export { installWasmKernelFixes, uninstallWasmKernelFixes, wasmKernelFixesInstalled } from './wasm-kernels.js';
 export { installLeanGradients, uninstallLeanGradients, leanGradientsInstalled } from './gradients.js';

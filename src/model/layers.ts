@@ -8,9 +8,22 @@ import * as tf from '@tensorflow/tfjs';
 import type { Backbone, BlockWeights } from './backbone.js';
 import type { BackboneConfig } from './backbone-config.js';
 
-/** x·w + b. The bias goes into the matMul kernel (XNNPACK adds it in the same pass): one op, not two. */
+/**
+ * x·w + b. The bias goes into the matMul kernel (XNNPACK adds it in the same pass): one op, not
+ * two. Called as the bare _FusedMatMul kernel rather than tf.fused.matMul: the latter's custom
+ * gradient computes the weight gradient eagerly even for a frozen weight (a full extra matMul per
+ * layer in every backward pass); the kernel's gradient registered in backend.ts is lazy per input.
+ */
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
-  return (b ? tf.fused.matMul({ a: x, b: w, bias: b }) : tf.matMul(x, w)) as tf.Tensor2D;
+  if (!b) return tf.matMul(x, w);
+  const [rows, inDim] = x.shape;
+  const outDim = w.shape[1];
+  const y = tf.engine().runKernel(
+    '_FusedMatMul',
+    { a: tf.reshape(x, [1, rows, inDim]), b: tf.reshape(w, [1, inDim, outDim]), bias: b },
+    { transposeA: false, transposeB: false, activation: 'linear' },
+  ) as tf.Tensor3D;
+  return tf.reshape(y, [rows, outDim]);
 }
 
 /** LayerNorm over the last axis (biased variance, as PyTorch). */

@@ -1,12 +1,16 @@
 /**
  * Block-by-block back-propagation with recomputation (activation checkpointing) for one adapter.
  *
- * Why: tfjs keeps every taped op's saved inputs (on wasm as real copies) and every intermediate
- * gradient until a gradient call ends, so one tape over the suffix holds all suffix blocks'
- * activations and gradients at once. Here the suffix runs forward without a tape, keeping only
- * each block's input (x, h); the backward then re-runs one block at a time under its own short
- * tape and pulls the vector–Jacobian product through it with the scalar Σ out ⊙ d_out. Peak
- * memory is one block's worth, at the price of running the suffix forward twice.
+ * Why: one gradient tape over the suffix keeps every suffix block's saved activations until the
+ * backward pass reaches them. Here the suffix runs forward without a tape, keeping only each
+ * block's input (x, h); then
+ *   - the last `tapeBlocks` blocks and the head run again as ONE taped segment (no recomputation
+ *     beyond that segment's forward, which replaces the first forward's for those blocks), and
+ *   - every earlier suffix block is re-run alone under its own short tape, last to first, and the
+ *     vector–Jacobian product is pulled through it with the scalar Σ out ⊙ d_out.
+ * Peak memory is the segment's activations (or one block's, whichever is larger) instead of the
+ * whole suffix's, for the price of running the blocks before the segment forward twice.
+ * tapeBlocks = 0 recomputes every block (least memory); ≥ the suffix length recomputes none.
  *
  * The maths is the single-adapter forward of forward.ts, stage by stage:
  *   pre      h = Σ reads of the prefix inputs; x = state.x (+ addition after block split−1)
@@ -29,9 +33,22 @@ export interface BlockwiseResult {
   loss: number;
   /** Gradient per variable the loss reaches (owned by the caller). */
   grads: Map<tf.Variable, tf.Tensor>;
+  /** Arg-max class of each row's logits (the same logits the loss was computed from). */
+  predicted: Int32Array;
 }
 
-export function blockwiseGradients(backbone: Backbone, adapter: Adapter, state: PrefixState, labels: Int32Array | number[]): BlockwiseResult {
+export interface BlockwiseOptions {
+  /** Suffix blocks (the last ones) kept on one tape with the head; the earlier ones are recomputed. Default 0. */
+  tapeBlocks?: number;
+}
+
+export function blockwiseGradients(
+  backbone: Backbone,
+  adapter: Adapter,
+  state: PrefixState,
+  labels: Int32Array | number[],
+  options: BlockwiseOptions = {},
+): BlockwiseResult {
   const cfg = backbone.config;
   const spec = adapter.spec;
   const n = state.x.shape[0];
@@ -93,27 +110,43 @@ export function blockwiseGradients(backbone: Backbone, adapter: Adapter, state: 
   let dx: tf.Tensor | null = null;
   let dh: tf.Tensor | null = null;
   try {
-    // Forward, no tape: keep each block stage's input.
+    // Forward, no tape, up to the taped tail: keep each block stage's input.
+    const tail = Math.max(state.split, cfg.depth - Math.max(0, Math.floor(options.tapeBlocks ?? 0)));
     const inputs: Pair[] = [];
     let cur = run(pre);
-    for (let i = state.split; i < cfg.depth; i++) {
+    for (let i = state.split; i < tail; i++) {
       inputs.push(cur);
       const p = cur;
       cur = run(() => block(i, p));
     }
-    // Head.
+    // The tail (blocks tail..depth−1, then the head) under one tape.
     const last = cur;
+    const tailVars = [...Array(cfg.depth - tail).keys()].map((k) => tail + k).flatMap((i) => (reads.has(i) ? readVars(i) : []));
+    if (adapter.fusion && [...adds].some((i) => i >= tail)) tailVars.push(adapter.fusion as tf.Variable);
+    const headXs: tf.Tensor[] = [last.x, ...(last.h ? [last.h] : []), ...tailVars, adapter.headW, adapter.headB];
+    let predictedT: tf.Tensor | null = null;
     const head = engine.gradients(
-      () => crossEntropy(linear(pool(backbone, last.x), adapter.headW, adapter.headB), labels),
-      [last.x, adapter.headW, adapter.headB],
+      () => {
+        let p = last;
+        for (let i = tail; i < cfg.depth; i++) p = block(i, p);
+        const logits = linear(pool(backbone, p.x), adapter.headW, adapter.headB);
+        predictedT = tf.keep(tf.argMax(logits, 1));
+        return crossEntropy(logits, labels);
+      },
+      headXs,
       undefined,
       true,
     );
     const loss = head.value.dataSync()[0];
     head.value.dispose();
+    const predicted = Int32Array.from((predictedT as tf.Tensor | null)?.dataSync() ?? []);
+    (predictedT as tf.Tensor | null)?.dispose();
     dx = head.grads[0];
-    accumulate(adapter.headW as tf.Variable, head.grads[1]);
-    accumulate(adapter.headB as tf.Variable, head.grads[2]);
+    let at = 1;
+    if (last.h) dh = head.grads[at++] ?? null;
+    for (const v of tailVars) accumulate(v, head.grads[at++]);
+    accumulate(adapter.headW as tf.Variable, head.grads[at++]);
+    accumulate(adapter.headB as tf.Variable, head.grads[at++]);
     release(last.x);
     if (!inputs.some((q) => q.h === last.h)) release(last.h);
     // Blocks, last to first, each re-run under its own tape.
@@ -145,7 +178,7 @@ export function blockwiseGradients(backbone: Backbone, adapter: Adapter, state: 
       r.value.dispose();
       preVars.forEach((v, j) => accumulate(v, r.grads[j]));
     }
-    return { loss, grads };
+    return { loss, grads, predicted };
   } catch (err) {
     for (const g of grads.values()) g.dispose();
     throw err;

@@ -25,8 +25,22 @@ export interface TrainStepArgs {
   /**
    * Back-propagate block by block, re-running each suffix block (activation checkpointing):
    * peak memory of one block instead of the whole suffix, for about one extra suffix forward.
+   * Same as tapeBlocks: 0.
    */
   recompute?: boolean;
+  /**
+   * Activation checkpointing with a taped tail (train-blockwise.ts): the last `tapeBlocks` suffix
+   * blocks keep their activations on one tape with the head, the earlier suffix blocks are
+   * recomputed one at a time in the backward. Unset (and recompute unset): one tape over the whole
+   * suffix.
+   */
+  tapeBlocks?: number;
+}
+
+export interface TrainStepResult {
+  loss: number;
+  /** Arg-max class per row of the logits the loss came from. */
+  predicted: Int32Array;
 }
 
 function checkLabels(labels: Int32Array | number[], n: number, classes: number): void {
@@ -37,6 +51,10 @@ function checkLabels(labels: Int32Array | number[], n: number, classes: number):
 }
 
 function step(adapter: Adapter, optimizer: AdamW, loss: () => tf.Scalar): number {
+  return stepWith(adapter, optimizer, loss).loss;
+}
+
+function stepWith(adapter: Adapter, optimizer: AdamW, loss: () => tf.Scalar): { loss: number } {
   const vars = adapter.trainableVariables();
   if (vars.length === 0) throw new AppError('internal', 'adapter is not trainable (load it with trainable: true)');
   const { value, grads } = tf.variableGrads(loss, vars);
@@ -45,7 +63,7 @@ function step(adapter: Adapter, optimizer: AdamW, loss: () => tf.Scalar): number
     // PyTorch with grad None, it is left alone (no moments, no decay).
     const items = vars.filter((v) => grads[v.name] !== undefined);
     optimizer.applyGradients(items.map((v) => ({ variable: v, grad: grads[v.name], decay: !adapter.isBias(v) })));
-    return value.dataSync()[0];
+    return { loss: value.dataSync()[0] };
   } finally {
     value.dispose();
     for (const g of Object.values(grads)) g.dispose();
@@ -62,23 +80,40 @@ function logitsLoss(run: () => tf.Tensor2D, labels: Int32Array | number[]): tf.S
 }
 
 /** Trains the CSN + head on one batch; gradients flow through the suffix only. Returns the loss. */
-export function trainStep({ backbone, adapter, optimizer, state, labels, recompute }: TrainStepArgs): number {
+export function trainStep(args: TrainStepArgs): number {
+  return trainStepDetailed(args).loss;
+}
+
+/** trainStep, also returning each row's predicted class (from the logits the loss came from). */
+export function trainStepDetailed({ backbone, adapter, optimizer, state, labels, recompute, tapeBlocks }: TrainStepArgs): TrainStepResult {
   const n = state.x.shape[0];
   checkLabels(labels, n, adapter.spec.labels.length);
-  if (recompute) {
+  if (recompute || tapeBlocks !== undefined) {
     if (adapter.trainableVariables().length === 0) throw new AppError('internal', 'adapter is not trainable (load it with trainable: true)');
     // Same checks as the taped path (adapter/prefix compatibility) before any work.
     checkSuffixGroups(backbone, state, [{ adapter, rows: [0] }]);
-    const { loss, grads } = blockwiseGradients(backbone, adapter, state, labels);
+    const r = blockwiseGradients(backbone, adapter, state, labels, { tapeBlocks: recompute ? 0 : tapeBlocks });
     try {
-      optimizer.applyGradients([...grads].map(([variable, grad]) => ({ variable, grad, decay: !adapter.isBias(variable) })));
+      optimizer.applyGradients([...r.grads].map(([variable, grad]) => ({ variable, grad, decay: !adapter.isBias(variable) })));
     } finally {
-      for (const g of grads.values()) g.dispose();
+      for (const g of r.grads.values()) g.dispose();
     }
-    return loss;
+    return { loss: r.loss, predicted: r.predicted };
   }
   const rows = [...Array(n).keys()];
-  return step(adapter, optimizer, () => logitsLoss(() => forwardSuffix(backbone, state, [{ adapter, rows }])[0], labels));
+  let predicted: tf.Tensor | undefined;
+  try {
+    const { loss } = stepWith(adapter, optimizer, () =>
+      logitsLoss(() => {
+        const [logits] = forwardSuffix(backbone, state, [{ adapter, rows }]);
+        predicted = tf.keep(tf.argMax(logits, 1));
+        return logits;
+      }, labels),
+    );
+    return { loss, predicted: Int32Array.from(predicted!.dataSync()) };
+  } finally {
+    predicted?.dispose();
+  }
 }
 
 /** The same step with the whole forward, from pixels, under the gradient tape (memory baseline). */
