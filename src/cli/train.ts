@@ -33,6 +33,7 @@ const HYPERPARAMETER_FLAGS: Record<keyof HyperparametersInput, { flag: string; k
   patience: { flag: 'patience', kind: 'int', help: 'early-stopping patience in epochs, 0 = never (default 5)' },
   valFraction: { flag: 'val-fraction', kind: 'number', help: 'share of each class held out when there is no val split (default 0.2)' },
   augment: { flag: 'augment', kind: 'string', help: 'none or flip (default none)' },
+  tapeBlocks: { flag: 'tape-blocks', kind: 'int', help: 'last blocks kept on the gradient tape, earlier ones recomputed (default depth/4)' },
 };
 const HP_KEYS = Object.keys(HYPERPARAMETER_FLAGS) as (keyof HyperparametersInput)[];
 

@@ -4,11 +4,7 @@
  * forward for training accuracy would cost a third of a step).
  */
 import * as tf from '@tensorflow/tfjs';
-import { crossEntropy, forwardSuffix, type AdamW, type Adapter, type Backbone, type PrefixState } from '../model/index.js';
-
-function correctCount(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  return tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'int32'));
-}
+import { crossEntropy, forwardSuffix, trainStepDetailed, type AdamW, type Adapter, type Backbone, type PrefixState } from '../model/index.js';
 
 export function trainBatch(
   backbone: Backbone,
@@ -16,34 +12,14 @@ export function trainBatch(
   optimizer: AdamW,
   state: PrefixState,
   labels: Int32Array,
+  tapeBlocks: number,
 ): { loss: number; correct: number } {
-  const rows = [...Array(labels.length).keys()];
-  const vars = adapter.trainableVariables();
-  const labelT = tf.tensor1d(labels, 'int32');
-  let correct: tf.Scalar | undefined;
-  try {
-    const { value, grads } = tf.variableGrads(() => {
-      const [logits] = forwardSuffix(backbone, state, [{ adapter, rows }]);
-      try {
-        correct = tf.keep(tf.tidy(() => correctCount(logits, labelT)));
-        return crossEntropy(logits, labels);
-      } finally {
-        logits.dispose();
-      }
-    }, vars);
-    try {
-      // A variable the loss does not reach has no gradient and is left alone, as in trainStep.
-      const items = vars.filter((v) => grads[v.name] !== undefined);
-      optimizer.applyGradients(items.map((v) => ({ variable: v, grad: grads[v.name], decay: !adapter.isBias(v) })));
-      return { loss: value.dataSync()[0], correct: correct!.dataSync()[0] };
-    } finally {
-      value.dispose();
-      for (const g of Object.values(grads)) g.dispose();
-    }
-  } finally {
-    labelT.dispose();
-    correct?.dispose();
-  }
+  // Block-wise back-propagation with the last `tapeBlocks` blocks on one tape (see the model's
+  // train-blockwise.ts); the predictions come from the logits the loss was computed from.
+  const { loss, predicted } = trainStepDetailed({ backbone, adapter, optimizer, state, labels, tapeBlocks });
+  let correct = 0;
+  for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
+  return { loss, correct };
 }
 
 /** Predicted class per row and the summed cross-entropy of a batch (no gradient tape). */

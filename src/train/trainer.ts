@@ -19,7 +19,7 @@ import {
   type Backbone,
 } from '../model/index.js';
 import { examplePixelsFn, planSplits, type SplitPlan } from './examples.js';
-import { adapterSpecFor, type Hyperparameters } from './hyperparameters.js';
+import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters } from './hyperparameters.js';
 import type { PreparedDataset } from './ingest/index.js';
 import { evaluate, type Evaluation } from './metrics.js';
 import { PrefixCache, type CachePrecision, type PrefixCacheStats } from './prefix-cache.js';
@@ -121,6 +121,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   const plan = planSplits(ds, h.valFraction, subSeed(h.seed, 1));
   const spec = adapterSpecFor(h, cfg, ds.labels);
   const split = splitPoint(spec, cfg.depth);
+  const tapeBlocks = h.tapeBlocks ?? defaultTapeBlocks(cfg.depth);
   const cache = new PrefixCache({
     backbone,
     split,
@@ -184,11 +185,11 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
           if (peak.peakTensorBytes === 0) {
             // Measured once: the first step allocates what every step does (same shapes).
             const before = tf.memory().numBytes;
-            const m = await measurePeakBytes(() => trainBatch(backbone, adapter, optimizer, state, labels));
+            const m = await measurePeakBytes(() => trainBatch(backbone, adapter, optimizer, state, labels, tapeBlocks));
             r = m.result;
             peak = { peakTensorBytes: before + m.peakBytes, stepPeakBytes: m.peakBytes };
           } else {
-            r = trainBatch(backbone, adapter, optimizer, state, labels);
+            r = trainBatch(backbone, adapter, optimizer, state, labels, tapeBlocks);
           }
           lossSum += r.loss * part.length;
           correct += r.correct;

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import type { BackboneConfig } from '../../src/model/index.js';
-import { adapterSpecFor, defaultAddBlocks, parseHyperparameters, resolveBlocks } from '../../src/train/hyperparameters.js';
+import { adapterSpecFor, defaultAddBlocks, defaultTapeBlocks, parseHyperparameters, resolveBlocks } from '../../src/train/hyperparameters.js';
 import { learningRate, prng, shuffle, stratifiedSplit, subSeed } from '../../src/train/schedule.js';
 
 const vitB = { depth: 12, width: 768, gridSize: 14 } as BackboneConfig;
@@ -32,6 +32,12 @@ describe('hyperparameters', () => {
       fusionKernel: 0,
     });
     expect(resolveBlocks(parseHyperparameters({ variant: 'dtl+' }), vitB).fusionKernel).toBe(3);
+    // Activation checkpointing: unset → a quarter of the blocks stay on the tape.
+    expect(h.tapeBlocks).toBeUndefined();
+    expect(defaultTapeBlocks(12)).toBe(3);
+    expect(defaultTapeBlocks(6)).toBe(1);
+    expect(parseHyperparameters({ tapeBlocks: 0 }).tapeBlocks).toBe(0);
+    expect(codeOf(() => parseHyperparameters({ tapeBlocks: -1 }))).toContain('tapeBlocks');
   });
 
   it('the default additions are the second half of the blocks', () => {
