@@ -167,15 +167,20 @@ export class PrefixCache {
       const part = keys.slice(start, start + this.chunk);
       const all = new Float32Array(part.length * per);
       part.forEach((k, i) => all.set(this.opts.pixels(k), i * per));
-      const slotData = tf.tidy(() => {
-        const pixels = tf.tensor4d(all, [part.length, cfg.imageSize, cfg.imageSize, 3]);
+      // Not inside tf.tidy: tidy walks whatever its callback returns element by element (typed
+      // arrays included), which cost seconds per chunk for these megabytes of floats.
+      const pixels = tf.tensor4d(all, [part.length, cfg.imageSize, cfg.imageSize, 3]);
+      let slotData: Float32Array[];
+      try {
         const state = runPrefix(this.opts.backbone, pixels, this.opts.split);
         try {
-          return [...this.slotBlocks.map((b) => state.inputs[b]), state.x].map((t) => t.dataSync() as Float32Array);
+          slotData = [...this.slotBlocks.map((b) => state.inputs[b]), state.x].map((t) => t.dataSync() as Float32Array);
         } finally {
           disposePrefix(state);
         }
-      });
+      } finally {
+        pixels.dispose();
+      }
       part.forEach((k, i) => {
         const row = new Float32Array(this.rowFloats);
         slotData.forEach((d, s) => row.set(d.subarray(i * this.slotFloats, (i + 1) * this.slotFloats), s * this.slotFloats));
