@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Backbone, BlockWeights } from './backbone.js';
 import type { BackboneConfig } from './backbone-config.js';
+import { geluOp } from './gelu-kernel.js';
 
 /**
  * x·w + b. The bias goes into the matMul kernel (XNNPACK adds it in the same pass): one op, not
@@ -32,9 +33,9 @@ export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: t
   return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta) as T;
 }
 
-/** Exact GELU, 0.5·x·(1 + erf(x/√2)) — both layouts' checkpoints were trained with it. */
+/** Exact GELU, 0.5·x·(1 + erf(x/√2)) — both layouts' checkpoints were trained with it (one kernel on wasm). */
 export function gelu<T extends tf.Tensor>(x: T): T {
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)) as T;
+  return geluOp(x);
 }
 
 /** θ(h) = h·sigmoid(β·h). */

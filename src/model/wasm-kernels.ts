@@ -4,7 +4,8 @@
  * bit, except BatchMatMul (a different summation order: within float32 rounding) — and falls
  * through to the stock kernel for any dtype, attribute or shape it does not handle.
  *
- * Measured here, the stock kernels are pathological in four places this project relies on:
+ * Measured here, the stock kernels are pathological in four places this project relies on (and a
+ * fifth, GELU's libm erf, is replaced by a kernel of our own in gelu-kernel.ts):
  * - Slice (kernels/Slice.js) starts with `backend.readSync(x)`, which copies the WHOLE input out of
  *   the wasm heap before copying the part it needs, so G segments of a batch cost O(G × batch)
  *   bytes of copying (the mixed-tenant suffix cuts its batch into one segment per adapter).
@@ -21,6 +22,7 @@
  * runs with `TypedArray.set`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { registerWasmGeluKernels, unregisterWasmGeluKernels } from './gelu-kernel.js';
 import { batchMatMulKernel } from './wasm-matmul.js';
 
 type HeapTensor = { shape: number[]; dtype: tf.DataType; dataId: object };
@@ -125,9 +127,13 @@ const REPLACEMENTS: ReadonlyArray<readonly [string, (args: KernelArgs) => tf.Ten
   ['BatchMatMul', (args) => batchMatMulKernel(args, (a) => fallback('BatchMatMul', a))],
 ];
 
-/** Replace the wasm backend's Slice, GatherV2, Identity and BatchMatMul kernels (idempotent). */
+/**
+ * Replace the wasm backend's Slice, GatherV2, Identity and BatchMatMul kernels and add the
+ * one-pass GELU kernels of gelu-kernel.ts (idempotent).
+ */
 export function installWasmKernelFixes(): void {
   if (stock.size > 0) return;
+  registerWasmGeluKernels();
   for (const [name, kernelFunc] of REPLACEMENTS) {
     const config = tf.getKernel(name, 'wasm');
     if (config === undefined) continue;
@@ -139,6 +145,7 @@ export function installWasmKernelFixes(): void {
 
 /** Puts the stock kernels back (tests and A/B measurements); installWasmKernelFixes re-installs. */
 export function uninstallWasmKernelFixes(): void {
+  unregisterWasmGeluKernels();
   for (const [name, config] of stock) {
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel(config);

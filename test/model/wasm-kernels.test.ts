@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { rng } from '../helpers/tiny-backbone.js';
-import { initBackend, installWasmKernelFixes, uninstallWasmKernelFixes, wasmKernelFixesInstalled } from '../../src/model/index.js';
+import { gelu, initBackend, installWasmKernelFixes, uninstallWasmKernelFixes, wasmKernelFixesInstalled } from '../../src/model/index.js';
 
 interface Case {
   shape: number[];
@@ -164,5 +164,21 @@ describe('wasm kernel fixes', () => {
     expect(Array.from(v.dataSync())).toEqual([5, 6]);
     snapshot.dispose();
     v.dispose();
+  });
+
+  it('GELU runs as one kernel and matches the composed erf form and its gradient', () => {
+    expect(tf.getKernel('DtlGelu', 'wasm')).toBeDefined();
+    const composed = (t: tf.Tensor) => tf.mul(tf.mul(t, 0.5), tf.add(tf.erf(tf.mul(t, Math.SQRT1_2)), 1));
+    const x = tf.linspace(-9, 9, 20001);
+    const dy = tf.sin(x);
+    const [mine, ref] = [gelu, composed].map((f) => tf.tidy(() => {
+      const [y, g] = [f(x), tf.grad((t: tf.Tensor) => f(t))(x, dy)];
+      return { y: y.dataSync(), g: g.dataSync() };
+    }));
+    const diff = (a: ArrayLike<number>, b: ArrayLike<number>) => Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i])));
+    expect(diff(mine.y, ref.y)).toBeLessThan(2e-6);
+    expect(diff(mine.g, ref.g)).toBeLessThan(2e-6);
+    x.dispose();
+    dy.dispose();
   });
 });
