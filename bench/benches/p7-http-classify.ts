@@ -1,0 +1,169 @@
+/**
+ * P7 — what HTTP adds to a classification: p50 latency of POST /v1/adapters/{name}/classify with
+ * one image, over a real socket, ÷ p50 of the serving engine's own classify for the same adapter
+ * and the same (already decoded) image.
+ *
+ * The server is the real composition root (src/server.ts startServer: config, embedded PGlite,
+ * disk blob store, backbone, serving engine, Hono app on a node:http listener; worker off), the
+ * client Node's fetch with keep-alive. The HTTP side pays JSON + base64 parsing, API-key auth and
+ * rate limiting, the adapter/version lookup in the database, PNG decode and preprocessing, the
+ * engine, and the JSON answer; the engine side calls deps.engine.classify with the preprocessed
+ * pixels (queueing with the configured BATCH_MAX_WAIT_MS, adapter cache, prefix, suffix, head,
+ * softmax). Requests alternate HTTP / engine (order flipped each pair), one at a time; latency is
+ * wall-clock time (it includes waiting, which CPU time would not see).
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { eq } from 'drizzle-orm';
+import sharp from 'sharp';
+import { adapterVersions } from '../../src/db/schema.js';
+import { createAdapter, preprocessImage, saveAdapter } from '../../src/model/index.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import type { AdapterRef } from '../../src/serve/index.js';
+import { rng, writeTinyBackboneDir } from '../../test/helpers/tiny-backbone.js';
+import { authorsSpec } from '../lib/synthetic.js';
+import type { Bench } from '../lib/types.js';
+import { fmt, median, percentile, result } from '../lib/util.js';
+
+const ADMIN = 'bench-admin-token-0123456789';
+
+interface Setup {
+  label: string;
+  /** A backbone folder, or null for a synthetic one written to a temp folder. */
+  backboneDir: string | null;
+  synthetic?: { width: number; depth: number; heads: number; imageSize: number; patchSize: number };
+  pairs: number;
+}
+
+async function measure(setup: Setup, log: (m: string) => void): Promise<{ http: number[]; engine: number[]; detail: string }> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'dtl-bench-p7-'));
+  let server: RunningServer | undefined;
+  try {
+    let backboneDir = setup.backboneDir;
+    if (backboneDir === null) {
+      backboneDir = path.join(dir, 'backbone');
+      await writeTinyBackboneDir(backboneDir, { ...setup.synthetic!, mlpDim: 4 * setup.synthetic!.width, seed: 1 });
+    }
+    server = await startServer({
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'silent',
+      DATA_DIR: path.join(dir, 'data'),
+      BACKBONE: backboneDir,
+      TFJS_BACKEND: 'wasm',
+      ADMIN_TOKEN: ADMIN,
+      WORKER_ENABLED: 'false',
+      RATE_LIMIT_RPS: '100000',
+      RATE_LIMIT_BURST: '100000',
+    });
+    const { url, deps } = server;
+    const cfg = deps.backbone.config;
+    const call = async (method: string, p: string, token: string, body: unknown, type = 'application/json') => {
+      const res = await fetch(`${url}${p}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': type },
+        body: body instanceof Uint8Array ? body : JSON.stringify(body),
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${text}`);
+      return JSON.parse(text) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    };
+    const tenant = await call('POST', '/v1/tenants', ADMIN, { name: 'bench' });
+    const key = await call('POST', `/v1/tenants/${tenant.id}/keys`, ADMIN, { name: 'bench', scopes: ['classify', 'train', 'manage'] });
+    const token = key.token as string;
+    // A DTL adapter with the authors' blocks scaled to this depth, 10 classes, imported over HTTP.
+    const adapter = createAdapter(cfg, authorsSpec(cfg.depth, 10), { seed: 7 });
+    const file = saveAdapter(adapter, { backbone: { sha256: deps.backbone.identity } });
+    adapter.dispose();
+    const imported = await call('POST', '/v1/adapters/import?name=p7', token, new Uint8Array(file), 'application/octet-stream');
+    const versionId = (imported.version?.id ?? imported.versionId) as string;
+    const [row] = await deps.database.db.select().from(adapterVersions).where(eq(adapterVersions.id, versionId));
+    if (row === undefined) throw new Error(`imported version ${versionId} not found`);
+    const ref: AdapterRef = { key: row.id, objectKey: row.objectKey, backboneId: row.backboneId };
+
+    // One PNG at the backbone's input size; the engine side gets its decoded pixels.
+    const s = cfg.imageSize;
+    const r = rng(3);
+    const png = await sharp(Buffer.from(Uint8Array.from({ length: s * s * 3 }, () => Math.floor(r.uniform() * 256))), { raw: { width: s, height: s, channels: 3 } })
+      .png()
+      .toBuffer();
+    const body = { images: [png.toString('base64')], topK: 5 };
+    const pixels = await preprocessImage(png, cfg);
+    const viaHttp = async () => {
+      const t0 = performance.now();
+      const answer = await call('POST', '/v1/adapters/p7/classify', token, body);
+      const ms = performance.now() - t0;
+      if (answer.results?.[0]?.predictions?.length !== 5) throw new Error('unexpected classify answer');
+      return ms;
+    };
+    const viaEngine = async () => {
+      const t0 = performance.now();
+      const [res] = await deps.engine.classify({ tenantId: tenant.id as string, adapter: ref, images: [{ pixels }] });
+      const ms = performance.now() - t0;
+      if (res.answers[0]?.probs.length !== 10) throw new Error('unexpected engine answer');
+      return ms;
+    };
+    log(`P7: ${setup.label}: warm-up`);
+    for (let i = 0; i < 5; i++) {
+      await viaHttp();
+      await viaEngine();
+    }
+    const http: number[] = [];
+    const engine: number[] = [];
+    log(`P7: ${setup.label}: ${setup.pairs} interleaved pairs`);
+    for (let i = 0; i < setup.pairs; i++) {
+      if (i % 2 === 0) {
+        http.push(await viaHttp());
+        engine.push(await viaEngine());
+      } else {
+        engine.push(await viaEngine());
+        http.push(await viaHttp());
+      }
+    }
+    const detail =
+      `${setup.label} (width ${cfg.width}, ${cfg.depth} blocks, ${cfg.tokens} tokens, ${s}×${s} PNG of ${png.length} bytes); DTL adapter (reads all blocks, additions in the second half, 10 classes); ` +
+      `BATCH_MAX_WAIT_MS ${deps.config.BATCH_MAX_WAIT_MS} (a lone request waits that long for company, on both sides); prefix cache off.`;
+    return { http, engine, detail };
+  } finally {
+    await server?.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+const bench: Bench = {
+  id: 'P7',
+  title: 'HTTP classify p50 at batch 1 ÷ engine-only p50',
+  async run({ quick, log }) {
+    const setups: Setup[] = [
+      { label: 'the bundled backbone (backbones/default, ViT-64/7)', backboneDir: path.resolve('backbones/default'), pairs: quick ? 40 : 300 },
+    ];
+    // Full mode also serves a bigger backbone, where the model's own time dominates.
+    if (!quick) {
+      setups.push({
+        label: 'a 12-block width-192 ViT (P1–P4 size)',
+        backboneDir: null,
+        synthetic: { width: 192, depth: 12, heads: 3, imageSize: 32, patchSize: 4 },
+        pairs: 100,
+      });
+    }
+    const rows = [];
+    for (const setup of setups) {
+      const m = await measure(setup, log);
+      const ratios = m.http.map((h, i) => h / m.engine[i]);
+      rows.push(
+        result(
+          `P7 HTTP classify p50 ÷ engine-only p50, ${setup.label.replace(/ \(.*\)$/, '')}`,
+          median(m.http) / median(m.engine),
+          { op: '<=', value: 1.15 },
+          `p50 over ${setup.pairs} interleaved pairs: HTTP ${fmt(median(m.http))} ms (p90 ${fmt(percentile(m.http, 0.9))}) vs engine ${fmt(median(m.engine))} ms ` +
+            `(p90 ${fmt(percentile(m.engine, 0.9))}); HTTP overhead p50 ${fmt(median(m.http) - median(m.engine))} ms; median per-pair ratio ${fmt(median(ratios))}. ${m.detail}`,
+        ),
+      );
+    }
+    return rows;
+  },
+};
+
+export default bench;
