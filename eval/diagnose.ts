@@ -25,8 +25,11 @@ function dtlVariant(name: string, o: Partial<DtlOptions>, lrs: number[], epochs?
   return { name, method: dtlMethod({ rank: 2, beta: 100, kernel: 0, ...o }, 'dtl'), lrs, epochs };
 }
 
+/** Around the rates the study's sweeps chose for DTL (0.01–0.03) and the linear probe (0.1–0.3). */
+export const DIAGNOSE_LRS = [3e-3, 1e-2, 3e-2, 1e-1];
+
 export function variants(depth: number): Variant[] {
-  const lrs = [1e-3, 3e-3, 1e-2, 3e-2];
+  const lrs = DIAGNOSE_LRS;
   const out: Variant[] = [{ name: 'linear probe', method: linearProbe, lrs }];
   for (let first = 0; first < depth; first++) out.push(dtlVariant(`DTL, adds after ${first}..${depth - 1}`, { firstAdd: first }, lrs));
   out.push(dtlVariant('DTL, rank 8', { rank: 8 }, lrs));
@@ -57,8 +60,8 @@ async function main(): Promise<void> {
   const t = buildTask(task, { train: 1000, test: 10 }, seed + 1000 * (TASK_IDS.indexOf(task) + 1), data);
   const split = stratifiedSplit(t.train.labels, 0.2, seed);
   const only = a.only?.split(',');
-  console.log(`| variant | ${[1e-3, 3e-3, 1e-2, 3e-2].map((lr) => `lr ${lr}`).join(' | ')} | best val % |`);
-  console.log(`|---|${[0, 1, 2, 3].map(() => '---:').join('|')}|---:|`);
+  console.log(`| variant | ${DIAGNOSE_LRS.map((lr) => `lr ${lr}`).join(' | ')} | best val % |`);
+  console.log(`|---|${DIAGNOSE_LRS.map(() => '---:').join('|')}|---:|`);
   for (const [i, v] of variants(backbone.config.depth).entries()) {
     if (only && !only.includes(String(i))) continue;
     const r = { ...recipe, epochs: recipe.epochs * (v.epochs ?? 1), warmupEpochs: recipe.warmupEpochs * (v.epochs ?? 1) };

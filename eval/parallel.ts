@@ -33,7 +33,18 @@ export function childArgs(argv: readonly string[]): string[] {
   return out;
 }
 
-export async function runInChildren(groups: TaskId[][], argv: readonly string[], workDir: string, log: (line: string) => void): Promise<MethodResult[]> {
+/** Results sorted by the order the tasks were asked for (stable within a task). */
+export function inTaskOrder(results: MethodResult[], order: readonly TaskId[]): MethodResult[] {
+  return [...results].sort((a, b) => order.indexOf(a.task) - order.indexOf(b.task));
+}
+
+export async function runInChildren(
+  groups: TaskId[][],
+  order: readonly TaskId[],
+  argv: readonly string[],
+  workDir: string,
+  log: (line: string) => void,
+): Promise<MethodResult[]> {
   const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'run.ts');
   const base = childArgs(argv);
   const runs = groups.map((g, k) => {
@@ -53,7 +64,5 @@ export async function runInChildren(groups: TaskId[][], argv: readonly string[],
   });
   const dirs = await Promise.all(runs);
   const parts = await Promise.all(dirs.map(async (d) => JSON.parse(await readFile(path.join(d, 'eval.json'), 'utf8')).results as MethodResult[]));
-  const all = parts.flat();
-  const order = groups.flat();
-  return all.sort((a, b) => order.indexOf(a.task) - order.indexOf(b.task));
+  return inTaskOrder(parts.flat(), order);
 }

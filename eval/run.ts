@@ -17,7 +17,7 @@ import { lora } from './methods/lora.js';
 import { METHOD_IDS, type Method, type MethodId } from './methods/types.js';
 import { DEFAULT_RECIPE, type Recipe } from './recipe.js';
 import { evalMarkdown, evalSvg, type ReportContext } from './report.js';
-import { runInChildren, taskGroups } from './parallel.js';
+import { inTaskOrder, runInChildren, taskGroups } from './parallel.js';
 import { runStudy, type MethodResult } from './runner.js';
 import { TASK_IDS, loadTaskData, type TaskId } from './tasks.js';
 
@@ -71,8 +71,10 @@ async function renderFrom(file: string): Promise<void> {
   const render = `npm run eval -- ${process.argv.slice(2).join(' ')}`.trim();
   const notes = a.notes ? await readFile(a.notes, 'utf8') : undefined;
   const ctx: ReportContext = { ...saved.context, command: `${saved.context.command}\n# report re-rendered (numbers unchanged) with:\n${render}`, notes };
-  await writeFile(path.join(outDir, 'eval.md'), evalMarkdown(saved.results, ctx));
-  await writeFile(path.join(outDir, 'eval.svg'), evalSvg(saved.results, `Transfer from the bundled ViT (${saved.sizes.train} training images per task)`, MEMORY_BATCH));
+  const results = inTaskOrder(saved.results, TASK_IDS);
+  await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, 'eval.md'), evalMarkdown(results, ctx));
+  await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${saved.sizes.train} training images per task)`, MEMORY_BATCH));
   console.log(`wrote ${outDir}/eval.md, eval.svg from ${file}`);
 }
 
@@ -118,7 +120,7 @@ async function main(): Promise<void> {
     const groups = taskGroups(tasks, jobs);
     if (groups.length > 1) {
       console.log(`running ${groups.length} jobs: ${groups.map((g) => g.join('+')).join(' | ')}`);
-      const merged = await runInChildren(groups, process.argv.slice(2), path.join('.tmp', 'eval-jobs'), (l) => console.log(l));
+      const merged = await runInChildren(groups, tasks, process.argv.slice(2), path.join('.tmp', 'eval-jobs'), (l) => console.log(l));
       await write(merged);
       console.log(`wrote ${outDir}/eval.md, eval.svg, eval.json`);
       return;
