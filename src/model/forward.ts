@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import type { Adapter, AdapterSpec } from './adapter.js';
 import type { Backbone } from './backbone.js';
+import { batchedHeads, batchedSuffixPooled, splitByGroup } from './forward-batched.js';
 import { csnAddition, csnRead, embed, linear, pool, vitBlock } from './layers.js';
 
 export interface PrefixState {
@@ -128,6 +129,15 @@ export function checkSuffixGroups(backbone: Backbone, state: PrefixState, groups
  */
 export function suffixFeatures(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): tf.Tensor2D[] {
   checkSuffixGroups(backbone, state, groups);
+  // Several adapters: a fixed number of ops per block however many there are (forward-batched.ts).
+  if (groups.length > 1) {
+    const pooled = batchedSuffixPooled(backbone, state, groups);
+    try {
+      return tf.tidy(() => splitByGroup(pooled, groups));
+    } finally {
+      pooled.dispose();
+    }
+  }
   const cfg = backbone.config;
   const n = state.x.shape[0];
   const sizes = groups.map((g) => g.rows.length);
@@ -215,6 +225,15 @@ export function suffixFeatures(backbone: Backbone, state: PrefixState, groups: S
 
 /** Logits per group ([rows, classes] each, in the group's row order and its adapter's label order). */
 export function forwardSuffix(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): tf.Tensor2D[] {
+  if (groups.length > 1) {
+    checkSuffixGroups(backbone, state, groups);
+    const pooled = batchedSuffixPooled(backbone, state, groups);
+    try {
+      return batchedHeads(pooled, groups);
+    } finally {
+      pooled.dispose();
+    }
+  }
   const features = suffixFeatures(backbone, state, groups);
   try {
     return features.map((f, g) => tf.keep(tf.tidy(() => linear(f, groups[g].adapter.headW, groups[g].adapter.headB))));

@@ -104,6 +104,27 @@ describe('forward pass', () => {
     b.dispose();
   });
 
+  it('a mixed batch costs a fixed number of ops per block: each extra adapter adds a few ops per batch, not ops per block', async () => {
+    const pixels = randomPixels(8, backbone.config);
+    const specs = [tinySpec(), tinySpec({ fusionKernel: 3, rank: 1 }), tinySpec({ loraBeforeBlocks: [0, 3], addAfterBlocks: [2, 3] })];
+    const adapters = Array.from({ length: 8 }, (_, i) => randomAdapter(backbone.config, specs[i % 3], 40 + i));
+    const state = runPrefix(backbone, pixels, 1);
+    const kernels = async (g: number) => {
+      const groups = adapters.slice(0, g).map((adapter, i) => ({ adapter, rows: [i] }));
+      const info = await tf.profile(() => {
+        for (const t of forwardSuffix(backbone, state, groups)) t.dispose();
+      });
+      return info.kernels.length;
+    };
+    const [three, eight] = [await kernels(3), await kernels(8)];
+    // Five more adapters: each one's weight stacking, rank padding and head slice, a handful of
+    // ops per batch — the per-group loop costs ≈ 10 ops per adapter per block (> 150 here).
+    expect(eight - three).toBeLessThan(5 * 8);
+    disposePrefix(state);
+    pixels.dispose();
+    for (const a of adapters) a.dispose();
+  });
+
   it('refuses misuse with an AppError and no leak', async () => {
     const pixels = randomPixels(2, backbone.config);
     const early = createAdapter(backbone.config, tinySpec({ addAfterBlocks: [0, 1] }), { seed: 1 });
