@@ -27,10 +27,15 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tens
   return tf.reshape(y, [rows, outDim]);
 }
 
-/** LayerNorm over the last axis (biased variance, as PyTorch). */
+/**
+ * LayerNorm over the last axis (biased variance, as PyTorch). The same arithmetic as tf.moments
+ * followed by the normalisation, without moments' float32→float32 Cast (a full copy on wasm) and
+ * with x − mean computed once instead of twice.
+ */
 export function layerNorm<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): T {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta) as T;
+  const centred = tf.sub(x, tf.mean(x, -1, true));
+  const variance = tf.mean(tf.square(centred), -1, true);
+  return tf.add(tf.mul(tf.mul(centred, tf.rsqrt(tf.add(variance, eps))), gamma), beta) as T;
 }
 
 /** Exact GELU, 0.5·x·(1 + erf(x/√2)) — both layouts' checkpoints were trained with it (one kernel on wasm). */

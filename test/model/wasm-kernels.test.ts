@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { simdKernels } from '../../src/model/wasm-simd.js';
 import { rng } from '../helpers/tiny-backbone.js';
 import { gelu, initBackend, installWasmKernelFixes, uninstallWasmKernelFixes, wasmKernelFixesInstalled } from '../../src/model/index.js';
 
@@ -166,8 +167,10 @@ describe('wasm kernel fixes', () => {
     v.dispose();
   });
 
-  it('GELU runs as one kernel and matches the composed erf form and its gradient', () => {
+  it('GELU runs as one kernel (SIMD WebAssembly on the heap, JS for the last n mod 4) and matches the composed erf form and its gradient', () => {
     expect(tf.getKernel('DtlGelu', 'wasm')).toBeDefined();
+    // Node 20's V8 runs 128-bit SIMD: the hand-assembled module must load here.
+    expect(simdKernels((tf.backend() as unknown as { wasm: { asm: { memory: object } } }).wasm.asm.memory)).not.toBeNull();
     const composed = (t: tf.Tensor) => tf.mul(tf.mul(t, 0.5), tf.add(tf.erf(tf.mul(t, Math.SQRT1_2)), 1));
     const x = tf.linspace(-9, 9, 20001);
     const dy = tf.sin(x);
