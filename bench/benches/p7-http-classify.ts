@@ -91,11 +91,18 @@ async function measure(setup: Setup, log: (m: string) => void): Promise<{ http: 
       .toBuffer();
     const body = { images: [png.toString('base64')], topK: 5 };
     const pixels = await preprocessImage(png, cfg);
+    // The service's own timings of each HTTP answer: where the HTTP side's time goes.
+    const parts = { resolve: [] as number[], preprocess: [] as number[], service: [] as number[], outside: [] as number[] };
     const viaHttp = async () => {
       const t0 = performance.now();
       const answer = await call('POST', '/v1/adapters/p7/classify', token, body);
       const ms = performance.now() - t0;
       if (answer.results?.[0]?.predictions?.length !== 5) throw new Error('unexpected classify answer');
+      const tm = answer.results[0].timings as { resolveMs: number; preprocessMs: number; totalMs: number };
+      parts.resolve.push(tm.resolveMs);
+      parts.preprocess.push(tm.preprocessMs);
+      parts.service.push(tm.totalMs);
+      parts.outside.push(ms - tm.totalMs);
       return ms;
     };
     const viaEngine = async () => {
@@ -112,6 +119,7 @@ async function measure(setup: Setup, log: (m: string) => void): Promise<{ http: 
     }
     const http: number[] = [];
     const engine: number[] = [];
+    for (const list of Object.values(parts)) list.length = 0;
     log(`P7: ${setup.label}: ${setup.pairs} interleaved pairs`);
     for (let i = 0; i < setup.pairs; i++) {
       if (i % 2 === 0) {
@@ -124,7 +132,10 @@ async function measure(setup: Setup, log: (m: string) => void): Promise<{ http: 
     }
     const detail =
       `${setup.label} (width ${cfg.width}, ${cfg.depth} blocks, ${cfg.tokens} tokens, ${s}×${s} PNG of ${png.length} bytes); DTL adapter (reads all blocks, additions in the second half, 10 classes); ` +
-      `BATCH_MAX_WAIT_MS ${deps.config.BATCH_MAX_WAIT_MS} (a lone request waits that long for company, on both sides); prefix cache off.`;
+      `BATCH_MAX_WAIT_MS ${deps.config.BATCH_MAX_WAIT_MS} (a lone request waits that long for company, on both sides); prefix cache off. ` +
+      `HTTP side, p50 of the service's own timings: the classify service call ${fmt(median(parts.service))} ms, of which adapter/version lookup ` +
+      `${fmt(median(parts.resolve))} ms and PNG decode + preprocessing ${fmt(median(parts.preprocess))} ms; outside the service call (socket, Hono, ` +
+      `API-key auth with its database lookup, rate limit, body and JSON parsing, answer serialisation) ${fmt(median(parts.outside))} ms.`;
     return { http, engine, detail };
   } finally {
     await server?.close();
