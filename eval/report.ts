@@ -75,7 +75,8 @@ ${accHeader}
 ${accRule}
 ${accRows.join('\n')}
 
-Peak step memory: tensor bytes allocated above the resting state during one optimisation step on
+Trainable parameters include the head, so they depend on the task's class count ("a / b" lists
+the values over the tasks). Peak step memory: tensor bytes allocated above the resting state during one optimisation step on
 the same batch for every method, from pixels (DTL's prefix computed in the step, not taken from
 the cache), measured with \`measurePeakBytes\` (tf.profile) after a warm-up step. It is the
 framework's tensor memory, not process RSS. Train time: wall time of the final run on all training images,
