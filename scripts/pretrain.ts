@@ -1,5 +1,5 @@
 /**
- * npm run pretrain [-- --epochs N --out DIR --quick …]
+ * npm run pretrain [-- --epochs N --out DIR --quick …]   (--quick: 640 images, 1 epoch, into .tmp/pretrain-quick)
  *
  * Trains the default backbone from scratch on six Fashion-MNIST classes (data from the Debian
  * package `dataset-fashion-mnist`) and writes it, with TRAINING.md, in the Hugging Face ViT layout.
@@ -12,7 +12,7 @@ import { runPretrain, type RunOptions } from './pretrain/run.js';
 
 const { values: a } = parseArgs({
   options: {
-    out: { type: 'string', default: 'backbones/default' },
+    out: { type: 'string' },
     'data-dir': { type: 'string' },
     epochs: { type: 'string', default: '3' },
     batch: { type: 'string', default: '64' },
@@ -44,7 +44,8 @@ const num = (k: keyof typeof a) => {
 
 const quick = a.quick === true;
 const opts: RunOptions = {
-  out: a.out!,
+  // --quick is a smoke test: it must never overwrite the committed backbone by default.
+  out: a.out ?? (quick ? '.tmp/pretrain-quick' : 'backbones/default'),
   dataDir: a['data-dir'],
   shape: { width: num('width'), depth: num('depth'), heads: num('heads'), mlpDim: num('mlp'), patchSize: num('patch'), imageSize: num('image') },
   epochs: quick ? 1 : num('epochs'),
