@@ -6,6 +6,8 @@ export interface ReportContext {
   command: string;
   date: string;
   machine: string;
+  /** git commit of the code that produced the numbers (+ '-dirty' with uncommitted changes). */
+  code?: string;
   backbone: string;
   recipe: string;
   /** Free markdown appended after the tables (findings, notes). */
@@ -57,7 +59,7 @@ Made by:
 ${ctx.command}
 \`\`\`
 
-${ctx.date}, ${ctx.machine}. Backbone: ${ctx.backbone}.
+${ctx.date}, ${ctx.machine}${ctx.code ? `, code at commit ${ctx.code}` : ''}. Backbone: ${ctx.backbone}.
 
 ![test accuracy and peak training memory per method](eval.svg)
 

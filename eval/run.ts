@@ -4,6 +4,7 @@
  * The VTAB-1k-style transfer study of the bundled backbone; writes docs/eval.md, docs/eval.svg
  * and docs/eval.json (with --quick: under .tmp/eval-quick/ unless --out is given).
  */
+import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -78,6 +79,17 @@ async function renderFrom(file: string): Promise<void> {
   console.log(`wrote ${outDir}/eval.md, eval.svg from ${file}`);
 }
 
+/** The commit the numbers come from; model-core kernels change memory and speed figures. */
+function gitCommit(): string | undefined {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'eval', 'scripts', 'backbones'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return undefined;
+  }
+}
+
 async function main(): Promise<void> {
   if (a['report-from']) return renderFrom(a['report-from']);
   const quick = a.quick === true;
@@ -97,6 +109,7 @@ async function main(): Promise<void> {
     command,
     date: new Date().toISOString().slice(0, 10),
     machine: `${cpu}, ${os.cpus().length} vCPU, Node ${process.version}, TensorFlow.js ${backend} (1 thread)`,
+    code: gitCommit(),
     backbone: `\`${a.backbone}\` — ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, MLP ${c.mlpDim}, ${c.imageSize}px input, ${c.patchSize}px patches (see its TRAINING.md)`,
     recipe:
       `AdamW (weight decay ${recipe.weightDecay}, none on biases), batch ${recipe.batchSize}, ${recipe.epochs} epochs with ` +
