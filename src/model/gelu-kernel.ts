@@ -8,15 +8,15 @@
  * clamped to [−4, 4]; within 1e-7 of libm's erf everywhere) — as 128-bit SIMD WebAssembly on the
  * heap itself (wasm-simd.ts), with a JS loop for the last few floats or where SIMD is missing.
  *
- * The gradient, d/dx = Φ(x) + x·φ(x) with Φ the standard normal CDF (same rational erf, also one
- * pass) and φ its density, is composed of tf ops, so it is itself differentiable. Backends without
- * the kernel (cpu, native TensorFlow) use the composed form; results agree to float rounding.
+ * The gradient, dy·(Φ(x) + x·φ(x)) with Φ the standard normal CDF and φ its density, is one pass
+ * too (DtlGeluGrad). Backends without the kernels (cpu, native TensorFlow) use the composed forms;
+ * results agree to float rounding.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ERF_P, ERF_Q, simdKernels, type SimdKernels, type WasmMemory } from './wasm-simd.js';
+import { ERF_P, ERF_Q, INV_SQRT_2PI, simdKernels, type WasmMemory } from './wasm-simd.js';
 
 export const GELU_KERNEL = 'DtlGelu';
-export const NORM_CDF_KERNEL = 'DtlNormCdf';
+export const GELU_GRAD_KERNEL = 'DtlGeluGrad';
 
 type HeapTensor = { shape: number[]; dtype: tf.DataType; dataId: object };
 interface WasmBackendLike {
@@ -44,7 +44,7 @@ function normCdf(v: number): number {
  * One pass over the heap: the SIMD loop (wasm-simd.ts) for all but the last n mod 4 floats, the JS
  * loop for those (and for everything where the engine has no SIMD).
  */
-function unary(args: Parameters<tf.KernelFunc>[0], simd: keyof SimdKernels, f: (v: number) => number): tf.TensorInfo {
+function unary(args: Parameters<tf.KernelFunc>[0], simd: 'gelu', f: (v: number) => number): tf.TensorInfo {
   const x = args.inputs.x as HeapTensor & tf.TensorInfo;
   if (x.dtype !== 'float32') throw new Error(`GELU kernels take float32, got ${x.dtype}`);
   const backend = args.backend as unknown as WasmBackendLike;
@@ -65,15 +65,32 @@ function unary(args: Parameters<tf.KernelFunc>[0], simd: keyof SimdKernels, f: (
 }
 
 const geluKernel: tf.KernelFunc = (args) => unary(args, 'gelu', (v) => v * normCdf(v));
-const normCdfKernel: tf.KernelFunc = (args) => unary(args, 'normCdf', normCdf);
 
-const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-
-/** x·Φ(x) with Φ from the one-pass kernel when the backend has it. */
-function normCdfOf(x: tf.Tensor): tf.Tensor {
-  if (tf.getKernel(NORM_CDF_KERNEL, tf.getBackend()) !== undefined) return tf.engine().runKernel(NORM_CDF_KERNEL, { x }) as tf.Tensor;
-  return tf.mul(tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1), 0.5);
-}
+/** dy·(Φ(x) + x·φ(x)) in one pass: one output instead of the eight temporaries of the composed form. */
+const geluGradKernel: tf.KernelFunc = (args) => {
+  const x = args.inputs.x as HeapTensor & tf.TensorInfo;
+  const dy = args.inputs.dy as HeapTensor & tf.TensorInfo;
+  if (x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error('GELU kernels take float32');
+  const backend = args.backend as unknown as WasmBackendLike;
+  const out = backend.makeOutput(x.shape, 'float32');
+  const n = x.shape.reduce((a, b) => a * b, 1);
+  const memory = backend.wasm.asm.memory;
+  const kernels = memory ? simdKernels(memory) : null;
+  let from = 0;
+  if (kernels) {
+    const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    kernels.geluGrad(at(x), at(dy), at(out), n);
+    from = n - (n % 4);
+  }
+  const xs = backend.typedArrayFromHeap(x);
+  const ds = backend.typedArrayFromHeap(dy);
+  const dst = backend.typedArrayFromHeap(out as unknown as HeapTensor);
+  for (let i = from; i < n; i++) {
+    const v = xs[i];
+    dst[i] = ds[i] * (normCdf(v) + v * Math.exp(-0.5 * v * v) * INV_SQRT_2PI);
+  }
+  return out;
+};
 
 let gradientRegistered = false;
 
@@ -86,8 +103,12 @@ function registerGeluGradient(): void {
     gradFunc: (dy, saved) => {
       const [x] = saved;
       return {
-        // Φ(x) + x·φ(x), φ(x) = exp(−x²/2)/√(2π)
-        x: () => tf.mul(dy as tf.Tensor, tf.add(normCdfOf(x), tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)))),
+        // dy·(Φ(x) + x·φ(x)), φ(x) = exp(−x²/2)/√(2π): one kernel where the backend has it (not
+        // itself differentiable: nothing here takes second derivatives through GELU).
+        x: () =>
+          tf.getKernel(GELU_GRAD_KERNEL, tf.getBackend()) !== undefined
+            ? (tf.engine().runKernel(GELU_GRAD_KERNEL, { x, dy: dy as tf.Tensor }) as tf.Tensor)
+            : tf.mul(dy as tf.Tensor, tf.add(tf.mul(tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1), 0.5), tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)))),
       };
     },
   });
@@ -98,14 +119,14 @@ export function registerWasmGeluKernels(): void {
   registerGeluGradient();
   for (const [kernelName, kernelFunc] of [
     [GELU_KERNEL, geluKernel],
-    [NORM_CDF_KERNEL, normCdfKernel],
+    [GELU_GRAD_KERNEL, geluGradKernel],
   ] as const) {
     if (tf.getKernel(kernelName, 'wasm') === undefined) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
   }
 }
 
 export function unregisterWasmGeluKernels(): void {
-  for (const kernelName of [GELU_KERNEL, NORM_CDF_KERNEL]) {
+  for (const kernelName of [GELU_KERNEL, GELU_GRAD_KERNEL]) {
     if (tf.getKernel(kernelName, 'wasm') !== undefined) tf.unregisterKernel(kernelName, 'wasm');
   }
 }
