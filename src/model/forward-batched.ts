@@ -17,8 +17,6 @@
  * block reads it with zero weights. Masking and padding add exact zeros, so each row's numbers are
  * its own adapter's — the summation order of the fusion sum differs from the per-group path only
  * within float32 rounding (the serving tests hold batched and one-at-a-time to 1e-5).
- * (Multiplying every row by every adapter's A in one 2-D matMul instead — [R·t, d]×[d, G·k] —
- * measured 2× slower at 32 adapters: G times the FLOPs.)
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Backbone } from './backbone.js';
@@ -45,8 +43,8 @@ export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, grou
 
   const anyReads = (i: number) => reads.some((s) => s.has(i));
   /**
-   * Every adapter's read weights of every block in two tensors, built once per batch with one
-   * concat each: A as [G·depth, d, k] and B as [G·depth, k, d] (entry g·depth + i; zeros where
+   * Every adapter's read weights of every block in two tensors, built once per batch (a few ops
+   * per adapter): A as [G·depth, d, k] and B as [G·depth, k, d] (entry g·depth + i; zeros where
    * adapter g does not read block i; ranks below k padded with zeros).
    */
   const stackReads = (): { a: tf.Tensor3D; b: tf.Tensor3D } =>
@@ -57,10 +55,8 @@ export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, grou
         if (!z) zeros.set(r, (z = [tf.zeros([d, r]), tf.zeros([r, d])]));
         return z;
       };
-      // Per adapter: its blocks one after the other, padded to rank k once (a few ops per adapter).
-      const perGroup = groups.map((g, gi) => {
-        const r = g.adapter.spec.rank;
-        const [za, zb] = zerosOf(r);
+      const blocksOf = (g: SuffixGroup, gi: number) => {
+        const [za, zb] = zerosOf(g.adapter.spec.rank);
         const as: tf.Tensor2D[] = [];
         const bs: tf.Tensor2D[] = [];
         for (let i = 0; i < depth; i++) {
@@ -68,6 +64,20 @@ export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, grou
           as.push(p ? p.a : za);
           bs.push(p ? p.b : zb);
         }
+        return { as, bs };
+      };
+      if (groups.every((g) => g.adapter.spec.rank === k)) {
+        // One rank (the usual case): one concat for every A and one for every B.
+        const all = groups.map(blocksOf);
+        return {
+          a: tf.reshape(tf.concat(all.flatMap((x) => x.as), 0), [G * depth, d, k]),
+          b: tf.reshape(tf.concat(all.flatMap((x) => x.bs), 0), [G * depth, k, d]),
+        };
+      }
+      // Mixed ranks: per adapter, its blocks one after the other, padded to rank k once.
+      const perGroup = groups.map((g, gi) => {
+        const r = g.adapter.spec.rank;
+        const { as, bs } = blocksOf(g, gi);
         let a = tf.concat(as, 0) as tf.Tensor2D; // [depth·d, r]
         let b = tf.reshape(tf.concat(bs, 0), [depth, r, d]) as tf.Tensor3D;
         if (r < k) {
@@ -84,7 +94,9 @@ export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, grou
   /**
    * Each row's own read of block i, (x_r · A_r) · B_r, as two batched matMuls over the rows
    * ([R, t, d]×[R, d, k], [R, t, k]×[R, k, d]; wasm-matmul.ts runs them as per-row XNNPACK
-   * products): [R·t, d].
+   * products): [R·t, d]. (Every row against every adapter in two 2-D matMuls with a mask keeping
+   * each row's own columns — G times the FLOPs — measured slower at 17 tokens × 16 adapters and
+   * 1.2× slower overall at 65 tokens × 32 adapters.)
    */
   const readAll = (x: tf.Tensor3D, i: number, w: { a: tf.Tensor3D; b: tf.Tensor3D }): tf.Tensor2D => {
     const idx = tf.tensor1d(Int32Array.from(groupOfRow, (g) => g * depth + i), 'int32');
