@@ -26,6 +26,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { initBackend, type Backbone } from './model/index.js';
 import { ServingEngine } from './serve/index.js';
 import { Authenticator } from './services/auth.js';
+import { VersionResolver } from './services/version-resolver.js';
 import { RateLimiter } from './services/limits.js';
 import { openBlobStore, type BlobStore } from './storage/index.js';
 import { createWorkerRuntime, type WorkerRuntime } from './train/runtime.js';
@@ -125,7 +126,8 @@ export async function startServer(env: Record<string, string | undefined> = proc
     backbone,
     engine,
     metrics,
-    auth: new Authenticator({ database, log }),
+    auth: new Authenticator({ database, log }, { ttlMs: config.AUTH_CACHE_TTL_MS }),
+    resolver: new VersionResolver({ database }),
     limiter: new RateLimiter(config.RATE_LIMIT_RPS, config.RATE_LIMIT_BURST),
     lifecycle: {
       get shuttingDown() {

@@ -32,6 +32,13 @@ export interface Database {
   ping(): Promise<void>;
   /** Idempotent. */
   close(): Promise<void>;
+  /**
+   * Present only where this process is the database's sole writer (embedded PGlite, under its
+   * lock file): a number that changes whenever a statement that may write is issued. Read caches
+   * use it to know nothing changed since they filled; with PostgreSQL other processes write too,
+   * so it is absent and nothing may be cached.
+   */
+  readonly writeGeneration?: () => number;
 }
 
 export type DatabaseConfig = Pick<Config, 'DATABASE_URL'> & { paths: Pick<Config['paths'], 'pgliteDir'> };
@@ -117,6 +124,9 @@ async function openPostgres(url: string, options: OpenOptions): Promise<Database
   };
 }
 
+/** A select that cannot write (no FOR UPDATE / SHARE locking clause either). */
+const READ_ONLY = /^\s*select\b(?![\s\S]*\bfor\s+(?:no\s+key\s+)?(?:update|share)\b)/i;
+
 async function openPglite(dir: string, options: OpenOptions): Promise<Database> {
   const where = `embedded database at ${dir}`;
   // PGlite does not create parent folders; the lock file lives beside the data folder.
@@ -125,7 +135,11 @@ async function openPglite(dir: string, options: OpenOptions): Promise<Database> 
   let client: PGlite | undefined;
   try {
     client = await PGlite.create(dir);
-    const db = drizzlePglite({ client, schema });
+    // Every statement passes through drizzle's logger, inside transactions too; anything but a
+    // plain select counts as a write. PGlite runs one statement (or transaction) at a time.
+    let writes = 0;
+    const logger = { logQuery: (query: string) => void (READ_ONLY.test(query) || writes++) };
+    const db = drizzlePglite({ client, schema, logger });
     if (options.migrate !== false) {
       await migratePglite(db, { migrationsFolder: MIGRATIONS_DIR, migrationsSchema: MIGRATIONS_SCHEMA });
     }
@@ -135,6 +149,7 @@ async function openPglite(dir: string, options: OpenOptions): Promise<Database> 
       db: typed,
       kind: 'pglite',
       ping: pinger(typed, where),
+      writeGeneration: () => writes,
       close: once(async () => {
         try {
           await pg.close();

@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics.js';
 import type { Authenticator, Principal } from '../services/auth.js';
 import type { ServiceDeps } from '../services/context.js';
 import type { RateLimiter } from '../services/limits.js';
+import type { VersionResolver } from '../services/version-resolver.js';
 
 /** Readiness and shutdown state shared by the server and the health routes. */
 export interface Lifecycle {
@@ -25,6 +26,7 @@ export interface AppDeps extends ServiceDeps {
   engine: ServingEngine;
   metrics: Metrics;
   auth: Authenticator;
+  resolver: VersionResolver;
   limiter: RateLimiter;
   lifecycle: Lifecycle;
 }

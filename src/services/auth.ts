@@ -74,11 +74,34 @@ export function isAdminToken(config: { ADMIN_TOKEN?: string }, token: string | u
 
 /** How often at most last_used_at is written per key, by this process. */
 const TOUCH_INTERVAL_MS = 60_000;
+/** Verified keys remembered at most; beyond it the oldest entry goes. */
+const CACHE_MAX_KEYS = 10_000;
 
+interface CachedKey {
+  hash: string;
+  principal: Omit<Principal, 'requestId'>;
+  expiresAt: number;
+}
+
+/**
+ * Verifies tenant keys. A verified key is remembered for `ttlMs` so a busy key costs one database
+ * lookup per TTL rather than one per request; the secret is still hashed and compared every time.
+ * Only successes are remembered, so a new key works at once and a wrong secret never does.
+ * Revoking a key or deleting a tenant through this process calls `forgetKey`/`forgetTenant`.
+ */
 export class Authenticator {
   private readonly touched = new Map<string, number>();
+  private readonly verified = new Map<string, CachedKey>();
+  private readonly ttlMs: number;
+  private readonly now: () => number;
 
-  constructor(private readonly deps: Pick<ServiceDeps, 'database' | 'log'>) {}
+  constructor(
+    private readonly deps: Pick<ServiceDeps, 'database' | 'log'>,
+    options: { ttlMs?: number; now?: () => number } = {},
+  ) {
+    this.ttlMs = options.ttlMs ?? 0;
+    this.now = options.now ?? Date.now;
+  }
 
   /**
    * The principal of a tenant key, or AppError 'unauthenticated' (missing, malformed, unknown,
@@ -88,11 +111,37 @@ export class Authenticator {
     if (token === undefined) throw unauthenticated();
     const parsed = parseKey(token);
     if (parsed === undefined) throw unauthenticated();
+    const hash = hashSecret(parsed.secret);
+    const cached = this.verified.get(parsed.prefix);
+    if (cached !== undefined && cached.expiresAt > this.now()) {
+      if (!equalHex(cached.hash, hash)) throw unauthenticated();
+      this.touch(cached.principal.keyId);
+      return { ...cached.principal, requestId };
+    }
+    this.verified.delete(parsed.prefix);
     const found = await keysRepo.findActiveByPrefix(this.deps.database.db, parsed.prefix);
-    if (found === undefined || !equalHex(found.key.hash, hashSecret(parsed.secret))) throw unauthenticated();
+    if (found === undefined || !equalHex(found.key.hash, hash)) throw unauthenticated();
     this.touch(found.key.id);
     const scopes = found.key.scopes.filter((s): s is Scope => (SCOPES as readonly string[]).includes(s));
-    return { tenantId: found.tenant.id, keyId: found.key.id, keyPrefix: found.key.prefix, scopes, requestId };
+    const principal = { tenantId: found.tenant.id, keyId: found.key.id, keyPrefix: found.key.prefix, scopes };
+    this.remember(parsed.prefix, found.key.hash, principal);
+    return { ...principal, requestId };
+  }
+
+  /** The key is revoked: the next request with it goes to the database (and is refused). */
+  forgetKey(keyId: string): void {
+    for (const [prefix, entry] of this.verified) if (entry.principal.keyId === keyId) this.verified.delete(prefix);
+  }
+
+  /** The tenant is deleted: none of its keys is trusted from memory any more. */
+  forgetTenant(tenantId: string): void {
+    for (const [prefix, entry] of this.verified) if (entry.principal.tenantId === tenantId) this.verified.delete(prefix);
+  }
+
+  private remember(prefix: string, hash: string, principal: CachedKey['principal']): void {
+    if (this.ttlMs <= 0) return;
+    if (this.verified.size >= CACHE_MAX_KEYS) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(prefix, { hash, principal, expiresAt: this.now() + this.ttlMs });
   }
 
   /** Records use without delaying the request; a failed write only costs a stale timestamp. */
@@ -107,6 +156,9 @@ export class Authenticator {
     });
   }
 }
+
+/** What the key and tenant verbs tell the authenticator so a revocation applies at once. */
+export type KeyRevocations = Pick<Authenticator, 'forgetKey' | 'forgetTenant'>;
 
 /** Throws 'forbidden' unless the principal holds one of `anyOf`. */
 export function requireScope(principal: Principal, anyOf: readonly Scope[]): void {

@@ -1,7 +1,7 @@
 /**
  * Classify verbs: resolve the caller's adapter (id or name; pinned version number or alias,
- * default 'latest') to an immutable version, decode and preprocess the images here (before they
- * are queued, so a slow decode never holds a batch), and hand them to the serving engine.
+ * default 'latest') to an immutable version while the images are decoded and preprocessed (here,
+ * before they are queued, so a slow decode never holds a batch), and hand them to the serving engine.
  *
  * Resolution happens per request, so a newly published version or a moved alias is seen by the
  * next request; the engine caches adapters by version id. Another tenant's adapter is
@@ -11,11 +11,12 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import * as adaptersRepo from '../db/repos/adapters.js';
-import type { Adapter, AdapterVersion } from '../db/schema.js';
+import type { AdapterVersion } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import { preprocessImage } from '../model/index.js';
 import type { AdapterRef, ItemResult, ServingEngine } from '../serve/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
+import type { ResolvedVersion, VersionResolver, VersionSelector } from './version-resolver.js';
 
 export const MAX_IMAGES_PER_REQUEST = 64;
 export const MAX_FANOUT_ADAPTERS = 16;
@@ -84,14 +85,19 @@ export interface ClassifyAnswer {
   timings: ClassifyTimings;
 }
 
-type Deps = Pick<ServiceDeps, 'database' | 'backbone' | 'config'>;
+type Deps = Pick<ServiceDeps, 'database' | 'backbone' | 'config'> & {
+  /** Remembers lookups where that is safe (see version-resolver.ts); without one, every call asks the database. */
+  resolver?: VersionResolver;
+};
 
 /** Several images through one adapter: one answer per image, in order. */
 export async function classify({ deps, engine, ctx, input }: { deps: Deps; engine: ServingEngine; ctx: TenantCtx; input: ClassifyInput }): Promise<{ results: ClassifyAnswer[] }> {
   const started = performance.now();
   const parsed = parse(classifyInputSchema, input);
-  const [resolved, resolveMs] = await timed(() => resolveVersion(deps, ctx, parsed));
-  const [images, preprocessMs] = await timed(() => preprocessAll(deps, parsed.images));
+  const [[resolved, resolveMs], [images, preprocessMs]] = await both(
+    timed(() => resolveVersion(deps, ctx, parsed)),
+    timed(() => preprocessAll(deps, parsed.images)),
+  );
   const results = await engine.classify({ tenantId: ctx.tenantId, adapter: refOf(resolved.version), images });
   return {
     results: results.map((r) => answer(r, 0, resolved, parsed, { resolveMs, preprocessMs, started })),
@@ -102,8 +108,10 @@ export async function classify({ deps, engine, ctx, input }: { deps: Deps; engin
 export async function classifyFanOut({ deps, engine, ctx, input }: { deps: Deps; engine: ServingEngine; ctx: TenantCtx; input: FanOutInput }): Promise<{ results: ClassifyAnswer[] }> {
   const started = performance.now();
   const parsed = parse(fanOutInputSchema, input);
-  const [resolved, resolveMs] = await timed(() => Promise.all(parsed.adapters.map((sel) => resolveVersion(deps, ctx, sel))));
-  const [[image], preprocessMs] = await timed(() => preprocessAll(deps, [parsed.image]));
+  const [[resolved, resolveMs], [[image], preprocessMs]] = await both(
+    timed(() => Promise.all(parsed.adapters.map((sel) => resolveVersion(deps, ctx, sel)))),
+    timed(() => preprocessAll(deps, [parsed.image])),
+  );
   const result = await engine.classifyFanOut({ tenantId: ctx.tenantId, image, adapters: resolved.map((r) => refOf(r.version)) });
   return {
     results: resolved.map((r, k) => answer(result, k, r, parsed, { resolveMs, preprocessMs, started })),
@@ -120,18 +128,27 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   return r.data;
 }
 
+/**
+ * The adapter lookup (database) and the image decode (sharp's thread pool) overlap. When both
+ * fail, the lookup's error wins, so an unknown adapter is a 404 whatever the images are.
+ */
+async function both<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {
+  const [a, b] = await Promise.allSettled([first, second]);
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
+  return [a.value, b.value];
+}
+
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now();
   const value = await fn();
   return [value, performance.now() - t0];
 }
 
-interface Resolved {
-  adapter: Adapter;
-  version: AdapterVersion;
-}
+type Resolved = ResolvedVersion;
 
-function resolveVersion(deps: Deps, ctx: TenantCtx, sel: { adapter: string; version?: number | string; alias?: string }): Promise<Resolved> {
+function resolveVersion(deps: Deps, ctx: TenantCtx, sel: VersionSelector): Promise<Resolved> {
+  if (deps.resolver !== undefined) return deps.resolver.resolve(ctx.tenantId, sel);
   return adaptersRepo.resolve(deps.database.db, ctx.tenantId, sel.adapter, sel.version ?? sel.alias ?? adaptersRepo.LATEST);
 }
 

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import * as keysRepo from '../db/repos/keys.js';
 import type { ApiKey } from '../db/schema.js';
 import { isAppError } from '../errors.js';
-import { generateKey, invalid, scopeSchema, type Scope } from './auth.js';
+import { generateKey, invalid, scopeSchema, type KeyRevocations, type Scope } from './auth.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 
 export const createKeyInput = z.object({
@@ -53,8 +53,18 @@ export function getKey({ deps, ctx, id }: { deps: Pick<ServiceDeps, 'database'>;
  * Revoke a key (idempotent). A key may revoke itself — the request that does so still completes,
  * the next one is refused.
  */
-export function revokeKey({ deps, ctx, id }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; id: string }): Promise<ApiKey> {
-  return keysRepo.revoke(deps.database.db, ctx.tenantId, id);
+export async function revokeKey({
+  deps,
+  ctx,
+  id,
+}: {
+  deps: Pick<ServiceDeps, 'database'> & { auth?: KeyRevocations };
+  ctx: TenantCtx;
+  id: string;
+}): Promise<ApiKey> {
+  const key = await keysRepo.revoke(deps.database.db, ctx.tenantId, id);
+  deps.auth?.forgetKey(key.id);
+  return key;
 }
 
 export function keyScopes(key: ApiKey): Scope[] {

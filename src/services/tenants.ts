@@ -15,7 +15,7 @@ import { adapterVersions, datasets, tenants, type Tenant } from '../db/schema.js
 import { isUuid } from '../db/errors.js';
 import { notFound } from '../errors.js';
 import { deletePrefix } from '../storage/index.js';
-import { invalid } from './auth.js';
+import { invalid, type KeyRevocations } from './auth.js';
 import type { ServiceDeps } from './context.js';
 
 export const createTenantInput = z.object({
@@ -56,12 +56,13 @@ export async function getTenant({
   return { tenant, usage: await tenantsRepo.usage(deps.database.db, id) };
 }
 
-export async function deleteTenant({ deps, id: tenantId }: { deps: Deps; id: string }): Promise<void> {
+export async function deleteTenant({ deps, id: tenantId }: { deps: Deps & { auth?: KeyRevocations }; id: string }): Promise<void> {
   const db = deps.database.db;
   if (!isUuid(tenantId)) throw notFound('tenant', tenantId);
   const [row] = await db.select().from(tenants).where(eq(tenants.id, tenantId));
   if (row === undefined) throw notFound('tenant', tenantId);
   if (row.deletedAt === null) await tenantsRepo.remove(db, tenantId);
+  deps.auth?.forgetTenant(tenantId);
 
   // Stop its training first, so no worker publishes into a tenant being purged.
   for (const job of await jobsRepo.list(db, tenantId, { status: ['queued', 'running'], limit: 1000 })) {

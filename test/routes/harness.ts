@@ -14,6 +14,7 @@ import { createMetrics } from '../../src/metrics.js';
 import { initBackend, loadBackboneFromDir } from '../../src/model/index.js';
 import { Authenticator } from '../../src/services/auth.js';
 import { RateLimiter } from '../../src/services/limits.js';
+import { VersionResolver } from '../../src/services/version-resolver.js';
 import { DiskBlobStore } from '../../src/storage/index.js';
 import { JobQueue } from '../../src/jobs/queue.js';
 import { createWorkerRuntime, type WorkerRuntime } from '../../src/train/runtime.js';
@@ -72,7 +73,8 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
     backbone,
     engine,
     metrics,
-    auth: new Authenticator({ database: db, log }),
+    auth: new Authenticator({ database: db, log }, { ttlMs: config.AUTH_CACHE_TTL_MS }),
+    resolver: new VersionResolver({ database: db }),
     limiter: new RateLimiter(config.RATE_LIMIT_RPS, config.RATE_LIMIT_BURST),
     lifecycle: {
       get shuttingDown() {

@@ -309,21 +309,32 @@ export async function resolve(
   adapterRef: string,
   versionRef: string | number = LATEST,
 ): Promise<{ adapter: Adapter; version: AdapterVersion }> {
-  const adapter = await getByRef(db, tenantId, adapterRef);
   const asNumber = typeof versionRef === 'number' ? versionRef : /^\d{1,9}$/.test(versionRef) ? Number(versionRef) : undefined;
-  if (asNumber !== undefined) return { adapter, version: await getVersion(db, tenantId, adapter.id, asNumber) };
+  const alias = asNumber === undefined ? String(versionRef) : undefined;
+  // One round trip on every classify: the adapter, left-joined to the version it names (through
+  // the alias when there is one), so "no adapter" and "no such version" are still told apart.
+  const versionOn =
+    alias !== undefined
+      ? eq(adapterVersions.id, adapterAliases.versionId)
+      : and(eq(adapterVersions.adapterId, adapters.id), eq(adapterVersions.tenantId, adapters.tenantId), eq(adapterVersions.version, asNumber!));
   const rows = await db
-    .select({ v: adapterVersions })
-    .from(adapterAliases)
-    .innerJoin(adapterVersions, eq(adapterVersions.id, adapterAliases.versionId))
+    .select({ adapter: adapters, version: adapterVersions })
+    .from(adapters)
+    .leftJoin(
+      adapterAliases,
+      and(eq(adapterAliases.adapterId, adapters.id), eq(adapterAliases.tenantId, adapters.tenantId), eq(adapterAliases.alias, alias ?? '')),
+    )
+    .leftJoin(adapterVersions, versionOn)
     .where(
       and(
-        eq(adapterAliases.adapterId, adapter.id),
-        eq(adapterAliases.tenantId, tenantId),
-        eq(adapterAliases.alias, String(versionRef)),
+        isUuid(adapterRef) ? eq(adapters.id, adapterRef) : eq(adapters.name, adapterRef),
+        eq(adapters.tenantId, tenantId),
+        isNull(adapters.deletedAt),
       ),
     );
-  const row = rows[0];
-  if (row === undefined) throw notFound(`version '${String(versionRef)}' of adapter`, adapter.name);
-  return { adapter, version: row.v };
+  const row = one(rows, 'adapter', adapterRef);
+  if (row.version === null) {
+    throw alias !== undefined ? notFound(`version '${alias}' of adapter`, row.adapter.name) : notFound('adapter version', String(asNumber));
+  }
+  return { adapter: row.adapter, version: row.version };
 }
