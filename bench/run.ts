@@ -1,9 +1,10 @@
 /**
- * `npm run bench [-- --quick] [-- --only P1,P6] [-- --out file.json]`
+ * `npm run bench [-- --quick] [-- --only P1,P6] [-- --out file.json] [-- --no-docs]`
  *
  * Runs every benchmark file in bench/benches/ (in name order), each in a child process of its own
  * (a fresh wasm heap, no warm caches or JIT state shared between benches), prints one table and
- * writes the rows as JSON ([{name, value, goal, pass, detail}], default bench/results.json).
+ * writes the rows as JSON ([{name, value, goal, pass, detail}], default bench/results.json). A full
+ * run of every bench also rewrites docs/bench.md and the README's bench table (--no-docs: not).
  * A bench that crashes becomes a failed row; the others still run. Exit code 0 even when goals are
  * missed (the table says so); 1 only when a bench could not run.
  *
@@ -16,6 +17,7 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { benchMarkdown, readmeWithTable, type RunMeta } from './lib/report.js';
 import type { Bench, BenchResult } from './lib/types.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -26,10 +28,11 @@ interface Args {
   only: string[] | null;
   out: string;
   child: string | null;
+  docs: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, only: null, out: path.join(here, 'results.json'), child: null };
+  const args: Args = { quick: false, only: null, out: path.join(here, 'results.json'), child: null, docs: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => (a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]);
@@ -37,7 +40,8 @@ function parseArgs(argv: string[]): Args {
     else if (a.startsWith('--only')) args.only = value().split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
     else if (a.startsWith('--out')) args.out = path.resolve(value());
     else if (a.startsWith('--child')) args.child = value();
-    else throw new Error(`unknown argument '${a}' (use --quick, --only P1,P2, --out file)`);
+    else if (a === '--no-docs') args.docs = false;
+    else throw new Error(`unknown argument '${a}' (use --quick, --only P1,P2, --out file, --no-docs)`);
   }
   return args;
 }
@@ -94,6 +98,18 @@ function table(rows: BenchResult[]): string {
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
 }
 
+/** docs/bench.md (its notes kept) and the README's table: only from a full run of every bench. */
+async function writeDocs(rows: BenchResult[], meta: RunMeta): Promise<void> {
+  const root = path.resolve(here, '..');
+  const docPath = path.join(root, 'docs', 'bench.md');
+  const previous = await readFile(docPath, 'utf8').catch(() => undefined);
+  await writeFile(docPath, benchMarkdown(rows, meta, previous));
+  const readmePath = path.join(root, 'README.md');
+  const readme = readmeWithTable(await readFile(readmePath, 'utf8'), rows, meta);
+  if (readme !== undefined) await writeFile(readmePath, readme);
+  process.stderr.write(`wrote docs/bench.md${readme !== undefined ? ' and the README table' : ''}\n`);
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args.child !== null) return runChild(args.child, args.quick, args.out);
@@ -122,6 +138,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${bench.id}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   }
   await writeFile(args.out, `${JSON.stringify(rows, null, 2)}\n`);
+  if (args.docs && !args.quick && args.only === null) await writeDocs(rows, { startedAt: new Date(started), seconds: (Date.now() - started) / 1000, command: 'npm run bench' });
   process.stdout.write(`\n${table(rows)}\n\n`);
   for (const r of rows) process.stdout.write(`${r.name}: ${r.detail}\n\n`);
   process.stdout.write(`${rows.length} rows in ${((Date.now() - started) / 1000).toFixed(1)} s → ${path.relative(process.cwd(), args.out)}\n`);

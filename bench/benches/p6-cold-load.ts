@@ -2,7 +2,7 @@
  * P6 — adapter cold loads from an S3 endpoint, and how many adapters fit in memory, at ViT-B size.
  *
  * Adapters for ViT-B/16 (width 768, depth 12; rank 2, reads before all 12 blocks, additions after
- * blocks 6–11) are written to an in-process S3 server (s3rver, the same S3 client code as
+ * blocks 6–11) are written to an S3 server in a child process (s3rver, the same S3 client code as
  * production), then loaded one at a time, cold, through the serving adapter cache and its blob
  * loader (GET + parse + validate + tensors). Latency percentiles come from the cache's own load
  * timer; bytes per adapter from its byte accounting (what the budget counts).
@@ -10,7 +10,7 @@
 import { initBackend, type Adapter } from '../../src/model/index.js';
 import { AdapterCache } from '../../src/serve/adapter-cache.js';
 import { blobAdapterLoader, type AdapterRef } from '../../src/serve/index.js';
-import { startS3 } from '../../test/helpers/s3.js';
+import { startS3InChild } from '../lib/s3-child.js';
 import { adapterFile, authorsSpec, VIT_B } from '../lib/synthetic.js';
 import type { Bench } from '../lib/types.js';
 import { fmt, percentile, result } from '../lib/util.js';
@@ -24,7 +24,7 @@ const bench: Bench = {
     const count = quick ? 40 : 300;
     const warmup = 3;
     await initBackend('wasm');
-    const s3 = await startS3();
+    const s3 = await startS3InChild();
     const identity = 'vit-b-16-config-only';
     const backbone = { config: VIT_B, identity };
     try {
@@ -82,12 +82,12 @@ const bench: Bench = {
       return [
         result('P6 adapter cold-load p50 from S3 (ms)', lat.p50, null,
           `${lat.count} sequential cold loads (after ${warmup} warm-up loads) of ViT-B adapters (rank 2, 12 reads, 6 additions, 100 classes; ` +
-            `${fmt(file / 1024)} KiB files) from s3rver on localhost through AdapterCache + blobAdapterLoader: GET, parse, validate, tensors; ` +
+            `${fmt(file / 1024)} KiB files) from s3rver (a child process) on localhost through AdapterCache + blobAdapterLoader: GET, parse, validate, tensors; ` +
             `mean ${fmt(lat.sum / lat.count)} ms, max ${fmt(lat.max)} ms.`),
         result('P6 adapter cold-load p99 from S3 (ms)', lat.p99, { op: '<=', value: 50 },
           `same ${lat.count} loads as p50${lat.count < 100 ? ' (fewer than 100 samples: p99 is the maximum)' : ''}; ` +
             `of which the S3 GET alone: p50 ${fmt(percentile(gets, 0.5))} ms, p99 ${fmt(percentile(gets, 0.99))} ms ` +
-            `(s3rver runs in this process, so its request handling shares the event loop and the machine's 2 cores).`),
+            `(s3rver runs in a child process: its own event loop, sharing the machine's 2 cores).`),
         result('P6 adapters resident per GiB at ViT-B size, 100 classes', GiB / per100, { op: '>=', value: 5000 },
           `from the cache's byte accounting of ${s100.residentCount} loaded adapters: ${fmt(per100 / 1024)} KiB each (float32 tensors): ` +
             `CSN ${fmt(csn / 1024)} KiB (12 × (A 768×2 + B 2×768)) + head ${fmt((per100 - csn) / 1024)} KiB (768 × 100 + 100). ` +
