@@ -139,7 +139,7 @@ async function measure(setup: Setup, log: (m: string) => void): Promise<{ http: 
       `BATCH_MAX_WAIT_MS ${deps.config.BATCH_MAX_WAIT_MS} (a lone request waits that long for company, on both sides); prefix cache off. ` +
       `HTTP side, p50 of the service's own timings: the classify service call ${fmt(median(parts.service))} ms, of which adapter/version lookup ` +
       `${fmt(median(parts.resolve))} ms and PNG decode + preprocessing ${fmt(median(parts.preprocess))} ms; outside the service call (socket, Hono, ` +
-      `API-key auth with its database lookup, rate limit, body and JSON parsing, answer serialisation) ${fmt(median(parts.outside))} ms.`;
+      `API-key auth (verified keys cached for AUTH_CACHE_TTL_MS), rate limit, body and JSON parsing, answer serialisation) ${fmt(median(parts.outside))} ms.`;
     return { http, engine, detail };
   } finally {
     await client?.close();

@@ -4,6 +4,7 @@
  * limits are enforced by whoever consumes the stream (they count as they read), so an oversized
  * upload is cut off at the limit instead of being read to the end.
  */
+import { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeWebReadableStream } from 'node:stream/web';
 import busboy from 'busboy';
@@ -22,8 +23,17 @@ export function isJson(c: Context): boolean {
   return /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i.test(contentTypeOf(c));
 }
 
-/** The request body as a Node stream; 'bad_request' when there is none. */
+/**
+ * The request body as a Node stream; 'bad_request' when there is none. Behind @hono/node-server
+ * that is the IncomingMessage itself, when nothing has started reading it: the server's own
+ * Node → web stream conversion and ours back would cost more than a small classify request's
+ * whole parse.
+ */
 export function rawBody(c: Context): Readable {
+  const incoming = (c.env as { incoming?: unknown } | undefined)?.incoming;
+  if (incoming instanceof IncomingMessage && !incoming.readableDidRead && incoming.listenerCount('data') === 0 && incoming.listenerCount('readable') === 0) {
+    return incoming;
+  }
   const body = c.req.raw.body;
   if (body === null) throw new AppError('bad_request', 'the request has no body');
   return Readable.fromWeb(body as unknown as NodeWebReadableStream<Uint8Array>);
