@@ -25,7 +25,7 @@ export function machine(): string {
 function commit(): string {
   try {
     const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src', 'bench'], { encoding: 'utf8' }).trim() !== '';
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src', 'bench', 'backbones', ':!bench/results.json'], { encoding: 'utf8' }).trim() !== '';
     return dirty ? `${sha} with uncommitted changes` : sha;
   } catch {
     return 'unknown';
