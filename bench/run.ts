@@ -3,7 +3,7 @@
  *
  * Runs every benchmark file in bench/benches/ (in name order), each in a child process of its own
  * (a fresh wasm heap, no warm caches or JIT state shared between benches), prints one table and
- * writes the rows as JSON ([{name, value, goal, pass, detail}], default bench/results.json). A full
+ * writes the rows as JSON ([{name, value, goal, pass, detail}], default bench/results.json; --quick and --only runs write the uncommitted bench/results.local.json). A full
  * run of every bench also rewrites docs/bench.md and the README's bench table (--no-docs: not).
  * A bench that crashes becomes a failed row; the others still run. Exit code 0 even when goals are
  * missed (the table says so); 1 only when a bench could not run.
@@ -32,7 +32,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, only: null, out: path.join(here, 'results.json'), child: null, docs: true };
+  const args: Args = { quick: false, only: null, out: '', child: null, docs: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => (a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]);
@@ -43,6 +43,8 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--no-docs') args.docs = false;
     else throw new Error(`unknown argument '${a}' (use --quick, --only P1,P2, --out file, --no-docs)`);
   }
+  // Quick and partial runs must not overwrite the committed full results.
+  args.out ||= path.join(here, !args.quick && args.only === null ? 'results.json' : 'results.local.json');
   return args;
 }
 
