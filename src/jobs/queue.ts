@@ -62,8 +62,9 @@ export class JobQueue {
     return repo.claim(this.db, owner, this.leaseMs, kinds);
   }
 
-  heartbeat(id: string, owner: string, progress?: unknown): Promise<{ held: boolean; cancelRequested: boolean }> {
-    return repo.heartbeat(this.db, id, owner, this.leaseMs, progress);
+  /** Extend the lease (by `leaseMs`, default the queue's) and learn whether a cancel was asked. */
+  heartbeat(id: string, owner: string, progress?: unknown, leaseMs = this.leaseMs): Promise<{ held: boolean; cancelRequested: boolean }> {
+    return repo.heartbeat(this.db, id, owner, Math.max(leaseMs, this.leaseMs), progress);
   }
 
   progress(id: string, owner: string, progress: unknown): Promise<boolean> {

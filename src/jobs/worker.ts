@@ -33,6 +33,13 @@ export interface JobContext {
   progress(data: unknown): Promise<void>;
   /** Append a custom event to the job's stream. */
   event(type: string, data?: unknown): Promise<void>;
+  /**
+   * The handler is about to keep the event loop busy for about `expectedMs` (one training batch
+   * on a slow backend): heartbeats cannot run meanwhile, so when that is a sizeable part of the
+   * lease, the lease is extended now to four times it, and later heartbeats keep that length.
+   * Cheap when it is not needed (no database write). Aborts the job if the lease was lost.
+   */
+  keepAlive(expectedMs: number): Promise<void>;
 }
 
 /** Returns the job's result (stored as JSON). */
@@ -177,11 +184,13 @@ export class Worker {
       controller.abort(new JobAbortedError(c));
     };
     let beating = false;
+    // Grows when the handler reports long busy stretches (keepAlive); never below the queue's.
+    let leaseMs = this.queue.leaseMs;
     const heartbeat = setInterval(() => {
       if (beating) return;
       beating = true;
       this.queue
-        .heartbeat(job.id, this.owner)
+        .heartbeat(job.id, this.owner, undefined, leaseMs)
         .then((hb) => {
           if (!hb.held) abort('lease_lost');
           else if (hb.cancelRequested) abort('cancelled');
@@ -201,6 +210,15 @@ export class Worker {
       },
       event: async (type, data) => {
         await this.queue.appendEvent(job, type, data);
+      },
+      keepAlive: async (expectedMs) => {
+        // Between heartbeats (lease/3 apart) a busy stretch under a quarter lease is covered.
+        const needed = Math.ceil(4 * expectedMs);
+        if (!(needed > leaseMs)) return;
+        leaseMs = needed;
+        const hb = await this.queue.heartbeat(job.id, this.owner, undefined, leaseMs);
+        if (!hb.held) abort('lease_lost');
+        else if (hb.cancelRequested) abort('cancelled');
       },
     };
 

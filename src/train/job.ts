@@ -112,6 +112,7 @@ export function trainJobHandler(deps: TrainDeps, options: TrainHandlerOptions = 
       cachePrecision: options.cachePrecision,
       signal: ctx.signal,
       onEpoch: (p) => ctx.progress({ phase: 'training', ...p }),
+      onBatch: (busyMs) => ctx.keepAlive(busyMs),
     });
     try {
       // A cancel or lost lease that arrived during the last epoch must not publish.

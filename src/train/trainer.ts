@@ -86,6 +86,11 @@ export interface TrainOptions {
   /** Checked between batches; an abort rejects with the signal's reason. */
   signal?: AbortSignal;
   onEpoch?: (p: EpochProgress) => void | Promise<void>;
+  /**
+   * After every training or validation batch, with how long it kept the event loop busy (ms):
+   * the job runner uses it to keep its lease longer than a batch on slow backends.
+   */
+  onBatch?: (busyMs: number) => void | Promise<void>;
 }
 
 export interface TrainResult {
@@ -147,6 +152,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
       let at = 0;
       for (const part of batches(idx, h.batchSize)) {
         signal?.throwIfAborted();
+        const t0 = performance.now();
         const state = await cache.batch(part.map((i) => keyOf(i, false)));
         try {
           const r = evalBatch(backbone, adapter, state, labelsOf(part));
@@ -156,6 +162,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
           disposePrefix(state);
         }
         at += part.length;
+        await opts.onBatch?.(performance.now() - t0);
         await yieldToLoop();
       }
       return { predicted, loss: lossSum / Math.max(1, idx.length) };
@@ -196,7 +203,9 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         } finally {
           disposePrefix(state);
         }
-        trainMs += performance.now() - t0;
+        const busy = performance.now() - t0;
+        trainMs += busy;
+        await opts.onBatch?.(busy);
         await yieldToLoop();
       }
       const val = await predict(plan.val);

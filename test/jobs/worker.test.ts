@@ -176,6 +176,48 @@ describe.each(dbTargets())('worker on %s', (kind) => {
     expect(done.result).toEqual({ attempt: 2 });
   });
 
+  it('keepAlive stretches the lease over batches that block the event loop longer than the lease', async () => {
+    const q = queue(300);
+    const busyFor = (ms: number) => {
+      const end = Date.now() + ms;
+      while (Date.now() < end); // a wasm training batch: no timer, no heartbeat runs meanwhile
+    };
+    const run = async (k: string, announce: boolean) => {
+      const recovered: number[] = [];
+      let runs = 0;
+      worker({
+        queue: q,
+        recoverEveryMs: 60_000,
+        handlers: {
+          [k]: async (ctx) => {
+            runs++;
+            for (let batch = 0; batch < 3; batch++) {
+              if (announce) await ctx.keepAlive(500);
+              busyFor(500);
+              // Another worker's recovery pass, right when the batch ends.
+              recovered.push((await q.recoverExpired()).filter((j) => j.id === ctx.job.id).length);
+              ctx.signal.throwIfAborted();
+              await sleep(0);
+            }
+            return 'done';
+          },
+        },
+      });
+      const job = await q.enqueue({ kind: k, tenantId, maxAttempts: 1 });
+      await waitFor(async () => runs > 0 && (await q.get(job.id, tenantId)).status !== 'running' ? true : undefined);
+      return { job: await q.get(job.id, tenantId), recovered, runs };
+    };
+
+    const kept = await run(`busy-${randomUUID().slice(0, 6)}`, true);
+    expect(kept.job.status).toBe('succeeded');
+    expect(kept.job.attempts).toBe(1);
+    expect(kept.recovered).toEqual([0, 0, 0]);
+    // The control: the same batches without keepAlive lose the job to the first recovery pass.
+    const lost = await run(`busy-${randomUUID().slice(0, 6)}`, false);
+    expect(lost.recovered[0]).toBe(1);
+    expect(lost.job.status).not.toBe('succeeded');
+  });
+
   it('a worker that loses its lease aborts its handler and records nothing', async () => {
     const q = queue(900);
     const k = `stolen-${randomUUID().slice(0, 6)}`;
