@@ -49,6 +49,8 @@ export const configSchema = z.object({
   QUOTA_DATASETS: int(0).default(100),
   QUOTA_BYTES: int(0).default(10 * 1024 * 1024 * 1024),
   SHUTDOWN_TIMEOUT_MS: int(0).default(30_000),
+  SWEEP_INTERVAL_MS: int(0).default(60 * 60 * 1000),
+  SWEEP_GRACE_MS: int(60_000).default(60 * 60 * 1000),
 });
 
 export type Config = z.infer<typeof configSchema> & {
@@ -94,6 +96,8 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   QUOTA_DATASETS: 'Data sets per tenant.',
   QUOTA_BYTES: 'Stored bytes per tenant (uploads + adapters).',
   SHUTDOWN_TIMEOUT_MS: 'On SIGTERM, longest wait for in-flight requests and queued batches before connections are closed.',
+  SWEEP_INTERVAL_MS: 'How often a process that runs jobs cleans up after interrupted work (unfinished deletes, data sets stuck processing, blobs no row names); 0: never.',
+  SWEEP_GRACE_MS: 'The sweep leaves anything younger than this alone (an upload or publish in progress).',
 };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

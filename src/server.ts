@@ -26,6 +26,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { initBackend, type Backbone } from './model/index.js';
 import { ServingEngine } from './serve/index.js';
 import { Authenticator } from './services/auth.js';
+import { Sweeper } from './services/maintenance.js';
 import { VersionResolver } from './services/version-resolver.js';
 import { RateLimiter } from './services/limits.js';
 import { openBlobStore, type BlobStore } from './storage/index.js';
@@ -140,6 +141,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
   connectMetrics(deps);
   const app = buildApp(deps);
   const worker: WorkerRuntime | undefined = config.WORKER_ENABLED ? createWorkerRuntime(deps) : undefined;
+  const maintenance = config.WORKER_ENABLED ? new Sweeper(deps, { intervalMs: config.SWEEP_INTERVAL_MS, graceMs: config.SWEEP_GRACE_MS }) : undefined;
 
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST, autoCleanupIncoming: true }) as Server;
   try {
@@ -150,6 +152,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
     throw new AppError('config_invalid', `cannot listen on ${config.HOST}:${config.PORT}: ${(err as Error).message}`, { cause: err });
   }
   worker?.start();
+  maintenance?.start();
   const port = (server.address() as AddressInfo).port;
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -178,6 +181,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
       }
       clearInterval(sweeper);
       await stopped;
+      await maintenance?.stop();
       await closeQuietly(log, 'serving engine', () => engine.close());
       await unwind();
       log.info({ ms: Date.now() - t0 }, 'shutdown complete');

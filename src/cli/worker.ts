@@ -11,6 +11,7 @@ import { createLogger } from '../log.js';
 import { initBackend, type Backbone } from '../model/index.js';
 import { loadConfiguredBackbone } from '../services/backbone.js';
 import { openBlobStore, type BlobStore } from '../storage/index.js';
+import { Sweeper } from '../services/maintenance.js';
 import { createWorkerRuntime } from '../train/runtime.js';
 import { UsageError, type Command } from './command.js';
 import { createWorkerMetrics, ObservedJobQueue, startWorkerHttp, type WorkerHttp } from './worker-http.js';
@@ -58,13 +59,16 @@ export const workerCommand: Command = {
       // Listening first: a taken port fails the start before any job is claimed.
       let live = false;
       http = await startWorkerHttp({ host: config.HOST, port: config.PORT, registry: metrics.registry, live: () => live });
+      const sweeper = new Sweeper({ database, blobs, log }, { intervalMs: config.SWEEP_INTERVAL_MS, graceMs: config.SWEEP_GRACE_MS });
       runtime.start();
+      sweeper.start();
       live = true;
       log.info({ url: http.url }, 'worker http listening (/healthz, /metrics)');
       const signal = await stopped;
       log.info({ signal }, 'stopping the worker');
       // Still live while draining (running jobs finish or go back to the queue), then closed.
       await runtime.stop();
+      await sweeper.stop();
     } finally {
       await http?.close();
       backbone?.dispose();

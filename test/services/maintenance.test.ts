@@ -1,0 +1,127 @@
+/**
+ * The maintenance sweep on real databases (PGlite; PostgreSQL too when DATABASE_URL is set) and
+ * real blob stores (disk, s3rver): what interrupted requests leave behind is cleaned up once it is
+ * older than the grace period, everything a row names stays, and a second sweep finds nothing.
+ */
+import fs from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as adaptersRepo from '../../src/db/repos/adapters.js';
+import * as datasetsRepo from '../../src/db/repos/datasets.js';
+import * as tenantsRepo from '../../src/db/repos/tenants.js';
+import { createLogger } from '../../src/log.js';
+import { sweep, Sweeper } from '../../src/services/maintenance.js';
+import { DiskBlobStore, listAll, type BlobStore } from '../../src/storage/index.js';
+import { dbTargets, makeTempDir, openTestDb, type TestDb } from '../helpers/db.js';
+import { startS3 } from '../helpers/s3.js';
+
+const HOUR = 3_600_000;
+const spec = { kind: 'dtl', rank: 2, beta: 100, readBlocks: [0], addBlocks: [0], labels: ['a', 'b'] } as never;
+const log = createLogger('silent');
+
+const stores: Array<[string, () => Promise<{ store: BlobStore; stop: () => Promise<void> }>]> = [
+  [
+    'disk',
+    async () => {
+      const root = await makeTempDir('dtl-sweep');
+      const store = await DiskBlobStore.open({ root, fsync: false });
+      return { store, stop: async () => { await store.close(); await fs.rm(root, { recursive: true, force: true }); } };
+    },
+  ],
+  [
+    's3rver',
+    async () => {
+      const s3 = await startS3();
+      return { store: s3.store, stop: () => s3.stop() };
+    },
+  ],
+];
+const targets = dbTargets().flatMap((db) => stores.map(([name, open]) => ({ label: `${db} + ${name}`, db, open })));
+
+describe.each(targets)('maintenance sweep: $label', ({ db: kind, open }) => {
+  let db: TestDb;
+  let blobs: BlobStore;
+  let stop: () => Promise<void>;
+  beforeAll(async () => {
+    db = await openTestDb(kind);
+    ({ store: blobs, stop } = await open());
+  });
+  afterAll(async () => {
+    await stop?.();
+    await db?.close();
+  });
+
+  const put = (key: string) => blobs.putBuffer(key, Buffer.from(key)).then(() => key);
+
+  it('removes only what no finished row names, once it is older than the grace period', async () => {
+    const deps = { database: db, blobs, log };
+    const t = (await tenantsRepo.create(db.db, { name: `sweep-${kind}` })).id;
+    const root = `tenants/${t}`;
+
+    // Kept: a ready data set and a live adapter version.
+    const ready = await datasetsRepo.create(db.db, t, { name: 'ready', status: 'processing' });
+    const readyKeys = [await put(`${root}/datasets/${ready.id}/upload`), await put(`${root}/datasets/${ready.id}/prepared.bin`)];
+    await datasetsRepo.update(db.db, t, ready.id, { status: 'ready', rawKey: readyKeys[0], preparedKey: readyKeys[1] });
+    const live = await adaptersRepo.create(db.db, t, { name: 'live' });
+    const liveKey = await put(`${root}/adapters/${live.id}/v1.safetensors`);
+    await adaptersRepo.publishVersion(db.db, t, live.id, { objectKey: liveKey, spec, backboneId: 'b', byteSize: 1, source: 'trained' });
+
+    // Left behind: an upload that died mid-way, a delete that died after hiding the adapter, a
+    // publish that died between blob and row, blobs of a data set whose row is gone, and a
+    // tenant deleted but never purged.
+    const stuck = await datasetsRepo.create(db.db, t, { name: 'stuck', status: 'processing' });
+    const stuckKey = await put(`${root}/datasets/${stuck.id}/upload`);
+    const gone = await adaptersRepo.create(db.db, t, { name: 'gone' });
+    const goneKey = await put(`${root}/adapters/${gone.id}/v1.safetensors`);
+    await adaptersRepo.publishVersion(db.db, t, gone.id, { objectKey: goneKey, spec, backboneId: 'b', byteSize: 1, source: 'trained' });
+    await adaptersRepo.remove(db.db, t, gone.id);
+    const orphan = await put(`${root}/adapters/${live.id}/v2-crashed.safetensors`);
+    const strayDataset = await put(`${root}/datasets/00000000-0000-4000-8000-000000000000/upload`);
+    const doomed = (await tenantsRepo.create(db.db, { name: `sweep-doomed-${kind}` })).id;
+    const doomedKey = await put(`tenants/${doomed}/datasets/x/upload`);
+    await tenantsRepo.remove(db.db, doomed);
+
+    const everything = [...readyKeys, liveKey, stuckKey, goneKey, orphan, strayDataset, doomedKey].sort();
+    const listed = async () => (await listAll(blobs, 'tenants/')).map((e) => e.key).filter((k) => k.startsWith(root) || k.startsWith(`tenants/${doomed}`)).sort();
+
+    // Everything is young: nothing is touched.
+    expect(await sweep({ deps, graceMs: HOUR })).toEqual({ tenantsPurged: 0, adaptersPurged: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0 });
+    expect(await listed()).toEqual(everything);
+
+    // Two hours on, it is all old enough.
+    const later = new Date(Date.now() + 2 * HOUR);
+    const report = await sweep({ deps, graceMs: HOUR, now: later });
+    expect(report).toEqual({ tenantsPurged: 1, adaptersPurged: 1, datasetsRemoved: 1, orphanBlobsDeleted: 2 });
+    expect(await listed()).toEqual([...readyKeys, liveKey].sort());
+    expect((await datasetsRepo.list(db.db, t)).map((d) => d.name)).toEqual(['ready']);
+    expect((await adaptersRepo.list(db.db, t)).map((a) => a.name)).toEqual(['live']);
+    expect((await adaptersRepo.resolve(db.db, t, 'live')).version.objectKey).toBe(liveKey);
+    expect((await blobs.getBuffer(liveKey)).toString()).toBe(liveKey);
+    await expect(tenantsRepo.get(db.db, doomed)).rejects.toMatchObject({ code: 'not_found' });
+
+    // Idempotent.
+    expect(await sweep({ deps, graceMs: HOUR, now: later })).toEqual({ tenantsPurged: 0, adaptersPurged: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0 });
+  });
+
+  it('the Sweeper runs the sweep on its timer until stopped', async () => {
+    const t = (await tenantsRepo.create(db.db, { name: `sweeper-${kind}` })).id;
+    const first = await put(`tenants/${t}/adapters/x/first.safetensors`);
+    const sweeper = new Sweeper({ database: db, blobs, log }, { intervalMs: 20, graceMs: 0, firstAfterMs: 0 });
+    sweeper.start();
+    try {
+      for (let i = 0; (await blobs.head(first)) !== null; i++) {
+        expect(i).toBeLessThan(200);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const second = await put(`tenants/${t}/adapters/x/second.safetensors`); // swept by a later round
+      for (let i = 0; (await blobs.head(second)) !== null; i++) {
+        expect(i).toBeLessThan(200);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await sweeper.stop();
+    }
+    const third = await put(`tenants/${t}/adapters/x/third.safetensors`);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await blobs.head(third)).not.toBeNull(); // stopped: no more rounds
+  });
+});
