@@ -97,7 +97,7 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   QUOTA_BYTES: 'Stored bytes per tenant (uploads + adapters).',
   SHUTDOWN_TIMEOUT_MS: 'On SIGTERM, longest wait for in-flight requests and queued batches before connections are closed.',
   SWEEP_INTERVAL_MS: 'How often a process that runs jobs cleans up after interrupted work (unfinished deletes, data sets stuck processing, blobs no row names); 0: never.',
-  SWEEP_GRACE_MS: 'The sweep leaves anything younger than this alone (an upload or publish in progress).',
+  SWEEP_GRACE_MS: 'The sweep leaves anything younger than this alone (an upload or publish in progress); at start, upload work folders under DATA_DIR/tmp older than this are removed.',
 };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

@@ -26,6 +26,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { initBackend, type Backbone } from './model/index.js';
 import { ServingEngine } from './serve/index.js';
 import { Authenticator } from './services/auth.js';
+import { sweepUploadWorkDirs } from './services/datasets.js';
 import { Sweeper } from './services/maintenance.js';
 import { VersionResolver } from './services/version-resolver.js';
 import { RateLimiter } from './services/limits.js';
@@ -114,6 +115,9 @@ export async function startServer(env: Record<string, string | undefined> = proc
     { backend, database: database.kind, blobs: blobs.kind, backbone: backbone.identity, width: backbone.config.width, depth: backbone.config.depth },
     'backbone loaded',
   );
+
+  const staleUploads = await sweepUploadWorkDirs({ deps: { config } });
+  if (staleUploads > 0) log.info({ removed: staleUploads }, 'removed upload work folders a previous run left');
 
   const metrics = createMetrics();
   const engine = createEngine(config, backbone, blobs, metrics);

@@ -18,6 +18,7 @@ import {
   ingestFile,
   removeWorkDir,
   spoolUpload,
+  sweepWorkDirs,
   type DatasetForm,
   type IngestPolicy,
   type IngestResult,
@@ -118,7 +119,7 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
 
   let spooled;
   try {
-    spooled = await spoolUpload(input.source, { maxBytes, tmpDir: path.join(config.paths.dataDir, 'tmp') });
+    spooled = await spoolUpload(input.source, { maxBytes, tmpDir: uploadTmpDir(config) });
   } catch (err) {
     if (isAppError(err) && err.code === 'payload_too_large' && maxBytes < config.UPLOAD_MAX_BYTES) {
       throw new AppError('quota_exceeded', `storage quota reached: the upload is larger than the ${left} bytes this tenant has left`, {
@@ -179,6 +180,13 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
   } finally {
     await removeWorkDir(spooled.workDir);
   }
+}
+
+const uploadTmpDir = (config: ServiceDeps['config']) => path.join(config.paths.dataDir, 'tmp');
+
+/** At start: the upload work folders a crashed process left (older than SWEEP_GRACE_MS) go. */
+export function sweepUploadWorkDirs({ deps }: { deps: Pick<ServiceDeps, 'config'> }): Promise<number> {
+  return sweepWorkDirs(uploadTmpDir(deps.config), deps.config.SWEEP_GRACE_MS);
 }
 
 export async function getDataset({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<DatasetView> {

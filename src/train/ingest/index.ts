@@ -20,7 +20,7 @@ export {
   PREPARED_VERSION,
   type PreparedDataset,
 } from './prepared.js';
-export { spoolUpload, removeWorkDir, type SpooledUpload } from './spool.js';
+export { spoolUpload, removeWorkDir, sweepWorkDirs, type SpooledUpload } from './spool.js';
 export { decodeToRgb, ImageDecodeError, ACCEPTED_IMAGE_FORMATS } from './image.js';
 export { normaliseLabel, MAX_LABEL_CHARS } from './labels.js';
 export {

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -30,6 +30,23 @@ export async function createWorkDir(tmpDir: string): Promise<string> {
 
 export async function removeWorkDir(workDir: string): Promise<void> {
   await rm(workDir, { recursive: true, force: true });
+}
+
+/**
+ * Removes the work folders under `tmpDir` last touched more than `olderThanMs` ago: what a
+ * process that died mid-upload left. Returns how many went.
+ */
+export async function sweepWorkDirs(tmpDir: string, olderThanMs: number, now = Date.now()): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
+    if (!name.startsWith('ingest-')) continue;
+    const dir = path.join(tmpDir, name);
+    const st = await stat(dir).catch(() => undefined);
+    if (st === undefined || now - st.mtimeMs <= olderThanMs) continue;
+    await removeWorkDir(dir);
+    removed++;
+  }
+  return removed;
 }
 
 /**
