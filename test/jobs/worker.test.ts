@@ -213,9 +213,14 @@ describe.each(dbTargets())('worker on %s', (kind) => {
     expect(kept.job.attempts).toBe(1);
     expect(kept.recovered).toEqual([0, 0, 0]);
     // The control: the same batches without keepAlive lose the job to the first recovery pass.
-    const lost = await run(`busy-${randomUUID().slice(0, 6)}`, false);
-    expect(lost.recovered[0]).toBe(1);
-    expect(lost.job.status).not.toBe('succeeded');
+    // Only on PGlite, whose one connection runs statements in the order issued: on PostgreSQL the
+    // overdue heartbeat, fired as the loop frees, may lock and extend the row first (then the
+    // recovery pass skips it) — a race that favours the job, but not a deterministic control.
+    if (kind === 'pglite') {
+      const lost = await run(`busy-${randomUUID().slice(0, 6)}`, false);
+      expect(lost.recovered[0]).toBe(1);
+      expect(lost.job.status).not.toBe('succeeded');
+    }
   });
 
   it('a worker that loses its lease aborts its handler and records nothing', async () => {
