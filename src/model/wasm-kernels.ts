@@ -57,6 +57,10 @@ function slice(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   const backend = args.backend as unknown as WasmBackendLike;
   const attrs = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
   const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs.begin, attrs.size);
+  // Neither tf.slice nor the stock wasm kernel checks the bounds: out of range it returns whatever
+  // the fresh output buffer held (freed memory of other tensors). Refuse as the cpu backend does.
+  if (begin.some((b) => b < 0)) throw new Error(`slice() does not support negative begin indexing (begin ${begin})`);
+  tf.slice_util.assertParamsValid(x, begin, size);
   const out = backend.makeOutput(size, x.dtype);
   if (product(size) === 0) return out;
   const src = backend.typedArrayFromHeap(x);
@@ -87,7 +91,8 @@ function gather(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   const attrs = args.attrs as unknown as { axis: number; batchDims: number };
   if (!numeric(x.dtype) || indices.dtype !== 'int32' || (attrs.batchDims ?? 0) !== 0) return fallback('GatherV2', args);
   const backend = args.backend as unknown as WasmBackendLike;
-  const axis = attrs.axis < 0 ? attrs.axis + x.shape.length : attrs.axis;
+  // Throws for an axis outside [-rank, rank), with the stock kernel's message.
+  const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0];
   const dim = x.shape[axis];
   const outer = product(x.shape.slice(0, axis));
   const inner = product(x.shape.slice(axis + 1));
