@@ -87,7 +87,10 @@ export function batchMatMulKernel(args: KernelArgs, stock: (args: KernelArgs) =>
   const nB = product(batchB);
   const nOut = product(outBatch);
   const empty = nOut * m * n === 0;
-  // The single untransposed product is already on XNNPACK (with its operator cached on b's id).
+  // The single untransposed product is already on XNNPACK, its operator cached on b's id for the
+  // next call with the same weights. That cache keeps the stock caveat above (a reshape of b to
+  // another [K, N] gets the stale operator); no caller in src/ uses one buffer as the right operand
+  // under two shapes.
   if (nA === 1 && nB === 1 && !transposeA && !transposeB && k > 0 && !empty) return stock(args);
 
   const backend = args.backend as unknown as WasmBackend;

@@ -71,6 +71,14 @@ const stockSane = (c: MmCase) => {
   return na === nb && size(out) === na && na > 0 && k > 0;
 };
 
+const outcomeOf = (f: () => unknown) => {
+  try {
+    return String(f());
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
+
 describe('wasm BatchMatMul replacement', () => {
   beforeAll(async () => {
     await initBackend('wasm');
@@ -128,6 +136,10 @@ describe('wasm BatchMatMul replacement', () => {
     expect(out([2, 3], [0, 3, 4])).toEqual({ shape: [0, 2, 4], data: [] });
     expect(() => tf.matMul(tf.ones([2, 2, 3]), tf.ones([3, 3, 4]))).toThrow(/broadcast/);
     expect(() => tf.matMul(tf.ones([2, 3, 3]), tf.ones([2, 4, 4]))).toThrow(/inner shapes/);
+    // Other dtypes stay with the stock kernel, which refuses them.
+    const int32 = () => outcomeOf(() => tf.matMul(tf.ones([2, 3, 3], 'int32'), tf.ones([3, 2], 'int32'), true));
+    expect(int32()).toEqual(withStock(int32));
+    expect(int32()).toMatch(/non-float32/);
   });
 
   it('a right operand reshaped after use (same buffer id, other [K, N]) is not multiplied with the old shape’s cached weights', () => {
