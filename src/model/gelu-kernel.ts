@@ -13,7 +13,7 @@
  * results agree to float rounding.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ERF_P, ERF_Q, INV_SQRT_2PI, simdKernels, type WasmMemory } from './wasm-simd.js';
+import { ERF_P, ERF_Q, EXP_LN2_HI, EXP_LN2_LO, EXP_P, INV_SQRT_2PI, simdKernels, type WasmMemory } from './wasm-simd.js';
 
 export const GELU_KERNEL = 'DtlGelu';
 export const GELU_GRAD_KERNEL = 'DtlGeluGrad';
@@ -26,18 +26,41 @@ interface WasmBackendLike {
   wasm: { asm: { memory?: WasmMemory } };
 }
 
-// erf(x) ≈ x·P(x²)/Q(x²) for |x| ≤ 4 (beyond, erf is ±1 in float32); shared with wasm-simd.ts.
-const [A0, A1, A2, A3, A4, A5, A6] = ERF_P;
-const [B0, B1, B2, B3, B4] = ERF_Q;
+// The JS loops below repeat the SIMD loops of wasm-simd.ts operation by operation, each rounded to
+// float32 (exact for + − × ÷ of float32 operands): a value's result does not depend on whether it
+// falls in the SIMD part or the last n mod 4. In float64 the rational erf overshoots 1 beyond the
+// clamp, so Φ came out ≈ −2.5e-8 and GELU(−1e10) = +247 in the tail.
+const f32 = Math.fround;
+const P = ERF_P.map(f32);
+const Q = ERF_Q.map(f32);
+const E = EXP_P.map(f32);
+const [SQRT1_2, LOG2E, LN2_HI, LN2_LO, INV_SQRT_2PI_F] = [Math.SQRT1_2, Math.LOG2E, EXP_LN2_HI, EXP_LN2_LO, INV_SQRT_2PI].map(f32);
 
-/** Φ(v) = 0.5·(1 + erf(v/√2)). */
+const horner = (coefs: number[], v: number) => coefs.reduce((acc, c) => f32(f32(acc * v) + c));
+
+/** f32x4.nearest: round half to even (Math.round rounds half up). */
+function nearest(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** Φ(v) = 0.5·(1 + erf(v/√2)), erf(c) ≈ c·P(c²)/Q(c²) on c clamped to [−4, 4]. */
 function normCdf(v: number): number {
-  let c = v * Math.SQRT1_2;
+  let c = f32(v * SQRT1_2);
   c = c > 4 ? 4 : c < -4 ? -4 : c;
-  const x2 = c * c;
-  const p = (((((A0 * x2 + A1) * x2 + A2) * x2 + A3) * x2 + A4) * x2 + A5) * x2 + A6;
-  const q = (((B0 * x2 + B1) * x2 + B2) * x2 + B3) * x2 + B4;
-  return 0.5 + (0.5 * c * p) / q;
+  const c2 = f32(c * c);
+  return f32(f32(f32(f32(c * horner(P, c2)) / horner(Q, c2)) * 0.5) + 0.5);
+}
+
+/** x·φ(x), φ(x) = exp(−x²/2)/√(2π), with exp as Cephes' expf (0 where it underflows). */
+function xPdf(x: number): number {
+  const h = f32(f32(x * x) * -0.5);
+  const y = h < -87 ? -87 : h;
+  const k = nearest(f32(y * LOG2E));
+  const r = f32(f32(y - f32(k * LN2_HI)) - f32(k * LN2_LO));
+  const e = f32(f32(f32(f32(horner(E, r) * r) * r) + r) + 1);
+  const exp = h >= -87 ? f32(e * 2 ** k) : 0;
+  return f32(f32(exp * INV_SQRT_2PI_F) * x);
 }
 
 /**
@@ -64,7 +87,7 @@ function unary(args: Parameters<tf.KernelFunc>[0], simd: 'gelu', f: (v: number) 
   return out;
 }
 
-const geluKernel: tf.KernelFunc = (args) => unary(args, 'gelu', (v) => v * normCdf(v));
+const geluKernel: tf.KernelFunc = (args) => unary(args, 'gelu', (v) => f32(normCdf(v) * v));
 
 /** dy·(Φ(x) + x·φ(x)) in one pass: one output instead of the eight temporaries of the composed form. */
 const geluGradKernel: tf.KernelFunc = (args) => {
@@ -87,7 +110,7 @@ const geluGradKernel: tf.KernelFunc = (args) => {
   const dst = backend.typedArrayFromHeap(out as unknown as HeapTensor);
   for (let i = from; i < n; i++) {
     const v = xs[i];
-    dst[i] = ds[i] * (normCdf(v) + v * Math.exp(-0.5 * v * v) * INV_SQRT_2PI);
+    dst[i] = f32(xPdf(v) + normCdf(v)) * ds[i];
   }
   return out;
 };
@@ -133,6 +156,7 @@ export function unregisterWasmGeluKernels(): void {
 
 /** Exact GELU, 0.5·x·(1 + erf(x/√2)): one kernel where the backend has it, composed ops elsewhere. */
 export function geluOp<T extends tf.Tensor>(x: T): T {
-  if (tf.getKernel(GELU_KERNEL, tf.getBackend()) !== undefined) return tf.engine().runKernel(GELU_KERNEL, { x }) as T;
+  // The kernels take float32 only; other dtypes go the composed way, as on every other backend.
+  if (x.dtype === 'float32' && tf.getKernel(GELU_KERNEL, tf.getBackend()) !== undefined) return tf.engine().runKernel(GELU_KERNEL, { x }) as T;
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)) as T;
 }

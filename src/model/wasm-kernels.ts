@@ -1,8 +1,9 @@
 /**
  * Faster kernels for the tfjs wasm backend (4.22), installed once per process by initBackend
  * (and by the serving engine). Each replacement returns what the stock kernel returns — bit for
- * bit, except BatchMatMul (a different summation order: within float32 rounding) — and falls
- * through to the stock kernel for any dtype, attribute or shape it does not handle.
+ * bit, except BatchMatMul (a different summation order: within float32 rounding) and the cases
+ * below where the stock kernel is wrong — and falls through to the stock kernel for any dtype,
+ * attribute or shape it does not handle.
  *
  * Measured here, the stock kernels are pathological in four places this project relies on (and a
  * fifth, GELU's libm erf, is replaced by a kernel of our own in gelu-kernel.ts):
@@ -19,7 +20,10 @@
  *   per-head products) or a transposed operand (every linear layer's backward) takes a scalar loop
  *   at ≈1.5–2.5 GFLOP/s against 15–30 for XNNPACK. See wasm-matmul.ts.
  * The Slice/GatherV2 replacements read the input through a view of the heap and copy contiguous
- * runs with `TypedArray.set`.
+ * runs with `TypedArray.set`. Where the stock kernels are wrong the replacements are not bit-equal
+ * to them but to TensorFlow's definition: GatherV2 with batchDims > 0 (stock picks wrong elements,
+ * or throws on an empty batch) or an empty x (stock returns a 4-D shape), and Slice out of range
+ * (stock returns uninitialised memory; here it throws, as the cpu backend does).
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmGeluKernels, unregisterWasmGeluKernels } from './gelu-kernel.js';
@@ -57,6 +61,10 @@ function slice(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   const backend = args.backend as unknown as WasmBackendLike;
   const attrs = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
   const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs.begin, attrs.size);
+  // Neither tf.slice nor the stock wasm kernel checks the bounds: out of range it returns whatever
+  // the fresh output buffer held (freed memory of other tensors). Refuse as the cpu backend does.
+  if (begin.some((b) => b < 0)) throw new Error(`slice() does not support negative begin indexing (begin ${begin})`);
+  tf.slice_util.assertParamsValid(x, begin, size);
   const out = backend.makeOutput(size, x.dtype);
   if (product(size) === 0) return out;
   const src = backend.typedArrayFromHeap(x);
@@ -84,29 +92,35 @@ function slice(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
 function gather(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   const x = args.inputs.x as HeapTensor & tf.TensorInfo;
   const indices = args.inputs.indices as HeapTensor & tf.TensorInfo;
-  const attrs = args.attrs as unknown as { axis: number; batchDims: number };
-  if (!numeric(x.dtype) || indices.dtype !== 'int32' || (attrs.batchDims ?? 0) !== 0) return fallback('GatherV2', args);
+  const attrs = args.attrs as unknown as { axis: number; batchDims?: number };
+  if (!numeric(x.dtype) || indices.dtype !== 'int32') return fallback('GatherV2', args);
   const backend = args.backend as unknown as WasmBackendLike;
-  const axis = attrs.axis < 0 ? attrs.axis + x.shape.length : attrs.axis;
+  // Throws for an axis outside [-rank, rank), with the stock kernel's message.
+  const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0];
   const dim = x.shape[axis];
-  const outer = product(x.shape.slice(0, axis));
-  const inner = product(x.shape.slice(axis + 1));
   // Copied out before makeOutput: growing the heap detaches earlier views of it.
   const idx = Int32Array.from(backend.typedArrayFromHeap(indices));
   for (const i of idx) {
     if (!(i >= 0 && i < dim)) throw new Error(`GatherV2: the index value ${i} is not in [0, ${dim - 1}]`);
   }
-  const outShape = [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
-  const out = backend.makeOutput(outShape, x.dtype);
-  if (product(outShape) === 0) return out;
+  // Also validates batchDims against x and the indices, as the stock kernel does (which then fails
+  // on an empty batch: it divides the index count by the batch size).
+  const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(x as unknown as tf.Tensor, indices as unknown as tf.Tensor, axis, attrs.batchDims ?? 0);
+  const { batchSize, outerSize, sliceSize: inner, outputShape } = info;
+  const out = backend.makeOutput(outputShape, x.dtype);
+  if (product(outputShape) === 0) return out;
   const src = backend.typedArrayFromHeap(x);
   const dst = backend.typedArrayFromHeap(out as unknown as HeapTensor);
+  const perBatch = idx.length / batchSize;
   let o = 0;
-  for (let b = 0; b < outer; b++) {
-    const base = b * dim * inner;
-    for (const i of idx) {
-      dst.set(src.subarray(base + i * inner, base + (i + 1) * inner), o);
-      o += inner;
+  for (let b = 0; b < batchSize; b++) {
+    const batchIdx = idx.subarray(b * perBatch, (b + 1) * perBatch);
+    for (let q = 0; q < outerSize; q++) {
+      const base = (b * outerSize + q) * dim * inner;
+      for (const i of batchIdx) {
+        dst.set(src.subarray(base + i * inner, base + (i + 1) * inner), o);
+        o += inner;
+      }
     }
   }
   return out;

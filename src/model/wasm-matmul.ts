@@ -9,12 +9,18 @@
  * - materialises a transposed operand with the backend's Transpose kernel (one memory pass);
  * - with a shared right operand ([B, M, K] × [K, N]) runs ONE product on the rows stacked as
  *   [B·M, K];
- * - otherwise runs one XNNPACK product per batch element on the operands' slices in place: each
- *   slice is registered with the C++ backend as a temporary tensor id pointing into the parent's
- *   heap memory (no copy), and unregistered right after (which also frees the XNNPACK operator
- *   cached on it).
+ * - otherwise runs one XNNPACK product per output batch element on the operands' slices in place
+ *   (any broadcasting of the batch dims: the slice of each operand is found by its own strides);
+ * - passes every operand as a temporary tensor id pointing into the parent's heap memory (no
+ *   copy), unregistered right after, which also frees the XNNPACK operator created on it. The C++
+ *   side caches that operator, with the packed weights, under the right operand's id alone — not
+ *   its shape — so under a caller's id a later product with a reshape of the same buffer (Reshape
+ *   and Identity share ids) would reuse weights packed for another [K, N].
  * The stock C++ entry point does the arithmetic in every case, so the only difference from the
- * stock kernel is the summation order of XNNPACK versus the scalar loop (float32 rounding).
+ * stock kernel is the summation order of XNNPACK versus the scalar loop (float32 rounding). Where
+ * the stock kernel is wrong it is not called: batch dims that broadcast other than elementwise
+ * (its scalar loop runs max(batchA, batchB) products with no broadcasting: the rest of the output
+ * is uninitialised memory), a zero-sized batch (a trap) and K = 0 (uninitialised output, not 0).
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -31,6 +37,7 @@ interface WasmBackend {
   dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
   dataIdNextNumber: number;
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
   disposeData(dataId: object): boolean;
 }
 
@@ -38,7 +45,6 @@ let cBatchMatMul: CFunc | null = null;
 let cBackend: WasmBackend | null = null;
 
 const product = (a: readonly number[]) => a.reduce((x, y) => x * y, 1);
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 const shapeBytes = (s: number[]) => new Uint8Array(new Int32Array(s).buffer);
 
 /** [.., r, c] → [.., c, r] with the backend's own Transpose kernel. */
@@ -47,6 +53,17 @@ function transposeLast2(x: tf.TensorInfo, backend: WasmBackend): tf.TensorInfo {
   const perm = [...Array(r).keys()];
   [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
   return tf.getKernel('Transpose', 'wasm')!.kernelFunc({ inputs: { x }, attrs: { perm } as unknown as tf.NamedAttrMap, backend: backend as unknown as tf.KernelBackend }) as tf.TensorInfo;
+}
+
+/** Element strides of a batch shape right-aligned to `rank` dims, 0 along the dims it broadcasts. */
+function broadcastStrides(batch: readonly number[], rank: number, matrix: number): number[] {
+  const out = new Array<number>(rank).fill(0);
+  let stride = matrix;
+  for (let i = batch.length - 1, d = rank - 1; i >= 0; i--, d--) {
+    if (batch[i] !== 1) out[d] = stride;
+    stride *= batch[i];
+  }
+  return out;
 }
 
 export function batchMatMulKernel(args: KernelArgs, stock: (args: KernelArgs) => Out): Out {
@@ -58,62 +75,88 @@ export function batchMatMulKernel(args: KernelArgs, stock: (args: KernelArgs) =>
   const rb = b.shape.length;
   const batchA = a.shape.slice(0, -2);
   const batchB = b.shape.slice(0, -2);
-  const nA = product(batchA);
-  const nB = product(batchB);
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
   const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
   const kB = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
   const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
-  // Mismatches, broadcasting other than "one side has a single matrix", empty products and the
-  // single untransposed product (already on XNNPACK) stay with the stock kernel.
-  const elementwise = nA === nB && sameShape(batchA, batchB);
-  if (k !== kB || m * n * k === 0 || !(elementwise || nA === 1 || nB === 1)) return stock(args);
-  if (nA === 1 && nB === 1 && !transposeA && !transposeB) return stock(args);
+  if (k !== kB) return stock(args); // which throws, with its message
+  // Throws for batch dims that do not broadcast, as the stock kernel does first.
+  const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(batchA, batchB);
+  const outShape = [...outBatch, m, n];
+  const nA = product(batchA);
+  const nB = product(batchB);
+  const nOut = product(outBatch);
+  const empty = nOut * m * n === 0;
+  // The single untransposed product is already on XNNPACK, its operator cached on b's id for the
+  // next call with the same weights. That cache keeps the stock caveat above (a reshape of b to
+  // another [K, N] gets the stale operator); no caller in src/ uses one buffer as the right operand
+  // under two shapes.
+  if (nA === 1 && nB === 1 && !transposeA && !transposeB && k > 0 && !empty) return stock(args);
 
   const backend = args.backend as unknown as WasmBackend;
+  const out = backend.makeOutput(outShape, 'float32');
+  if (empty) return out;
+  if (k === 0) {
+    backend.typedArrayFromHeap(out).fill(0);
+    return out;
+  }
   if (cBackend !== backend) {
     cBackend = backend;
     cBatchMatMul = backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
   }
   const call = cBatchMatMul!;
-  const outBatch = nA >= nB ? batchA : batchB;
+  const { wasm } = backend;
   const temps: tf.TensorInfo[] = [];
+  const ids: number[] = [];
+  const view = (offset: number, size: number) => {
+    const id = backend.dataIdNextNumber++;
+    wasm.tfjs.registerTensor(id, size, offset);
+    ids.push(id);
+    return id;
+  };
+  /** out[rows, n] = a[rows, k] · b[k, n] at these byte offsets of the heap. */
+  const product2d = (aOff: number, bOff: number, oOff: number, rows: number) => {
+    try {
+      call(view(aOff, rows * k), shapeBytes([1, rows, k]), 3, view(bOff, k * n), shapeBytes([1, k, n]), 3, false, false, view(oOff, rows * n));
+    } finally {
+      // Unregisters the ids (and the XNNPACK operator created on b's); the memory is the parents'.
+      for (const id of ids.splice(0)) wasm.tfjs.disposeData(id);
+    }
+  };
   try {
     const aa = transposeA ? transposeLast2(a, backend) : a;
-    const bb = transposeB ? transposeLast2(b, backend) : b;
     if (aa !== a) temps.push(aa);
+    const bb = transposeB ? transposeLast2(b, backend) : b;
     if (bb !== b) temps.push(bb);
-    const out = backend.makeOutput([...outBatch, m, n], 'float32');
-    const info = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId);
+    const offset = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    const [aOff, bOff, oOff] = [offset(aa), offset(bb), offset(out)];
     if (nB === 1) {
-      // One right-hand matrix: all left rows in one product.
-      call(info(aa).id, shapeBytes([1, nA * m, k]), 3, info(bb).id, shapeBytes([1, k, n]), 3, false, false, info(out).id);
+      // One right-hand matrix: all left rows (in output order, as b broadcasts) in one product.
+      product2d(aOff, bOff, oOff, nA * m);
       return out;
     }
-    const { wasm } = backend;
-    const aOff = info(aa).memoryOffset;
-    const bOff = info(bb).memoryOffset;
-    const oOff = info(out).memoryOffset;
-    const sa = shapeBytes([1, m, k]);
-    const sb = shapeBytes([1, k, n]);
-    const batches = Math.max(nA, nB);
-    for (let i = 0; i < batches; i++) {
-      const ia = backend.dataIdNextNumber++;
-      const ib = backend.dataIdNextNumber++;
-      const io = backend.dataIdNextNumber++;
-      wasm.tfjs.registerTensor(ia, m * k, aOff + (nA === 1 ? 0 : i * m * k * 4));
-      wasm.tfjs.registerTensor(ib, k * n, bOff + i * k * n * 4);
-      wasm.tfjs.registerTensor(io, m * n, oOff + i * m * n * 4);
-      try {
-        call(ia, sa, 3, ib, sb, 3, false, false, io);
-      } finally {
-        // Unregisters the ids (and the XNNPACK operator cached on ib); the memory is the parents'.
-        wasm.tfjs.disposeData(ia);
-        wasm.tfjs.disposeData(ib);
-        wasm.tfjs.disposeData(io);
+    const rank = outBatch.length;
+    const sa = broadcastStrides(batchA, rank, m * k);
+    const sb = broadcastStrides(batchB, rank, k * n);
+    const idx = new Array<number>(rank).fill(0);
+    let ia = 0;
+    let ib = 0;
+    for (let i = 0; i < nOut; i++) {
+      product2d(aOff + ia * 4, bOff + ib * 4, oOff + i * m * n * 4, m);
+      // Next output batch index, odometer-style; the operands' offsets follow their strides.
+      for (let d = rank - 1; d >= 0; d--) {
+        ia += sa[d];
+        ib += sb[d];
+        if (++idx[d] < outBatch[d]) break;
+        ia -= sa[d] * outBatch[d];
+        ib -= sb[d] * outBatch[d];
+        idx[d] = 0;
       }
     }
     return out;
+  } catch (err) {
+    backend.disposeData(out.dataId);
+    throw err;
   } finally {
     for (const t of temps) backend.disposeData(t.dataId);
   }

@@ -6,8 +6,9 @@
  * The module is assembled here from bytes (no toolchain at build time): one function per loop,
  * (src, dst, n) → (), processing n − n mod 4 floats; the caller finishes the remainder. Maths:
  * erf(c) ≈ c·P(c²)/Q(c²) with c = x/√2 clamped to [−4, 4] (XLA's and Eigen's float32 erf, within
- * 1e-7 of libm), Φ = 0.5 + 0.5·erf, GELU = x·Φ, GELU' = Φ + x·φ with φ's exp as Cephes' expf —
- * the same formulas gelu-kernel.ts evaluates in JS.
+ * 1e-7 of libm), Φ = 0.5 + 0.5·erf, GELU = x·Φ, GELU' = Φ + x·φ with φ's exp as Cephes' expf
+ * (0 below −87, where expf underflows) — the same float32 operations, in the same order, that
+ * gelu-kernel.ts evaluates in JS, so both give the same bits.
  * If the engine refuses the module (no SIMD), `simdKernels` returns null and callers use JS.
  */
 export const ERF_P = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5, -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2];
@@ -91,6 +92,8 @@ const op = {
   f32x4Div: [0xfd, ...uleb(0xe7)],
   f32x4Min: [0xfd, ...uleb(0xe8)],
   f32x4Max: [0xfd, ...uleb(0xe9)],
+  f32x4Ge: [0xfd, ...uleb(0x46)],
+  v128And: [0xfd, ...uleb(0x4e)],
 };
 
 /** Body of (src, dst, n): for each 4 floats, x → x·Φ(x). */
@@ -158,6 +161,9 @@ function gradBody(): number[] {
     ...op.localGet(Y), ...op.f32x4Add, ...op.f32x4Const(1), ...op.f32x4Add,
     // × 2^k: the float with exponent bits k + 127
     ...op.localGet(K), ...op.i32x4TruncSatF32x4S, ...op.i32x4Const(127), ...op.i32x4Add, ...op.i32Const32(23), ...op.i32x4Shl, ...op.f32x4Mul,
+    // 0 where −x²/2 < −87, as exp underflows: the clamp above keeps 2^k a normal float, but left
+    // alone it made φ ≥ 1.6e-38, so x·φ(x) grew with |x| (≈ −2 at x = −3e38, ±Inf at ±Inf).
+    ...op.localGet(X), ...op.localGet(X), ...op.f32x4Mul, ...op.f32x4Const(-0.5), ...op.f32x4Mul, ...op.f32x4Const(-87), ...op.f32x4Ge, ...op.v128And,
     ...op.f32x4Const(INV_SQRT_2PI), ...op.f32x4Mul, ...op.localGet(X), ...op.f32x4Mul,
     // + Φ(x)
     ...op.localGet(X), ...op.f32x4Const(Math.SQRT1_2), ...op.f32x4Mul, ...op.f32x4Const(-4), ...op.f32x4Max, ...op.f32x4Const(4), ...op.f32x4Min, ...op.localTee(C),
