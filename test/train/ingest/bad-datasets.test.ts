@@ -203,7 +203,8 @@ describe('unreadable files', () => {
     expect(Object.values(byPath).every((p) => p.code === 'invalid_image')).toBe(true);
     expect(byPath['cat/notes.txt'].message).toBe('not a supported image (accepted: JPEG, PNG, WebP, GIF, TIFF, AVIF)');
     expect(byPath['cat/vector.svg'].message).toBe('not a supported image (accepted: JPEG, PNG, WebP, GIF, TIFF, AVIF)');
-    expect(byPath['dog/cut.jpg'].message).toMatch(/^truncated jpeg image: .*premature end of JPEG/i);
+    // libvips's own words, or ours when concurrent decodes lose its message ("Unknown error").
+    expect(byPath['dog/cut.jpg'].message).toMatch(/^truncated jpeg image: (.*premature end of JPEG|the file ends before its end-of-image marker$)/i);
     expect(byPath['dog/huge.png'].message).toBe('image is 20000×20000 = 400000000 pixels; the limit is 40000000');
     expect(byPath['dog/empty.png'].message).toContain('not a supported image');
   });
