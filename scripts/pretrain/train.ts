@@ -5,6 +5,7 @@
  * label smoothing, shift/flip augmentation. The head is thrown away; the backbone is kept.
  */
 import * as tf from '@tensorflow/tfjs';
+import { mulberry32 } from '../../src/model/adapter.js';
 import { AdamW } from '../../src/model/optim.js';
 import { linear } from '../../src/model/layers.js';
 import { createTrainableVit, type TrainableVit, type VitShape } from '../../src/model/vit-trainable.js';
@@ -53,16 +54,8 @@ export interface PretrainResult {
   wallSeconds: number;
 }
 
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The model core's seeded generator: the same sequence the service's trainer uses for a seed. */
+export const prng = mulberry32;
 
 export function shuffled(n: number, rand: () => number): number[] {
   const a = [...Array(n).keys()];
