@@ -6,12 +6,12 @@
  * back-propagation needs the activations of every block.
  */
 import * as tf from '@tensorflow/tfjs';
-import { AdamW, type Backbone, type BlockWeights } from '../../src/model/index.js';
+import type { Backbone, BlockWeights } from '../../src/model/index.js';
 import { embed, linear, pool, vitBlock } from '../../src/model/layers.js';
 import { mulberry32 } from '../../src/model/adapter.js';
-import { newHead, pixelsOf, predictRows, runEpochs } from '../recipe.js';
-import { adamwStep, ce, sizeOf, stepPeak } from './common.js';
-import type { FitArgs, Fitted, Method } from './types.js';
+import { newHead } from '../recipe.js';
+import { tapeMethod, type TapeModel } from './tape-method.js';
+import type { Method } from './types.js';
 
 export interface LoraOptions {
   rank: number;
@@ -24,7 +24,7 @@ interface LoraPair {
   b: tf.Variable<tf.Rank.R2>;
 }
 
-function model(backbone: Backbone, o: LoraOptions, classes: number, seed: number) {
+function model(backbone: Backbone, o: LoraOptions, classes: number, seed: number): TapeModel {
   const { width: d, heads, depth } = backbone.config;
   const rand = mulberry32(seed);
   // A: PyTorch Kaiming-uniform (±1/√d, as LoRA's reference code); B: 0, so training starts at the backbone.
@@ -58,42 +58,12 @@ function model(backbone: Backbone, o: LoraOptions, classes: number, seed: number
 }
 
 export function loraMethod(o: LoraOptions): Method {
-  return {
+  return tapeMethod({
     id: 'lora',
     label: `LoRA (q,v; r=${o.rank})`,
     lrGrid: [1e-3, 3e-3, 1e-2],
-    fit({ backbone, set, rows, classes, lr, recipe }: FitArgs): Fitted {
-      const m = model(backbone, o, classes, recipe.seed);
-      const opt = new AdamW({ weightDecay: recipe.weightDecay });
-      try {
-        const losses = runEpochs(rows, recipe, lr, (batch, stepLr) => {
-          opt.lr = stepLr;
-          const px = pixelsOf(backbone, set, batch);
-          try {
-            return adamwStep(opt, m.vars, m.decays, () => ce(m.logits(px), batch.map((r) => set.labels[r])));
-          } finally {
-            px.dispose();
-          }
-        });
-        return { trainableParams: sizeOf(m.vars), losses, predict: (s, r) => predictRows(backbone, s, r, m.logits), dispose: m.dispose };
-      } catch (err) {
-        m.dispose();
-        throw err;
-      } finally {
-        opt.dispose();
-      }
-    },
-    async stepPeakBytes({ backbone, classes, pixels, labels }) {
-      const m = model(backbone, o, classes, 1);
-      const opt = new AdamW();
-      try {
-        return await stepPeak(() => adamwStep(opt, m.vars, m.decays, () => ce(m.logits(pixels), labels)));
-      } finally {
-        opt.dispose();
-        m.dispose();
-      }
-    },
-  };
+    build: (backbone, classes, seed) => model(backbone, o, classes, seed),
+  });
 }
 
 export const lora = loraMethod({ rank: 4, alpha: 4 });
