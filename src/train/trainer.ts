@@ -12,7 +12,9 @@ import {
   AdamW,
   createAdapter,
   disposePrefix,
+  imagesToTensor,
   measurePeakBytes,
+  predictLogits,
   splitPoint,
   type Adapter,
   type AdapterSpec,
@@ -87,8 +89,9 @@ export interface TrainOptions {
   signal?: AbortSignal;
   onEpoch?: (p: EpochProgress) => void | Promise<void>;
   /**
-   * After every training or validation batch, with how long it kept the event loop busy (ms):
-   * the job runner uses it to keep its lease longer than a batch on slow backends.
+   * After every training or validation batch, with how long it kept the event loop busy (ms), and
+   * once before the first, with an estimate from one image's forward pass: the job runner uses it
+   * to keep its lease longer than a batch on slow backends.
    */
   onBatch?: (busyMs: number) => void | Promise<void>;
 }
@@ -117,6 +120,21 @@ function snapshot(adapter: Adapter): Float32Array[] {
 
 function restore(adapter: Adapter, weights: Float32Array[]): void {
   adapter.trainableVariables().forEach((v, i) => tf.tidy(() => v.assign(tf.tensor(weights[i], v.shape, 'float32'))));
+}
+
+/**
+ * The first batch also fills its rows of the prefix cache, and nothing is known of its cost yet:
+ * time one image's forward (no tape, nothing cached, no randomness drawn) and announce a batch as
+ * three forwards per image — the prefix once, the suffix forward and backward.
+ */
+async function announceFirstBatch(opts: TrainOptions, adapter: Adapter, pixels: Float32Array, batchSize: number): Promise<void> {
+  if (opts.onBatch === undefined || batchSize === 0) return;
+  const t0 = performance.now();
+  // The suffix keeps its output out of tidy's reach: dispose it by hand.
+  const logits = tf.tidy(() => predictLogits(opts.backbone, adapter, imagesToTensor([pixels], opts.backbone.config)));
+  logits.dataSync();
+  logits.dispose();
+  await opts.onBatch((performance.now() - t0) * batchSize * 3);
 }
 
 export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
@@ -167,6 +185,8 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
       }
       return { predicted, loss: lossSum / Math.max(1, idx.length) };
     };
+
+    await announceFirstBatch(opts, adapter, pixelsOf(plan.train[0] ?? 0, false), Math.min(h.batchSize, plan.train.length));
 
     const curve: LossCurvePoint[] = [];
     let best = { epoch: 0, valAccuracy: -1, valLoss: Infinity, weights: [] as Float32Array[] };
