@@ -30,8 +30,9 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
  * Point the metrics at what they report on: the engine's queue and adapter cache (read at scrape
  * time) and the job table (training jobs by status, across every process sharing the database).
  */
-export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'engine' | 'database'>): void {
+export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'engine' | 'database' | 'auth' | 'resolver'>): void {
   deps.metrics.setSources({
+    lookups: () => ({ apiKeys: deps.auth.stats(), adapterVersions: deps.resolver.stats() }),
     queue: () => {
       const s = deps.engine.stats().batcher;
       return { queueDepth: s.queueDepth, queueDepthByTenant: s.queueDepthByTenant, inFlight: s.inFlight };

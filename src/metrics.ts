@@ -26,9 +26,17 @@ export interface CacheSnapshot {
   residentCount: number;
 }
 
+/** Lookups answered from a process-local cache vs. from the database. */
+export interface LookupSnapshot {
+  hits: number;
+  misses: number;
+}
+
 export interface MetricSources {
   queue?: () => QueueSnapshot | undefined;
   cache?: () => CacheSnapshot | undefined;
+  /** The API-key cache and the adapter-version cache. */
+  lookups?: () => { apiKeys: LookupSnapshot; adapterVersions: LookupSnapshot } | undefined;
   /** Jobs by status (e.g. from the jobs table); may be slow, so it is only called on scrape. */
   jobs?: () => Promise<Record<string, number>>;
 }
@@ -130,6 +138,20 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   cacheGauge('dtl_adapter_cache_evictions_total', 'Adapters evicted by the byte budget.', (s) => s.evictions);
   cacheGauge('dtl_adapter_cache_resident_bytes', 'Bytes of adapters held in memory.', (s) => s.residentBytes);
   cacheGauge('dtl_adapter_cache_resident_adapters', 'Adapters held in memory.', (s) => s.residentCount);
+  new Gauge({
+    name: 'dtl_lookup_cache_total',
+    help: 'API-key verifications and adapter-version lookups answered from memory (hit) or the database (miss), running totals.',
+    labelNames: ['cache', 'result'] as const,
+    registers: [registry],
+    collect() {
+      const s = sources.lookups?.();
+      if (s === undefined) return;
+      for (const [cache, snap] of [['api_keys', s.apiKeys], ['adapter_versions', s.adapterVersions]] as const) {
+        this.set({ cache, result: 'hit' }, snap.hits);
+        this.set({ cache, result: 'miss' }, snap.misses);
+      }
+    },
+  });
   new Gauge({
     name: 'dtl_training_jobs',
     help: 'Training jobs by status (all processes: read from the job table).',

@@ -94,6 +94,8 @@ export class Authenticator {
   private readonly verified = new Map<string, CachedKey>();
   private readonly ttlMs: number;
   private readonly now: () => number;
+  private hits = 0;
+  private misses = 0;
 
   constructor(
     private readonly deps: Pick<ServiceDeps, 'database' | 'log'>,
@@ -115,10 +117,12 @@ export class Authenticator {
     const cached = this.verified.get(parsed.prefix);
     if (cached !== undefined && cached.expiresAt > this.now()) {
       if (!equalHex(cached.hash, hash)) throw unauthenticated();
+      this.hits++;
       this.touch(cached.principal.keyId);
       return { ...cached.principal, requestId };
     }
     this.verified.delete(parsed.prefix);
+    this.misses++;
     const found = await keysRepo.findActiveByPrefix(this.deps.database.db, parsed.prefix);
     if (found === undefined || !equalHex(found.key.hash, hash)) throw unauthenticated();
     this.touch(found.key.id);
@@ -126,6 +130,11 @@ export class Authenticator {
     const principal = { tenantId: found.tenant.id, keyId: found.key.id, keyPrefix: found.key.prefix, scopes };
     this.remember(parsed.prefix, found.key.hash, principal);
     return { ...principal, requestId };
+  }
+
+  /** Verifications answered from memory (hits) and from the database (misses). */
+  stats(): { hits: number; misses: number } {
+    return { hits: this.hits, misses: this.misses };
   }
 
   /** The key is revoked: the next request with it goes to the database (and is refused). */

@@ -128,6 +128,10 @@ describe('classify', () => {
     expect(r.text).toMatch(/dtl_classify_batch_size_count [1-9]/);
     expect(r.text).toMatch(/dtl_adapter_cache_hits_total [1-9]/);
     expect(r.text).toMatch(/dtl_adapter_cache_loads_total [1-9]/);
+    // One key used for every request above: verified once from the database, then from memory.
+    expect(r.text).toMatch(/dtl_lookup_cache_total\{cache="api_keys",result="hit"\} [1-9]/);
+    expect(r.text).toMatch(/dtl_lookup_cache_total\{cache="adapter_versions",result="miss"\} [1-9]/);
+    expect(r.text).toMatch(/dtl_lookup_cache_total\{cache="adapter_versions",result="hit"\} \d+/);
     expect(r.text).toContain('dtl_training_jobs');
   });
 });
