@@ -1,21 +1,21 @@
 /**
- * The durable job table and its event log. Every status change is written together with a
- * 'status' event in one transaction, so a progress stream sees each transition exactly once and
- * in order. Worker-side verbs are guarded by the lease owner: a worker that lost its lease cannot
+ * The durable job table (its event log: job-events.ts). Every status change is written together
+ * with a 'status' event in one transaction, so a progress stream sees each transition exactly
+ * once and in order. Worker-side verbs are guarded by the lease owner: a worker that lost its lease cannot
  * complete, fail or extend a job someone else now runs.
  *
  * Time comes from the database clock (now()), never the caller's, so workers on several machines
  * agree on when a lease has expired.
  */
-import { and, asc, desc, eq, gt, inArray, isNull, lte, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, lte, sql, type SQL } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { dbCall } from '../errors.js';
 import type { Db } from '../open.js';
-import { jobEvents, jobs, type Job, type JobEvent, type JobStatus } from '../schema.js';
+import { jobEvents, jobs, type Job, type JobStatus } from '../schema.js';
+import { statusEvent, type JobScope } from './job-events.js';
 import { invalidState, one, pageOf, requireId, type Page } from './util.js';
 
-/** A tenant id, or null for system jobs (tenant_id is null). */
-export type JobScope = string | null;
+export { appendEvent, listEvents, type JobScope } from './job-events.js';
 
 export interface NewJob {
   kind: string;
@@ -35,7 +35,7 @@ export interface Backoff {
 
 export const TERMINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
 
-const MESSAGES = { jobs_tenant_id_tenants_id_fk: 'tenant not found', job_events_job_id_jobs_id_fk: 'job not found' };
+const MESSAGES = { jobs_tenant_id_tenants_id_fk: 'tenant not found' };
 
 const inMs = (ms: number): SQL => sql`now() + make_interval(secs => ${Math.max(0, ms) / 1000})`;
 
@@ -46,15 +46,6 @@ function scoped(scope: JobScope): SQL {
 /** Delay before retry number `attempts` + 1: base · 2^(attempts-1), capped. */
 export function backoffMs(attempts: number, backoff: Backoff): number {
   return Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.max(0, attempts - 1));
-}
-
-async function statusEvent(db: Db, job: Job, extra: Record<string, unknown> = {}): Promise<void> {
-  await db.insert(jobEvents).values({
-    jobId: job.id,
-    tenantId: job.tenantId,
-    type: 'status',
-    data: { status: job.status, attempt: job.attempts, ...extra },
-  });
 }
 
 export async function enqueue(db: Db, input: NewJob): Promise<Job> {
@@ -345,41 +336,4 @@ export async function recoverExpired(db: Db, backoff: Backoff, limit = 100): Pro
     }
     return out;
   });
-}
-
-export async function appendEvent(
-  db: Db,
-  event: { jobId: string; tenantId: string | null; type: string; data?: unknown },
-): Promise<JobEvent> {
-  const rows = await dbCall(
-    () =>
-      db
-        .insert(jobEvents)
-        .values({ jobId: event.jobId, tenantId: event.tenantId, type: event.type, data: event.data ?? {} })
-        .returning(),
-    MESSAGES,
-  );
-  return one(rows, 'job event');
-}
-
-/**
- * Events of one job after `afterId` (0 = from the start), oldest first. Scoped by the event's own
- * tenant id: another tenant's job yields nothing (callers check the job exists first). Ids come
- * from one sequence; events of one job are written by one worker at a time, so id order is their
- * order.
- */
-export async function listEvents(db: Db, jobId: string, scope: JobScope, afterId = 0, limit = 500): Promise<JobEvent[]> {
-  requireId(jobId, 'job');
-  return db
-    .select()
-    .from(jobEvents)
-    .where(
-      and(
-        eq(jobEvents.jobId, jobId),
-        scope === null ? isNull(jobEvents.tenantId) : eq(jobEvents.tenantId, scope),
-        gt(jobEvents.id, afterId),
-      ),
-    )
-    .orderBy(asc(jobEvents.id))
-    .limit(Math.min(Math.max(1, limit), 5000));
 }
