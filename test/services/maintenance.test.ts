@@ -4,6 +4,7 @@
  * older than the grace period, everything a row names stays, and a second sweep finds nothing.
  */
 import fs from 'node:fs/promises';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as adaptersRepo from '../../src/db/repos/adapters.js';
 import * as datasetsRepo from '../../src/db/repos/datasets.js';
@@ -76,23 +77,28 @@ describe.each(targets)('maintenance sweep: $label', ({ db: kind, open }) => {
     await adaptersRepo.remove(db.db, t, gone.id);
     const orphan = await put(`${root}/adapters/${live.id}/v2-crashed.safetensors`);
     const strayDataset = await put(`${root}/datasets/00000000-0000-4000-8000-000000000000/upload`);
+    // Still being written (young row): its first blob is not named yet, and must survive.
+    const writing = await datasetsRepo.create(db.db, t, { name: 'writing', status: 'processing' });
+    const writingKey = await put(`${root}/datasets/${writing.id}/upload`);
     const doomed = (await tenantsRepo.create(db.db, { name: `sweep-doomed-${kind}` })).id;
     const doomedKey = await put(`tenants/${doomed}/datasets/x/upload`);
     await tenantsRepo.remove(db.db, doomed);
 
-    const everything = [...readyKeys, liveKey, stuckKey, goneKey, orphan, strayDataset, doomedKey].sort();
+    const everything = [...readyKeys, liveKey, stuckKey, goneKey, orphan, strayDataset, writingKey, doomedKey].sort();
     const listed = async () => (await listAll(blobs, 'tenants/')).map((e) => e.key).filter((k) => k.startsWith(root) || k.startsWith(`tenants/${doomed}`)).sort();
 
     // Everything is young: nothing is touched.
     expect(await sweep({ deps, graceMs: HOUR })).toEqual({ tenantsPurged: 0, adaptersPurged: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0 });
     expect(await listed()).toEqual(everything);
 
-    // Two hours on, it is all old enough.
+    // Two hours on, it is all old enough — but 'writing' was touched a moment ago (its upload goes on).
+    await datasetsRepo.update(db.db, t, writing.id, { byteSize: 1 });
+    await db.db.execute(sql`update datasets set updated_at = now() + interval '2 hours' where id = ${writing.id}`);
     const later = new Date(Date.now() + 2 * HOUR);
     const report = await sweep({ deps, graceMs: HOUR, now: later });
     expect(report).toEqual({ tenantsPurged: 1, adaptersPurged: 1, datasetsRemoved: 1, orphanBlobsDeleted: 2 });
-    expect(await listed()).toEqual([...readyKeys, liveKey].sort());
-    expect((await datasetsRepo.list(db.db, t)).map((d) => d.name)).toEqual(['ready']);
+    expect(await listed()).toEqual([...readyKeys, liveKey, writingKey].sort());
+    expect((await datasetsRepo.list(db.db, t)).map((d) => d.name).sort()).toEqual(['ready', 'writing']);
     expect((await adaptersRepo.list(db.db, t)).map((a) => a.name)).toEqual(['live']);
     expect((await adaptersRepo.resolve(db.db, t, 'live')).version.objectKey).toBe(liveKey);
     expect((await blobs.getBuffer(liveKey)).toString()).toBe(liveKey);

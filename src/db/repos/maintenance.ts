@@ -49,3 +49,8 @@ export async function referencedBlobKeys(db: Db): Promise<Set<string>> {
   for (const v of await db.select({ key: adapterVersions.objectKey }).from(adapterVersions)) keys.add(v.key);
   return keys;
 }
+
+/** Data sets still being written (status 'processing'): their blobs may exist before the row names them. */
+export async function processingDatasets(db: Db): Promise<Array<{ tenantId: string; id: string }>> {
+  return db.select({ tenantId: datasets.tenantId, id: datasets.id }).from(datasets).where(eq(datasets.status, 'processing'));
+}
