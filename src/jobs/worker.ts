@@ -186,15 +186,16 @@ export class Worker {
     let beating = false;
     // Grows when the handler reports long busy stretches (keepAlive); never below the queue's.
     let leaseMs = this.queue.leaseMs;
+    const heard = (hb: { held: boolean; cancelRequested: boolean }) => {
+      if (!hb.held) abort('lease_lost');
+      else if (hb.cancelRequested) abort('cancelled');
+    };
     const heartbeat = setInterval(() => {
       if (beating) return;
       beating = true;
       this.queue
         .heartbeat(job.id, this.owner, undefined, leaseMs)
-        .then((hb) => {
-          if (!hb.held) abort('lease_lost');
-          else if (hb.cancelRequested) abort('cancelled');
-        })
+        .then(heard)
         .catch((err: unknown) => this.log.warn({ err, job: job.id }, 'heartbeat failed'))
         .finally(() => {
           beating = false;
@@ -216,9 +217,7 @@ export class Worker {
         const needed = Math.ceil(4 * expectedMs);
         if (!(needed > leaseMs)) return;
         leaseMs = needed;
-        const hb = await this.queue.heartbeat(job.id, this.owner, undefined, leaseMs);
-        if (!hb.held) abort('lease_lost');
-        else if (hb.cancelRequested) abort('cancelled');
+        heard(await this.queue.heartbeat(job.id, this.owner, undefined, leaseMs));
       },
     };
 

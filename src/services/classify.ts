@@ -10,13 +10,12 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import * as adaptersRepo from '../db/repos/adapters.js';
 import type { AdapterVersion } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import { preprocessImage } from '../model/index.js';
 import type { AdapterRef, ItemResult, ServingEngine } from '../serve/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
-import type { ResolvedVersion, VersionResolver, VersionSelector } from './version-resolver.js';
+import { VersionResolver, type ResolvedVersion, type VersionSelector } from './version-resolver.js';
 
 export const MAX_IMAGES_PER_REQUEST = 64;
 export const MAX_FANOUT_ADAPTERS = 16;
@@ -145,11 +144,9 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   return [value, performance.now() - t0];
 }
 
-type Resolved = ResolvedVersion;
-
-function resolveVersion(deps: Deps, ctx: TenantCtx, sel: VersionSelector): Promise<Resolved> {
-  if (deps.resolver !== undefined) return deps.resolver.resolve(ctx.tenantId, sel);
-  return adaptersRepo.resolve(deps.database.db, ctx.tenantId, sel.adapter, sel.version ?? sel.alias ?? adaptersRepo.LATEST);
+function resolveVersion(deps: Deps, ctx: TenantCtx, sel: VersionSelector): Promise<ResolvedVersion> {
+  // Without the process's resolver (CLI, tests), a throwaway one: the same lookup, nothing kept.
+  return (deps.resolver ?? new VersionResolver(deps)).resolve(ctx.tenantId, sel);
 }
 
 function refOf(version: AdapterVersion): AdapterRef {
@@ -176,7 +173,7 @@ async function preprocessAll(deps: Deps, images: Uint8Array[]): Promise<Array<{ 
 function answer(
   result: ItemResult,
   k: number,
-  resolved: Resolved,
+  resolved: ResolvedVersion,
   options: { topK: number; threshold?: number },
   t: { resolveMs: number; preprocessMs: number; started: number },
 ): ClassifyAnswer {

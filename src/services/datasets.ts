@@ -25,6 +25,7 @@ import {
   type SplitCounts,
 } from '../train/ingest/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
+import { tenantBlobPrefix } from './tenants.js';
 
 export interface DatasetView {
   id: string;
@@ -81,7 +82,8 @@ export function toView(row: Dataset): DatasetView {
   };
 }
 
-const prefixOf = (tenantId: string, datasetId: string) => `tenants/${tenantId}/datasets/${datasetId}`;
+/** Where a data set's blobs live (the maintenance sweep spares or clears this folder whole). */
+export const datasetBlobPrefix = (tenantId: string, datasetId: string) => `${tenantBlobPrefix(tenantId)}datasets/${datasetId}/`;
 
 function classCounts(r: IngestResult): ClassCounts {
   // fromEntries defines own properties, so a label like '__proto__' stays an ordinary key.
@@ -149,8 +151,8 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
     }
     const row = await datasetsRepo.create(database.db, ctx.tenantId, { name: name.data, status: 'processing', byteSize: total });
     rowId = row.id;
-    const rawKey = `${prefixOf(ctx.tenantId, row.id)}/upload`;
-    const preparedKey = `${prefixOf(ctx.tenantId, row.id)}/prepared.bin`;
+    const rawKey = `${datasetBlobPrefix(ctx.tenantId, row.id)}upload`;
+    const preparedKey = `${datasetBlobPrefix(ctx.tenantId, row.id)}prepared.bin`;
     keys.push(rawKey);
     await blobs.putStream(rawKey, createReadStream(spooled.path), spooled.bytes, { contentType: input.contentType });
     keys.push(preparedKey);

@@ -15,9 +15,8 @@ import * as datasetsRepo from '../db/repos/datasets.js';
 import * as maintenanceRepo from '../db/repos/maintenance.js';
 import { deletePrefix, listAll } from '../storage/index.js';
 import type { ServiceDeps } from './context.js';
+import { datasetBlobPrefix } from './datasets.js';
 import { deleteTenant } from './tenants.js';
-
-const datasetPrefix = (tenantId: string, datasetId: string) => `tenants/${tenantId}/datasets/${datasetId}/`;
 
 export interface SweepReport {
   tenantsPurged: number;
@@ -49,14 +48,14 @@ export async function sweep({
     report.adaptersPurged++;
   }
   for (const d of await maintenanceRepo.staleProcessingDatasets(db, cutoff)) {
-    await deletePrefix(deps.blobs, datasetPrefix(d.tenantId, d.id));
+    await deletePrefix(deps.blobs, datasetBlobPrefix(d.tenantId, d.id));
     await datasetsRepo.remove(db, d.tenantId, d.id);
     report.datasetsRemoved++;
   }
   // Read the names before listing: a blob written after this read is young, so it is kept. A
   // data set still being written names its blobs only when done: its folder is spared whole.
   const named = await maintenanceRepo.referencedBlobKeys(db);
-  const writing = (await maintenanceRepo.processingDatasets(db)).map((d) => datasetPrefix(d.tenantId, d.id));
+  const writing = (await maintenanceRepo.processingDatasets(db)).map((d) => datasetBlobPrefix(d.tenantId, d.id));
   for (const entry of await listAll(deps.blobs, 'tenants/')) {
     if (named.has(entry.key) || writing.some((p) => entry.key.startsWith(p))) continue;
     const head = await deps.blobs.head(entry.key);
