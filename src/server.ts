@@ -57,12 +57,6 @@ export async function checkBackboneFolder(config: Pick<Config, 'BACKBONE'>): Pro
   }
 }
 
-/** The configured backbone: a local folder, or `blob:<key prefix>` in the blob store. */
-export async function loadBackbone(config: Pick<Config, 'BACKBONE'>, blobs: BlobStore): Promise<Backbone> {
-  await checkBackboneFolder(config);
-  return loadConfiguredBackbone(config, blobs);
-}
-
 /** The serving engine as configured, reporting its batches to the metrics. */
 export function createEngine(config: Config, backbone: Backbone, blobs: BlobStore, metrics: Metrics): ServingEngine {
   return ServingEngine.fromConfig(config, backbone, blobs, { onBatch: (info) => metrics.observeBatch(info) });
@@ -105,7 +99,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
     opened.push(['database', () => database.close()]);
     blobs = await openBlobStore(config);
     opened.push(['blob store', () => blobs.close()]);
-    backbone = await loadBackbone(config, blobs);
+    backbone = await loadConfiguredBackbone(config, blobs); // its folder was checked above
     opened.push(['backbone', () => backbone.dispose()]);
   } catch (err) {
     await unwind();
@@ -173,7 +167,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
       // Keep-alive connections go idle as their last response ends (SSE streams end on the abort):
       // close them as they do, rather than waiting out the keep-alive timeout.
       server.closeIdleConnections();
-      const sweeper = setInterval(() => server.closeIdleConnections(), 100);
+      const idleCloser = setInterval(() => server.closeIdleConnections(), 100);
       const budget = config.SHUTDOWN_TIMEOUT_MS;
       const drained = within(engine.drain(), budget);
       const stopped = worker?.stop().catch((err: unknown) => log.error({ err }, 'stopping the worker failed'));
@@ -183,7 +177,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
         server.closeAllConnections();
         await closed;
       }
-      clearInterval(sweeper);
+      clearInterval(idleCloser);
       await stopped;
       await maintenance?.stop();
       await closeQuietly(log, 'serving engine', () => engine.close());

@@ -47,15 +47,19 @@ export async function sweep({
     await adaptersRepo.purge(db, a.tenantId, a.id);
     report.adaptersPurged++;
   }
-  for (const d of await maintenanceRepo.staleProcessingDatasets(db, cutoff)) {
+  // Read the names before listing: a blob written after this read is young, so it is kept. A
+  // data set still being written names its blobs only when done: its folder is spared whole.
+  const named = await maintenanceRepo.referencedBlobKeys(db);
+  const writing: string[] = [];
+  for (const d of await maintenanceRepo.processingDatasets(db)) {
+    if (d.updatedAt >= cutoff) {
+      writing.push(datasetBlobPrefix(d.tenantId, d.id));
+      continue;
+    }
     await deletePrefix(deps.blobs, datasetBlobPrefix(d.tenantId, d.id));
     await datasetsRepo.remove(db, d.tenantId, d.id);
     report.datasetsRemoved++;
   }
-  // Read the names before listing: a blob written after this read is young, so it is kept. A
-  // data set still being written names its blobs only when done: its folder is spared whole.
-  const named = await maintenanceRepo.referencedBlobKeys(db);
-  const writing = (await maintenanceRepo.processingDatasets(db)).map((d) => datasetBlobPrefix(d.tenantId, d.id));
   for (const entry of await listAll(deps.blobs, 'tenants/')) {
     if (named.has(entry.key) || writing.some((p) => entry.key.startsWith(p))) continue;
     const head = await deps.blobs.head(entry.key);

@@ -31,14 +31,6 @@ export async function deletedAdaptersBefore(db: Db, cutoff: Date): Promise<Array
   return [...byId.values()];
 }
 
-/** Data sets still 'processing' since before `cutoff`: their upload request died mid-way. */
-export async function staleProcessingDatasets(db: Db, cutoff: Date): Promise<Array<{ tenantId: string; id: string }>> {
-  return db
-    .select({ tenantId: datasets.tenantId, id: datasets.id })
-    .from(datasets)
-    .where(and(eq(datasets.status, 'processing'), lt(datasets.updatedAt, cutoff)));
-}
-
 /** Every blob key a row names (data set uploads and prepared forms, adapter version files). */
 export async function referencedBlobKeys(db: Db): Promise<Set<string>> {
   const keys = new Set<string>();
@@ -50,7 +42,13 @@ export async function referencedBlobKeys(db: Db): Promise<Set<string>> {
   return keys;
 }
 
-/** Data sets still being written (status 'processing'): their blobs may exist before the row names them. */
-export async function processingDatasets(db: Db): Promise<Array<{ tenantId: string; id: string }>> {
-  return db.select({ tenantId: datasets.tenantId, id: datasets.id }).from(datasets).where(eq(datasets.status, 'processing'));
+/**
+ * Data sets in status 'processing', with when they were last touched: young ones are being
+ * written (their blobs exist before the row names them), old ones were left by a dead request.
+ */
+export async function processingDatasets(db: Db): Promise<Array<{ tenantId: string; id: string; updatedAt: Date }>> {
+  return db
+    .select({ tenantId: datasets.tenantId, id: datasets.id, updatedAt: datasets.updatedAt })
+    .from(datasets)
+    .where(eq(datasets.status, 'processing'));
 }
