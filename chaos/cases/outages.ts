@@ -72,6 +72,12 @@ export async function databaseOutage(svc: Service, db: OwnDatabase, t: TenantFix
   const { answers, problems } = await duringOutage(svc, list, seconds, new Set());
   await db.unblock();
   const recoveryMs = await recover(svc, list, { classify: 200, 'list data sets': 200, readyz: 200 });
+  // Recovered means writes too, on whatever pooled connections the outage left behind.
+  for (let i = 0; i < 3; i++) {
+    const up = await send(svc.url, { method: 'POST', path: `/v1/datasets?name=after-db-outage-${i}`, token: t.token, headers: { 'content-type': 'application/zip' }, body: await datasetZip() });
+    if (up.status !== 201) problems.push(`upload after recovery: ${up.status} ${up.code ?? up.error ?? ''}`);
+    answers.push(up);
+  }
   const outside = answers.filter(outsideContract).length;
   tally.outsideContract += outside;
   tally.crashes += svc.crashes.length;

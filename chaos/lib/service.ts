@@ -3,7 +3,7 @@
  * 'listening' log line), with what the suite needs around it: RSS samples from /proc, kill -9 and
  * restart on the same data directory, and a record of every exit the suite did not ask for.
  */
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,8 @@ export const ADMIN_TOKEN = 'chaos-admin-token-0123456789';
 export interface Service {
   url: string;
   dataDir: string;
+  /** The service's stdout and stderr, across restarts; left in place after stop(). */
+  logFile: string;
   env: Record<string, string>;
   /** Current process id. */
   pid(): number;
@@ -49,6 +51,9 @@ export async function startService(env: Record<string, string> = {}): Promise<Se
     expectingExit = false;
     const p = spawnServer({ ...base, ...extra });
     proc = p;
+    // The service's own log, kept after the run (beside its data directory) for whoever reads a failure.
+    p.proc.stdout!.on('data', (d: string) => appendFileSync(svc.logFile, d));
+    p.proc.stderr!.on('data', (d: string) => appendFileSync(svc.logFile, d));
     void p.exited.then(({ code, signal }) => {
       if (!expectingExit && proc === p) crashes.push(`exit ${code ?? signal}: ${p.stderr().slice(-500)}`);
     });
@@ -57,6 +62,7 @@ export async function startService(env: Record<string, string> = {}): Promise<Se
   const svc: Service = {
     url: '',
     dataDir,
+    logFile: `${dataDir}.log`,
     env: base,
     pid: () => proc?.proc.pid ?? -1,
     rssMiB: () => rssMiBOf(proc?.proc.pid ?? -1),
