@@ -31,7 +31,7 @@ export function textProblem(text: string): string | undefined {
   const m = FORBIDDEN.exec(text);
   if (m === null) return undefined;
   const kind = BIDI.test(m[0]) ? 'a bidirectional control character' : 'a control or invisible character';
-  return `contains ${kind} (${codePointName(m[0])}); remove it`;
+  return `contains ${kind} (${codePointName(m[0])})`;
 }
 
 /** NFC; a string that is not well-formed Unicode is returned unchanged (textProblem refuses it). */
@@ -62,6 +62,6 @@ export function escapeText(text: string): string {
 export function nameSchema(rest: (s: z.ZodString) => z.ZodString = (s) => s): z.ZodType<string, string> {
   return rest(z.string().overwrite(normalizeText)).superRefine((s, ctx) => {
     const why = textProblem(s);
-    if (why !== undefined) ctx.addIssue({ code: 'custom', message: why });
+    if (why !== undefined) ctx.addIssue({ code: 'custom', message: `${why}; remove it` });
   });
 }
