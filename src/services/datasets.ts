@@ -1,8 +1,10 @@
 /**
- * Data set verbs. createDataset streams the upload to a private temp file (byte-limited, never
- * buffered whole), validates and preprocesses it (train/ingest), stores the raw upload and the
- * prepared form in the blob store under the tenant's prefix, and records the row. A failed
- * upload leaves nothing behind: no row, no blobs, and earlier data sets untouched.
+ * Data set verbs. createDataset makes the row ('processing', under a lease it renews), streams the
+ * upload to a private temp file (byte-limited, never buffered whole), validates and preprocesses
+ * it (train/ingest) within the tenant's ingest budget, stores the raw upload and the prepared form
+ * in the blob store under the tenant's prefix, and marks the row ready. A failed upload leaves
+ * nothing behind: no row, no blobs, and earlier data sets untouched. A process that dies mid-way
+ * leaves a row whose lease lapses: readers then show it failed, and the sweep takes its blobs.
  */
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
@@ -124,7 +126,7 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
   // The row exists (and says 'processing') from the first byte on, under a lease this process
   // renews; if the process dies, readers see the lease lapse and the data set fail.
   const row = await datasetsRepo.create(database.db, ctx.tenantId, { name: name.data, status: 'processing', leaseMs: config.DATASET_LEASE_MS });
-  const lease = new LeaseKeeper(deps, ctx.tenantId, row.id);
+  const lease = new LeaseKeeper(deps, ctx.tenantId, row.id, (err) => input.source.destroy(err));
   const keys: string[] = [];
   let spooled: Awaited<ReturnType<typeof spoolUpload>> | undefined;
   let reservation: IngestReservation | undefined;
@@ -200,21 +202,24 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
 /**
  * Renews a data set's lease every quarter of DATASET_LEASE_MS while it is being made. When the
  * renewal finds the data set no longer 'processing' (this process stalled past the lease and a
- * reader marked it failed), the upload is aborted: its row is not ours to finish any more.
+ * reader marked it failed), the upload is aborted (`onLost`, and `signal` for the ingestion): its
+ * row is not ours to finish any more.
  */
 class LeaseKeeper {
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
+  private stopped = false;
   lost = false;
 
-  constructor(deps: Pick<ServiceDeps, 'database' | 'config' | 'log'>, tenantId: string, id: string) {
+  constructor(deps: Pick<ServiceDeps, 'database' | 'config' | 'log'>, tenantId: string, id: string, onLost: (err: AppError) => void) {
     const ms = deps.config.DATASET_LEASE_MS;
     this.timer = setInterval(() => {
       datasetsRepo.renewLease(deps.database.db, tenantId, id, ms).then(
         (held) => {
-          if (held || this.lost) return;
+          if (held || this.lost || this.stopped) return;
           this.lost = true;
           this.controller.abort(this.lostError());
+          onLost(this.lostError());
         },
         (err: unknown) => deps.log.warn({ err, datasetId: id }, 'data set lease renewal failed'),
       );
@@ -231,6 +236,7 @@ class LeaseKeeper {
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
   }
 }
