@@ -121,10 +121,18 @@ export const datasets = pgTable(
     preparedKey: text('prepared_key'),
     problems: jsonb('problems').$type<DatasetProblem[]>().notNull().default([]),
     error: text('error'),
+    /**
+     * While 'processing': the uploading process renews it; once it lapses the process is gone and
+     * a reader marks the data set failed. Null in every other state.
+     */
+    leaseUntil: ts('lease_until'),
     createdAt: createdAt(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
   },
-  (t) => [index('datasets_tenant_created_idx').on(t.tenantId, t.createdAt)],
+  (t) => [
+    index('datasets_tenant_created_idx').on(t.tenantId, t.createdAt),
+    index('datasets_lease_idx').on(t.leaseUntil).where(sql`${t.status} = 'processing'`),
+  ],
 );
 
 export const adapters = pgTable(

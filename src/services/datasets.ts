@@ -1,8 +1,10 @@
 /**
- * Data set verbs. createDataset streams the upload to a private temp file (byte-limited, never
- * buffered whole), validates and preprocesses it (train/ingest), stores the raw upload and the
- * prepared form in the blob store under the tenant's prefix, and records the row. A failed
- * upload leaves nothing behind: no row, no blobs, and earlier data sets untouched.
+ * Data set verbs. createDataset makes the row ('processing', under a lease it renews), streams the
+ * upload to a private temp file (byte-limited, never buffered whole), validates and preprocesses
+ * it (train/ingest) within the tenant's ingest budget, stores the raw upload and the prepared form
+ * in the blob store under the tenant's prefix, and marks the row ready. A failed upload leaves
+ * nothing behind: no row, no blobs, and earlier data sets untouched. A process that dies mid-way
+ * leaves a row whose lease lapses: readers then show it failed, and the sweep takes its blobs.
  */
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +14,7 @@ import * as datasetsRepo from '../db/repos/datasets.js';
 import * as tenantsRepo from '../db/repos/tenants.js';
 import type { ClassCounts, Dataset, DatasetStatus } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
+import { nameSchema } from '../text.js';
 import type { Page } from '../db/repos/util.js';
 import {
   encodePreparedParts,
@@ -25,6 +28,7 @@ import {
   type SplitCounts,
 } from '../train/ingest/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
+import { ingestBudgetFor, type IngestReservation } from './ingest-budget.js';
 import { tenantBlobPrefix } from './tenants.js';
 
 export interface DatasetView {
@@ -63,7 +67,7 @@ export interface CreateDatasetResult {
   totals: SplitCounts;
 }
 
-const nameSchema = z.string().trim().min(1, 'name must not be empty').max(200, 'name is longer than 200 characters');
+const datasetName = nameSchema((s) => s.trim().min(1, 'name must not be empty').max(200, 'name is longer than 200 characters'));
 const policySchema = z.enum(['skip', 'reject']);
 
 export function toView(row: Dataset): DatasetView {
@@ -111,7 +115,7 @@ async function checkQuotas(deps: ServiceDeps, ctx: TenantCtx): Promise<number> {
 }
 
 export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; ctx: TenantCtx; input: CreateDatasetInput }): Promise<CreateDatasetResult> {
-  const name = nameSchema.safeParse(input.name);
+  const name = datasetName.safeParse(input.name);
   if (!name.success) throw new AppError('validation_failed', `dataset name: ${name.error.issues[0].message}`);
   const policy = policySchema.safeParse(input.policy ?? 'skip');
   if (!policy.success) throw new AppError('validation_failed', "policy must be 'skip' or 'reject'");
@@ -119,27 +123,36 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
   const left = await checkQuotas(deps, ctx);
   const maxBytes = Math.min(config.UPLOAD_MAX_BYTES, left);
 
-  let spooled;
-  try {
-    spooled = await spoolUpload(input.source, { maxBytes, tmpDir: uploadTmpDir(config) });
-  } catch (err) {
-    if (isAppError(err) && err.code === 'payload_too_large' && maxBytes < config.UPLOAD_MAX_BYTES) {
-      throw new AppError('quota_exceeded', `storage quota reached: the upload is larger than the ${left} bytes this tenant has left`, {
-        details: { kind: 'bytes', limit: config.QUOTA_BYTES, remaining: left },
-      });
-    }
-    throw err;
-  }
-  let rowId: string | undefined;
+  // The row exists (and says 'processing') from the first byte on, under a lease this process
+  // renews; if the process dies, readers see the lease lapse and the data set fail.
+  const row = await datasetsRepo.create(database.db, ctx.tenantId, { name: name.data, status: 'processing', leaseMs: config.DATASET_LEASE_MS });
+  const lease = new LeaseKeeper(deps, ctx.tenantId, row.id, (err) => input.source.destroy(err));
   const keys: string[] = [];
+  let spooled: Awaited<ReturnType<typeof spoolUpload>> | undefined;
+  let reservation: IngestReservation | undefined;
   try {
+    try {
+      spooled = await spoolUpload(input.source, { maxBytes, tmpDir: uploadTmpDir(config) });
+    } catch (err) {
+      if (isAppError(err) && err.code === 'payload_too_large' && maxBytes < config.UPLOAD_MAX_BYTES) {
+        throw new AppError('quota_exceeded', `storage quota reached: the upload is larger than the ${left} bytes this tenant has left`, {
+          details: { kind: 'bytes', limit: config.QUOTA_BYTES, remaining: left },
+        });
+      }
+      throw err;
+    }
     const result = await ingestFile({
       path: spooled.path,
       contentType: input.contentType,
       imageSize: deps.backbone.config.imageSize,
       policy: policy.data,
-      limits: { maxImagePixels: config.IMAGE_MAX_PIXELS, ...(input.minPerClass === undefined ? {} : { minPerClass: input.minPerClass }) },
-      signal: input.signal,
+      limits: {
+        maxImagePixels: config.IMAGE_MAX_PIXELS,
+        maxUncompressedBytes: config.INGEST_MAX_INFLATED_BYTES,
+        ...(input.minPerClass === undefined ? {} : { minPerClass: input.minPerClass }),
+      },
+      admit: (need) => (reservation = ingestBudgetFor(deps).reserve(ctx.tenantId, need)),
+      signal: input.signal === undefined ? lease.signal : AbortSignal.any([input.signal, lease.signal]),
     });
     const parts = encodePreparedParts(result.prepared);
     const preparedBytes = parts.reduce((a, b) => a + b.length, 0);
@@ -149,8 +162,7 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
         details: { kind: 'bytes', limit: config.QUOTA_BYTES, remaining: left, requested: total },
       });
     }
-    const row = await datasetsRepo.create(database.db, ctx.tenantId, { name: name.data, status: 'processing', byteSize: total });
-    rowId = row.id;
+    await datasetsRepo.update(database.db, ctx.tenantId, row.id, { byteSize: total }, { fromStatus: ['processing'] });
     const rawKey = `${datasetBlobPrefix(ctx.tenantId, row.id)}upload`;
     const preparedKey = `${datasetBlobPrefix(ctx.tenantId, row.id)}prepared.bin`;
     keys.push(rawKey);
@@ -169,18 +181,63 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
         rawKey,
         preparedKey,
         problems: result.problems.map((p) => ({ code: p.code, message: p.message, file: p.path })),
+        leaseUntil: null,
       },
       { fromStatus: ['processing'] },
     );
     deps.log.info({ tenantId: ctx.tenantId, datasetId: row.id, images: result.totals.total, classes: result.labels.length, problems: result.problemCount }, 'dataset created');
     return { dataset: toView(ready), form: result.form, problemCount: result.problemCount, totals: result.totals };
   } catch (err) {
-    // Leave nothing half-made: the row (if any) and every blob written for it.
+    // Leave nothing half-made: the row and every blob written for it.
     for (const key of keys) await blobs.delete(key).catch(() => {});
-    if (rowId !== undefined) await datasetsRepo.remove(database.db, ctx.tenantId, rowId).catch(() => {});
-    throw err;
+    await datasetsRepo.remove(database.db, ctx.tenantId, row.id).catch(() => {});
+    throw lease.lost ? lease.lostError() : err;
   } finally {
-    await removeWorkDir(spooled.workDir);
+    lease.stop();
+    reservation?.release();
+    if (spooled !== undefined) await removeWorkDir(spooled.workDir);
+  }
+}
+
+/**
+ * Renews a data set's lease every quarter of DATASET_LEASE_MS while it is being made. When the
+ * renewal finds the data set no longer 'processing' (this process stalled past the lease and a
+ * reader marked it failed), the upload is aborted (`onLost`, and `signal` for the ingestion): its
+ * row is not ours to finish any more.
+ */
+class LeaseKeeper {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  private stopped = false;
+  lost = false;
+
+  constructor(deps: Pick<ServiceDeps, 'database' | 'config' | 'log'>, tenantId: string, id: string, onLost: (err: AppError) => void) {
+    const ms = deps.config.DATASET_LEASE_MS;
+    this.timer = setInterval(() => {
+      datasetsRepo.renewLease(deps.database.db, tenantId, id, ms).then(
+        (held) => {
+          if (held || this.lost || this.stopped) return;
+          this.lost = true;
+          this.controller.abort(this.lostError());
+          onLost(this.lostError());
+        },
+        (err: unknown) => deps.log.warn({ err, datasetId: id }, 'data set lease renewal failed'),
+      );
+    }, Math.max(250, Math.floor(ms / 4)));
+    this.timer.unref();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  lostError(): AppError {
+    return new AppError('unavailable', 'the upload stalled past its lease (DATASET_LEASE_MS) and was marked interrupted; upload again');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
   }
 }
 
@@ -191,12 +248,29 @@ export function sweepUploadWorkDirs({ deps }: { deps: Pick<ServiceDeps, 'config'
   return sweepWorkDirs(uploadTmpDir(deps.config), deps.config.SWEEP_GRACE_MS);
 }
 
+/**
+ * A read that shows a 'processing' data set whose lease lapsed by this clock asks the database
+ * (whose clock decides) to fail the tenant's interrupted uploads; true when it did, so the caller
+ * reads again. Reads that show no such row cost nothing extra.
+ */
+async function failInterrupted(deps: Pick<ServiceDeps, 'database' | 'log'>, tenantId: string, rows: Dataset[]): Promise<boolean> {
+  const now = Date.now();
+  if (!rows.some((r) => r.status === 'processing' && r.leaseUntil !== null && r.leaseUntil.getTime() < now)) return false;
+  const failed = await datasetsRepo.expireLeases(deps.database.db, tenantId);
+  if (failed.length > 0) deps.log.warn({ tenantId, datasets: failed.map((d) => d.id) }, 'data sets interrupted while processing marked failed');
+  return failed.length > 0;
+}
+
 export async function getDataset({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<DatasetView> {
-  return toView(await datasetsRepo.get(deps.database.db, ctx.tenantId, id));
+  const row = await datasetsRepo.get(deps.database.db, ctx.tenantId, id);
+  if (await failInterrupted(deps, ctx.tenantId, [row])) return toView(await datasetsRepo.get(deps.database.db, ctx.tenantId, id));
+  return toView(row);
 }
 
 export async function listDatasets({ deps, ctx, page }: { deps: ServiceDeps; ctx: TenantCtx; page?: Page & { status?: DatasetStatus } }): Promise<DatasetView[]> {
-  return (await datasetsRepo.list(deps.database.db, ctx.tenantId, page)).map(toView);
+  const rows = await datasetsRepo.list(deps.database.db, ctx.tenantId, page);
+  if (await failInterrupted(deps, ctx.tenantId, rows)) return (await datasetsRepo.list(deps.database.db, ctx.tenantId, page)).map(toView);
+  return rows.map(toView);
 }
 
 /** Deletes the row, then its blobs. Adapter versions trained on it keep working (they only lose the link). */

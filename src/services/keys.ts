@@ -6,11 +6,12 @@ import { z } from 'zod';
 import * as keysRepo from '../db/repos/keys.js';
 import type { ApiKey } from '../db/schema.js';
 import { isAppError } from '../errors.js';
+import { nameSchema } from '../text.js';
 import { generateKey, invalid, scopeSchema, type KeyRevocations, type Scope } from './auth.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 
 export const createKeyInput = z.object({
-  name: z.string().trim().max(100).default(''),
+  name: nameSchema((s) => s.trim().max(100)).default(''),
   scopes: z
     .array(scopeSchema)
     .min(1)

@@ -6,7 +6,9 @@
  *
  * - tenants deleted but not purged → purged (deleteTenant is re-runnable);
  * - adapters deleted but not purged → their version files deleted, rows dropped;
- * - data sets stuck in 'processing' (the upload request died after the row was made) → blobs and row removed;
+ * - data sets whose upload lease lapsed (the process died mid-upload) → failed (readers do this too);
+ *   their blobs are then named by no row and go with the orphans;
+ * - data sets stuck in 'processing' without a lease (rows older than leases) → blobs and row removed;
  * - blobs under `tenants/` that no row names (a publish or import that died between blob and row,
  *   a delete that died between row and blob) → deleted.
  */
@@ -21,6 +23,8 @@ import { deleteTenant } from './tenants.js';
 export interface SweepReport {
   tenantsPurged: number;
   adaptersPurged: number;
+  /** Uploads whose process died (lease lapsed): marked failed, the row kept for the tenant to see. */
+  datasetsFailed: number;
   datasetsRemoved: number;
   orphanBlobsDeleted: number;
 }
@@ -36,7 +40,7 @@ export async function sweep({
 }): Promise<SweepReport> {
   const db = deps.database.db;
   const cutoff = new Date(now.getTime() - graceMs);
-  const report: SweepReport = { tenantsPurged: 0, adaptersPurged: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0 };
+  const report: SweepReport = { tenantsPurged: 0, adaptersPurged: 0, datasetsFailed: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0 };
 
   for (const id of await maintenanceRepo.deletedTenantsBefore(db, cutoff)) {
     await deleteTenant({ deps, id });
@@ -49,10 +53,13 @@ export async function sweep({
   }
   // Read the names before listing: a blob written after this read is young, so it is kept. A
   // data set still being written names its blobs only when done: its folder is spared whole.
+  const interrupted = await datasetsRepo.expireLeases(db);
+  if (interrupted.length > 0) deps.log.warn({ datasets: interrupted.map((d) => d.id) }, 'data sets interrupted while processing marked failed');
+  report.datasetsFailed = interrupted.length;
   const named = await maintenanceRepo.referencedBlobKeys(db);
   const writing: string[] = [];
   for (const d of await maintenanceRepo.processingDatasets(db)) {
-    if (d.updatedAt >= cutoff) {
+    if (d.leaseUntil !== null || d.updatedAt >= cutoff) {
       writing.push(datasetBlobPrefix(d.tenantId, d.id));
       continue;
     }
@@ -67,7 +74,7 @@ export async function sweep({
     await deps.blobs.delete(entry.key);
     report.orphanBlobsDeleted++;
   }
-  const total = report.tenantsPurged + report.adaptersPurged + report.datasetsRemoved + report.orphanBlobsDeleted;
+  const total = report.tenantsPurged + report.adaptersPurged + report.datasetsFailed + report.datasetsRemoved + report.orphanBlobsDeleted;
   if (total > 0) deps.log.info({ ...report }, 'maintenance sweep cleaned up');
   return report;
 }

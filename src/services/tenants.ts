@@ -14,17 +14,19 @@ import * as jobsRepo from '../db/repos/jobs.js';
 import { adapterVersions, datasets, tenants, type Tenant } from '../db/schema.js';
 import { isUuid } from '../db/errors.js';
 import { notFound } from '../errors.js';
+import { nameSchema } from '../text.js';
 import { deletePrefix } from '../storage/index.js';
 import { invalid, type KeyRevocations } from './auth.js';
 import type { ServiceDeps } from './context.js';
 
 export const createTenantInput = z.object({
-  name: z
-    .string()
-    .trim()
-    .min(1)
-    .max(100)
-    .regex(/^[\p{L}\p{N}][\p{L}\p{N} ._-]*$/u, 'letters, digits, spaces, ".", "_" or "-", starting with a letter or digit'),
+  name: nameSchema((s) =>
+    s
+      .trim()
+      .min(1)
+      .max(100)
+      .regex(/^[\p{L}\p{N}][\p{L}\p{N} ._-]*$/u, 'letters, digits, spaces, ".", "_" or "-", starting with a letter or digit'),
+  ),
 });
 export type CreateTenantInput = z.input<typeof createTenantInput>;
 

@@ -1,6 +1,6 @@
 /**
  * Imports point down the layers: routes → services → train | serve → model | jobs | db | storage →
- * config | errors | log. This test reads every import in src/ and fails on one that points up or
+ * config | errors | log | text. This test reads every import in src/ and fails on one that points up or
  * sideways, so the rule in ARCHITECTURE.md cannot rot silently.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -8,13 +8,14 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const SRC = path.resolve('src');
-const BASE = ['config', 'config-docs', 'errors', 'log'];
+const BASE = ['config', 'config-docs', 'errors', 'log', 'text'];
 /** What each area may import besides itself. */
 const ALLOWED: Record<string, string[]> = {
   config: ['errors'],
   'config-docs': ['config'],
   errors: [],
   log: [],
+  text: [],
   metrics: [...BASE],
   model: [...BASE],
   storage: [...BASE],

@@ -1,5 +1,5 @@
 /** Data sets: one upload, its validation status, class counts and the blob keys it lives under. */
-import { and, count, desc, eq, inArray, sql } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, lt, sql } from 'drizzle-orm';
 import { dbCall } from '../errors.js';
 import type { Db } from '../open.js';
 import { datasets, type ClassCounts, type Dataset, type DatasetProblem, type DatasetStatus } from '../schema.js';
@@ -12,7 +12,15 @@ export interface NewDataset {
   status?: DatasetStatus;
   rawKey?: string | null;
   byteSize?: number;
+  /** With status 'processing': the lease the uploading process holds (and renews), from now. */
+  leaseMs?: number;
 }
+
+/** What a data set whose uploading process died reads as. */
+export const INTERRUPTED = 'processing was interrupted; upload again';
+
+// The database's clock, not this process's: replicas' clocks may differ, the database's is one.
+const leaseFromNow = (ms: number) => sql`now() + ${Math.round(ms)} * interval '1 millisecond'`;
 
 export interface DatasetPatch {
   name?: string;
@@ -24,6 +32,7 @@ export interface DatasetPatch {
   preparedKey?: string | null;
   problems?: DatasetProblem[];
   error?: string | null;
+  leaseUntil?: Date | null;
 }
 
 export async function create(db: Db, tenantId: string, input: NewDataset): Promise<Dataset> {
@@ -38,6 +47,7 @@ export async function create(db: Db, tenantId: string, input: NewDataset): Promi
           status: input.status ?? 'pending',
           rawKey: input.rawKey ?? null,
           byteSize: input.byteSize ?? 0,
+          leaseUntil: input.leaseMs === undefined ? null : leaseFromNow(input.leaseMs),
         })
         .returning(),
     MESSAGES,
@@ -104,6 +114,44 @@ export async function update(
   throw invalidState(`dataset '${id}' is ${current.status}, expected ${opts.fromStatus?.join(' or ')}`, {
     status: current.status,
   });
+}
+
+/**
+ * Extends the lease of a data set this process is still writing. False when it is no longer
+ * 'processing' (a reader found the lease lapsed and marked it failed, or it was deleted).
+ */
+export async function renewLease(db: Db, tenantId: string, id: string, leaseMs: number): Promise<boolean> {
+  requireId(id, 'dataset');
+  const rows = await dbCall(() =>
+    db
+      .update(datasets)
+      .set({ leaseUntil: leaseFromNow(leaseMs) })
+      .where(and(eq(datasets.id, id), eq(datasets.tenantId, tenantId), eq(datasets.status, 'processing')))
+      .returning({ id: datasets.id }),
+  );
+  return rows.length > 0;
+}
+
+/**
+ * Marks 'processing' data sets whose lease lapsed (their process died) as failed, of one tenant
+ * or of all; returns them. A read finds none in the common case, and only then writes. Their blobs
+ * are named by no row, so the maintenance sweep deletes them.
+ */
+export async function expireLeases(db: Db, tenantId?: string): Promise<Array<{ tenantId: string; id: string }>> {
+  const lapsed = and(
+    tenantId === undefined ? undefined : eq(datasets.tenantId, tenantId),
+    eq(datasets.status, 'processing'),
+    lt(datasets.leaseUntil, sql`now()`),
+  );
+  const found = await db.select({ id: datasets.id }).from(datasets).where(lapsed).limit(1);
+  if (found.length === 0) return [];
+  return dbCall(() =>
+    db
+      .update(datasets)
+      .set({ status: 'failed', error: INTERRUPTED, byteSize: 0, leaseUntil: null, updatedAt: sql`now()` })
+      .where(lapsed)
+      .returning({ tenantId: datasets.tenantId, id: datasets.id }),
+  );
 }
 
 /** Delete the row and return it, so the caller can delete its blobs. */

@@ -43,12 +43,14 @@ export async function referencedBlobKeys(db: Db): Promise<Set<string>> {
 }
 
 /**
- * Data sets in status 'processing', with when they were last touched: young ones are being
- * written (their blobs exist before the row names them), old ones were left by a dead request.
+ * Data sets in status 'processing', with when they were last touched and their lease: those with
+ * a lease are being written (their blobs exist before the row names them; a lapsed lease was
+ * failed by `datasetsRepo.expireLeases` first); without one, young ones may be in progress and
+ * old ones were left by a dead request.
  */
-export async function processingDatasets(db: Db): Promise<Array<{ tenantId: string; id: string; updatedAt: Date }>> {
+export async function processingDatasets(db: Db): Promise<Array<{ tenantId: string; id: string; updatedAt: Date; leaseUntil: Date | null }>> {
   return db
-    .select({ tenantId: datasets.tenantId, id: datasets.id, updatedAt: datasets.updatedAt })
+    .select({ tenantId: datasets.tenantId, id: datasets.id, updatedAt: datasets.updatedAt, leaseUntil: datasets.leaseUntil })
     .from(datasets)
     .where(eq(datasets.status, 'processing'));
 }

@@ -9,6 +9,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../../errors.js';
+import { normalizeText, textProblem } from '../../text.js';
 import { isIgnoredPath } from './entry-names.js';
 import type { IngestLimits } from './limits.js';
 import { EntryProblem, type ProblemLog } from './problems.js';
@@ -30,20 +31,27 @@ export async function walkDirectory(root: string, limits: IngestLimits, problems
   const files: DirFileEntry[] = [];
   const dirs = new Set<string>();
   let entries = 0;
-  const walk = async (rel: string): Promise<void> => {
+  // `rel` is where it is on disk; `logical` the same path in NFC, as a zip's paths are.
+  const walk = async (rel: string, logical: string): Promise<void> => {
     const items = (await readdir(path.join(root, rel), { withFileTypes: true })).sort(byName);
     for (const item of items) {
       entries += 1;
       if (entries > limits.maxEntries) {
         throw new AppError('invalid_dataset', `directory '${root}' has more than ${limits.maxEntries} entries`);
       }
-      const p = rel === '' ? item.name : `${rel}/${item.name}`;
+      const onDisk = rel === '' ? item.name : `${rel}/${item.name}`;
+      const p = logical === '' ? normalizeText(item.name) : `${logical}/${normalizeText(item.name)}`;
       if (isIgnoredPath(p)) continue;
       if (item.name.includes('\uFFFD')) {
         problems.add(p, 'invalid_name', 'name is not valid UTF-8; rename it');
         continue;
       }
-      const file = path.join(root, p);
+      const badChars = textProblem(item.name);
+      if (badChars !== undefined) {
+        problems.add(p, 'invalid_name', `name ${badChars}; rename it`);
+        continue;
+      }
+      const file = path.join(root, onDisk);
       let kind: 'dir' | 'file' | 'other' = item.isDirectory() ? 'dir' : item.isFile() ? 'file' : 'other';
       if (item.isSymbolicLink()) {
         const target = await stat(file).catch(() => undefined);
@@ -55,7 +63,7 @@ export async function walkDirectory(root: string, limits: IngestLimits, problems
       }
       if (kind === 'dir') {
         dirs.add(p);
-        await walk(p);
+        await walk(onDisk, p);
       } else if (kind === 'file') {
         files.push({ path: p, file, size: (await stat(file)).size });
       } else {
@@ -63,7 +71,7 @@ export async function walkDirectory(root: string, limits: IngestLimits, problems
       }
     }
   };
-  await walk('');
+  await walk('', '');
   return { files, dirs };
 }
 

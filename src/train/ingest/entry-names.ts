@@ -6,6 +6,7 @@
 import { crc32 } from 'node:zlib';
 import yauzl from 'yauzl';
 import { AppError } from '../../errors.js';
+import { escapeText } from '../../text.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -46,8 +47,9 @@ export function decodeEntryName(raw: Buffer, extraFields: { id: number; data: Bu
  */
 export function safeEntryPath(name: string): string {
   const slashed = name.replace(/\\/g, '/');
+  const shown = escapeText(slashed);
   const refuse = (why: string) =>
-    new AppError('invalid_archive', `archive entry '${slashed}' ${why}; the archive was refused`, { details: { entry: slashed } });
+    new AppError('invalid_archive', `archive entry '${shown}' ${why}; the archive was refused`, { details: { entry: shown } });
   if (slashed.startsWith('/') || /^[A-Za-z]:/.test(slashed)) throw refuse('is an absolute path');
   if (slashed.includes('\0')) throw refuse('contains a NUL byte');
   if (slashed.split('/').includes('..')) throw refuse("climbs out of the archive with '..'");

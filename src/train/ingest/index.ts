@@ -8,6 +8,7 @@ export {
   type IngestFileOptions,
   type IngestUploadOptions,
   type IngestDirectoryOptions,
+  type IngestNeed,
 } from './ingest.js';
 export { ingestLimitsSchema, parseIngestLimits, type IngestLimits, type IngestLimitsInput } from './limits.js';
 export {

@@ -47,9 +47,22 @@ const commonSchema = z.object({
   concurrency: z.number().int().min(1).max(64).optional(),
 });
 
+/** What an upload will cost to read, known before anything is inflated or decoded. */
+export interface IngestNeed {
+  /** Zip entries (all records) or JSONL lines with an image. */
+  entries: number;
+  /** Zip: the declared uncompressed total; JSONL: the file's size (base64 decodes to less). */
+  inflatedBytes: number;
+}
+
 export interface IngestFileOptions {
   /** The spooled upload. */
   path: string;
+  /**
+   * Called once the upload's cost is known and before any entry is inflated or image decoded;
+   * throwing refuses the upload (the caller's per-tenant budget).
+   */
+  admit?: (need: IngestNeed) => void;
   contentType?: string;
   imageSize: number;
   policy: IngestPolicy;
@@ -66,7 +79,7 @@ export interface IngestUploadOptions extends Omit<IngestFileOptions, 'path'> {
   tmpDir: string;
 }
 
-export interface IngestDirectoryOptions extends Omit<IngestFileOptions, 'path' | 'contentType'> {
+export interface IngestDirectoryOptions extends Omit<IngestFileOptions, 'path' | 'contentType' | 'admit'> {
   /** A folder laid out as a zip would be (class folders, split folders or a manifest). */
   dir: string;
 }
@@ -168,7 +181,9 @@ export async function ingestFile(opts: IngestFileOptions): Promise<IngestResult>
     const zip = await openZip(opts.path);
     try {
       const read = (f: ZipFileEntry) => readZipEntry(zip, f, limits.maxEntryBytes);
-      const plan = await planZip(await scanZip(zip, limits, problems), (f) => manifestText(f, read), problems);
+      const scanned = await scanZip(zip, limits, problems);
+      opts.admit?.({ entries: scanned.entries, inflatedBytes: scanned.declaredBytes });
+      const plan = await planZip(scanned, (f) => manifestText(f, read), problems);
       form = plan.form;
       prepared = await buildPlan(plan, read, builderOpts, opts);
     } finally {
@@ -177,6 +192,7 @@ export async function ingestFile(opts: IngestFileOptions): Promise<IngestResult>
   } else {
     form = 'jsonl';
     const candidates = await planJsonl(opts.path, limits, problems);
+    opts.admit?.({ entries: candidates.length, inflatedBytes: (await stat(opts.path)).size });
     checkPlan(candidates, [], opts.imageSize, limits);
     const builder = new PreparedBuilder(candidates, builderOpts);
     await builder.fill(loadJsonl(opts.path, candidates, limits), opts.signal);

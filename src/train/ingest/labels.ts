@@ -3,24 +3,23 @@
  * whitespace trimmed), so `café` typed two ways or `cat ` vs `cat` are one class: the examples are
  * merged, never reported as duplicates. Case is kept: `Cat` and `cat` are two classes.
  */
+import { normalizeText, textProblem } from '../../text.js';
 import type { Split } from './types.js';
 
 export const MAX_LABEL_CHARS = 128;
 
-// C0/C1 controls, plus line/paragraph separators that break single-line displays.
-// eslint-disable-next-line no-control-regex
-const FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
-
 export type LabelCheck = { ok: true; label: string } | { ok: false; reason: string };
 
+/** The text rule of src/text.ts (NFC; no control or bidirectional characters), trimmed and bounded. */
 export function normaliseLabel(raw: string): LabelCheck {
-  const label = raw.normalize('NFC').trim();
+  const label = normalizeText(raw).trim();
   const chars = [...label].length;
   if (chars === 0) return { ok: false, reason: 'label is empty' };
   if (chars > MAX_LABEL_CHARS) {
     return { ok: false, reason: `label has ${chars} characters; the limit is ${MAX_LABEL_CHARS}` };
   }
-  if (FORBIDDEN.test(label)) return { ok: false, reason: 'label contains control characters' };
+  const why = textProblem(label);
+  if (why !== undefined) return { ok: false, reason: `label ${why}` };
   if (label.includes('\uFFFD')) return { ok: false, reason: 'label contains U+FFFD (bad encoding)' };
   return { ok: true, label };
 }

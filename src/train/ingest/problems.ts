@@ -1,5 +1,6 @@
 /** Collects per-file problems, keeping at most `max` while counting all of them. */
 import { AppError } from '../../errors.js';
+import { escapeText } from '../../text.js';
 import type { Problem, ProblemCode } from './types.js';
 
 export class ProblemLog {
@@ -8,9 +9,10 @@ export class ProblemLog {
 
   constructor(private readonly max: number) {}
 
+  /** Paths and messages are shown to people: control and bidirectional characters are escaped. */
   add(path: string, code: ProblemCode, message: string): void {
     this.total += 1;
-    if (this.items.length < this.max) this.items.push({ path, code, message });
+    if (this.items.length < this.max) this.items.push({ path: escapeText(path), code, message: escapeText(message) });
   }
 
   /** The 'reject' policy's error: one message naming the first files, all kept ones in details. */

@@ -22,8 +22,9 @@ export function emptyCounts(): SplitCounts {
 /**
  * Why one file (or class, or manifest row) was not used. Codes are stable strings:
  * - invalid_image: not a supported image, corrupt, truncated, or over the pixel limit
- * - invalid_name: a zip entry name that is not valid UTF-8
- * - invalid_label: a label that is empty, too long or has control characters after normalisation
+ * - invalid_name: a zip entry name that is not valid UTF-8, or a file/folder name with control or
+ *   bidirectional characters (src/text.ts)
+ * - invalid_label: a label that is empty, too long or has control or bidirectional characters
  * - invalid_row: a manifest or JSONL line that cannot be parsed or lacks a field
  * - invalid_path: a manifest path that is absolute or climbs out with `..`
  * - missing_file: a manifest path with no file in the archive

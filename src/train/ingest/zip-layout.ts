@@ -7,6 +7,7 @@
  * A single wrapping folder (`mydata/cat/1.png`, what zipping a folder produces) is looked through.
  */
 import { AppError } from '../../errors.js';
+import { normalizeText } from '../../text.js';
 import { normaliseLabel, parseSplitName } from './labels.js';
 import { parseCsvManifest, parseJsonlManifest, type ManifestRow } from './manifest.js';
 import type { ProblemLog } from './problems.js';
@@ -115,9 +116,12 @@ function planFolders<F extends { path: string }>(scan: FileTree<F>, prefix: stri
   return { form: 'zip-folders', candidates, declaredClasses: [...declared] };
 }
 
-/** Manifest paths are relative to the manifest's folder; `./` and backslashes are tolerated. */
+/**
+ * Manifest paths are relative to the manifest's folder; `./` and backslashes are tolerated. NFC, as
+ * the scanned paths are, so a manifest typed on one system finds files zipped on another.
+ */
 function manifestPath(p: string): string | undefined {
-  const s = p.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
+  const s = normalizeText(p).replace(/\\/g, '/').replace(/^(\.\/)+/, '');
   if (s === '' || s.startsWith('/') || /^[A-Za-z]:/.test(s) || s.includes('\0')) return undefined;
   const parts = s.split('/').filter((x) => x !== '' && x !== '.');
   if (parts.includes('..')) return undefined;

@@ -6,6 +6,7 @@
 import yauzl from 'yauzl';
 import { AppError } from '../../errors.js';
 import { decodeEntryName, escapeNameBytes, isIgnoredPath, safeEntryPath } from './entry-names.js';
+import { escapeText, normalizeText, textProblem } from '../../text.js';
 import type { IngestLimits } from './limits.js';
 import { EntryProblem, type ProblemLog } from './problems.js';
 
@@ -21,6 +22,10 @@ export interface ScannedZip {
   /** Folder paths seen, explicitly or as parents of files. */
   dirs: Set<string>;
   zip: yauzl.ZipFile;
+  /** Every central-directory record, used or not. */
+  entries: number;
+  /** Sum of every entry's declared uncompressed size: the most inflating can produce. */
+  declaredBytes: number;
 }
 
 const S_IFMT = 0o170000;
@@ -28,6 +33,20 @@ const S_IFLNK = 0o120000;
 
 function archiveError(message: string, cause?: unknown): AppError {
   return new AppError('invalid_archive', message, cause === undefined ? {} : { cause });
+}
+
+/** A refusal that names the limit (`details.limit`), so a caller can tell which one to raise. */
+function limitError(limit: keyof IngestLimits, message: string, details: Record<string, number> = {}): AppError {
+  return new AppError('invalid_archive', message, { details: { limit, ...details } });
+}
+
+/**
+ * The most the archive may declare in all: `maxUncompressedBytes`, and (above the floor that
+ * small BMP/TIFF data sets need) `maxArchiveRatio` times the archive's own size.
+ */
+function declaredBound(limits: IngestLimits, archiveBytes: number): { bound: number; limit: 'maxUncompressedBytes' | 'maxArchiveRatio' } {
+  const byRatio = Math.max(limits.archiveRatioFloorBytes, archiveBytes * limits.maxArchiveRatio);
+  return byRatio < limits.maxUncompressedBytes ? { bound: byRatio, limit: 'maxArchiveRatio' } : { bound: limits.maxUncompressedBytes, limit: 'maxUncompressedBytes' };
 }
 
 export async function openZip(file: string): Promise<yauzl.ZipFile> {
@@ -55,14 +74,20 @@ function nextEntry(zip: yauzl.ZipFile): Promise<yauzl.Entry | null> {
   });
 }
 
-/** Scans every central-directory record; throws 'invalid_archive' on the first hostile one. */
+/**
+ * Scans every central-directory record; throws 'invalid_archive' on the first hostile one. Sizes
+ * count for every record, also those skipped later (they are never inflated, but a bound that
+ * skipped them could be dodged by a name).
+ */
 export async function scanZip(zip: yauzl.ZipFile, limits: IngestLimits, problems: ProblemLog): Promise<ScannedZip> {
   if (zip.entryCount > limits.maxEntries) {
-    throw archiveError(`archive has ${zip.entryCount} entries; the limit is ${limits.maxEntries}`);
+    throw limitError('maxEntries', `archive has ${zip.entryCount} entries; the limit is ${limits.maxEntries}`, { entries: zip.entryCount, max: limits.maxEntries });
   }
+  const { bound, limit } = declaredBound(limits, zip.fileSize);
   const files: ZipFileEntry[] = [];
   const dirs = new Set<string>();
   let total = 0;
+  let entries = 0;
   for (;;) {
     let entry: yauzl.Entry | null;
     try {
@@ -71,6 +96,19 @@ export async function scanZip(zip: yauzl.ZipFile, limits: IngestLimits, problems
       throw archiveError(`corrupt zip archive: ${(err as Error).message}`, err);
     }
     if (entry === null) break;
+    entries += 1;
+    const declared = entry.uncompressedSize;
+    total += declared;
+    if (total > bound) {
+      throw limit === 'maxUncompressedBytes'
+        ? limitError(limit, `archive expands to more than ${bound} bytes (maxUncompressedBytes); refused before inflating`, { max: bound })
+        : limitError(
+            limit,
+            `archive declares more than ${bound} uncompressed bytes from ${zip.fileSize} bytes, over ` +
+              `${limits.maxArchiveRatio}:1 for the archive as a whole (zip bomb?); refused before inflating`,
+            { max: bound, archiveBytes: zip.fileSize, maxArchiveRatio: limits.maxArchiveRatio },
+          );
+    }
     const decoded = decodeEntryName(entry.fileNameRaw, entry.extraFields);
     if (!decoded.ok) {
       // Still refuse a hostile shape before reporting the encoding.
@@ -78,22 +116,23 @@ export async function scanZip(zip: yauzl.ZipFile, limits: IngestLimits, problems
       problems.add(decoded.display, 'invalid_name', `entry name is not valid UTF-8 (raw bytes shown escaped); rename it and zip again`);
       continue;
     }
-    const path = safeEntryPath(decoded.name);
-    const isDir = decoded.name.endsWith('/') || decoded.name.endsWith('\\');
-    const declared = entry.uncompressedSize;
-    total += declared;
-    if (total > limits.maxUncompressedBytes) {
-      throw archiveError(`archive expands to more than ${limits.maxUncompressedBytes} bytes; refused`);
-    }
+    const path = normalizeText(safeEntryPath(decoded.name));
     if (declared >= limits.compressionRatioMinBytes && declared > 0) {
       const ratio = entry.compressedSize === 0 ? Infinity : declared / entry.compressedSize;
       if (ratio > limits.maxCompressionRatio) {
-        throw archiveError(
-          `archive entry '${path}' expands ${Number.isFinite(ratio) ? ratio.toFixed(0) : '∞'}:1 ` +
+        throw limitError(
+          'maxCompressionRatio',
+          `archive entry '${escapeText(path)}' expands ${Number.isFinite(ratio) ? ratio.toFixed(0) : '∞'}:1 ` +
             `(${entry.compressedSize} → ${declared} bytes); the limit is ${limits.maxCompressionRatio}:1 (zip bomb?)`,
         );
       }
     }
+    const badChars = textProblem(path);
+    if (badChars !== undefined) {
+      problems.add(path, 'invalid_name', `entry name ${badChars}; rename it and zip again`);
+      continue;
+    }
+    const isDir = decoded.name.endsWith('/') || decoded.name.endsWith('\\');
     if (path === '' || isIgnoredPath(path)) continue;
     const parts = path.split('/');
     for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
@@ -107,7 +146,7 @@ export async function scanZip(zip: yauzl.ZipFile, limits: IngestLimits, problems
     }
     files.push({ path, size: declared, entry });
   }
-  return { files, dirs, zip };
+  return { files, dirs, zip, entries, declaredBytes: total };
 }
 
 /** One entry's bytes, or an EntryProblem; lying size headers are fatal ('invalid_archive'). */

@@ -1,0 +1,2 @@
+ALTER TABLE "datasets" ADD COLUMN "lease_until" timestamp with time zone;--> statement-breakpoint
+CREATE INDEX "datasets_lease_idx" ON "datasets" USING btree ("lease_until") WHERE "datasets"."status" = 'processing';
