@@ -17,12 +17,24 @@ import * as tf from '@tensorflow/tfjs';
 import { GELU_GRAD_KERNEL, GELU_KERNEL, geluGradient, geluGradKernel, geluKernel } from './gelu.js';
 import { leanGradients } from './lean-gradients.js';
 import { batchMatMulGradient, fusedMatMulGradient } from './matmul-gradients.js';
-import { checkTfjsVersion, engineInternals, wasmInternals, type BufferEntry, type BufferTable, type GradientsFn } from './tfjs-internals.js';
+import {
+  checkTfjsVersion,
+  engineInternals,
+  installedTfjsVersions,
+  wasmInternals,
+  type BufferEntry,
+  type BufferTable,
+  type GradientsFn,
+  type TfjsVersions,
+} from './tfjs-internals.js';
 import { WASM_KERNEL_REPLACEMENTS } from './wasm-kernels.js';
 
-/** Installs patches 1–4 (idempotent). Throws config_invalid, installing nothing, on another tfjs release. */
-export function installTfjsPatches(): void {
-  checkTfjsVersion();
+/**
+ * Installs patches 1–4 (idempotent). Throws config_invalid, installing nothing, where tfjs is not
+ * the release they were written for (`found`: the installed versions; tests pass others).
+ */
+export function installTfjsPatches(found: TfjsVersions = installedTfjsVersions()): void {
+  checkTfjsVersion(found);
   registerGradients();
   installLeanGradients();
   installWasmKernelFixes();
