@@ -50,8 +50,8 @@ export function swish<T extends tf.Tensor>(h: T, beta: number): T {
 
 /**
  * Multi-head self-attention on already-normalised tokens xn ([n·t, d]); returns the heads'
- * concatenated output before the output projection. Kept separate so a faster formulation
- * (batched matMuls are ~10× below the 2-D matMul rate on wasm) can replace it in one place.
+ * concatenated output before the output projection. QKᵀ and PV are batched matMuls over the
+ * n·heads pairs, which kernels/wasm-matmul.ts runs as one XNNPACK product per pair.
  */
 export function attention(xn: tf.Tensor2D, w: BlockWeights, n: number, t: number, heads: number): tf.Tensor2D {
   const d = xn.shape[1];

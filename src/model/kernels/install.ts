@@ -6,7 +6,7 @@
  *   1. kernel replacements   wasm Slice, GatherV2, Identity, BatchMatMul   (wasm-kernels.ts, wasm-matmul.ts)
  *   2. GELU kernels          wasm DtlGelu, DtlGeluGrad                     (gelu.ts, wasm-simd.ts)
  *   3. gradient engine       engine.gradients → lean back-propagation       (lean-gradients.ts)
- *   4. gradients             BatchMatMul, _FusedMatMul, DtlGelu             (matmul-gradients.ts, gelu.ts)
+ *   4. gradients             _FusedMatMul, DtlGelu                          (matmul-gradients.ts, gelu.ts)
  *   5. memory probe hook     the wasm backend's dataIdMap.set/delete, only while measurePeakBytes runs (memory.ts)
  *
  * installTfjsPatches (1–4) is called once, by backend start-up (backend.ts initBackend), after
@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { GELU_GRAD_KERNEL, GELU_KERNEL, geluGradient, geluGradKernel, geluKernel } from './gelu.js';
 import { leanGradients } from './lean-gradients.js';
-import { batchMatMulGradient, fusedMatMulGradient } from './matmul-gradients.js';
+import { fusedMatMulGradient } from './matmul-gradients.js';
 import {
   checkTfjsVersion,
   engineInternals,
@@ -47,7 +47,7 @@ let gradientsRegistered = false;
 function registerGradients(): void {
   if (gradientsRegistered) return;
   gradientsRegistered = true;
-  for (const config of [batchMatMulGradient, fusedMatMulGradient, geluGradient]) tf.registerGradient(config);
+  for (const config of [fusedMatMulGradient, geluGradient]) tf.registerGradient(config);
 }
 
 // --- 3. gradient engine --------------------------------------------------------------------------
