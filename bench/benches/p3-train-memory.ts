@@ -7,9 +7,9 @@
  * runs the shared prefix outside the tape (runPrefix) and then the trainer's own step function
  * (the model's trainStep, with the trainer's default tapeBlocks); the baseline runs
  * trainStepFullTape. Memory is bytes of distinct tensor buffers in the wasm heap
- * (model/kernels/memory.ts) — deterministic, so one measurement each. The other checkpointing settings
- * are measured alongside, with their step time relative to the fully taped suffix (CPU time,
- * interleaved repetitions).
+ * (model/kernels/memory.ts) — deterministic, so one measurement each. The other checkpointing
+ * settings are measured alongside, with their step time relative to the fully taped suffix (CPU
+ * time, interleaved repetitions).
  */
 import * as tf from '@tensorflow/tfjs';
 import {
