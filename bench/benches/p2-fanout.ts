@@ -9,7 +9,6 @@ import {
   disposePrefix,
   forwardSuffix,
   initBackend,
-  installWasmKernelFixes,
   loadAdapter,
   runPrefix,
   splitPoint,
@@ -29,8 +28,7 @@ const bench: Bench = {
     const size = quick ? QUICK : FULL;
     const reps = quick ? 6 : 15;
     const fanout = 8;
-    await initBackend('wasm');
-    installWasmKernelFixes(); // the engine installs it too; the ideal must run on the same kernels
+    await initBackend('wasm'); // with the tfjs patches: the engine and the ideal run on the same kernels
     const backbone = syntheticBackbone(size);
     const depth = size.depth;
     // 4 DTL + 4 DTL+ (k = 3), 10 classes, the authors' blocks.

@@ -5,11 +5,11 @@
  *
  * Both sides start from the same pixels and include everything the step allocates: the DTL side
  * runs the shared prefix outside the tape (runPrefix) and then the trainer's own step function
- * (src/train/step.ts trainBatch, with the trainer's default tapeBlocks); the baseline runs
+ * (the model's trainStep, with the trainer's default tapeBlocks); the baseline runs
  * trainStepFullTape. Memory is bytes of distinct tensor buffers in the wasm heap
- * (model/memory.ts) — deterministic, so one measurement each. The other checkpointing settings
- * are measured alongside, with their step time relative to the fully taped suffix (CPU time,
- * interleaved repetitions).
+ * (model/kernels/memory.ts) — deterministic, so one measurement each. The other checkpointing
+ * settings are measured alongside, with their step time relative to the fully taped suffix (CPU
+ * time, interleaved repetitions).
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -22,12 +22,12 @@ import {
   measurePeakBytes,
   runPrefix,
   splitPoint,
+  trainStep,
   trainStepFullTape,
   uninstallLeanGradients,
   uninstallWasmKernelFixes,
 } from '../../src/model/index.js';
 import { defaultTapeBlocks } from '../../src/train/hyperparameters.js';
-import { trainBatch } from '../../src/train/step.js';
 import { authorsSpec, describeSize, images as makeImages, syntheticBackbone, type BackboneSize } from '../lib/synthetic.js';
 import type { Bench } from '../lib/types.js';
 import { fmt, median, result, timed } from '../lib/util.js';
@@ -62,7 +62,7 @@ const bench: Bench = {
     const dtlStep = (tapeBlocks: number) => {
       const state = runPrefix(backbone, pixels, split);
       try {
-        return trainBatch(backbone, adapter, optimizer, state, labels, tapeBlocks).loss;
+        return trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks }).loss;
       } finally {
         disposePrefix(state);
       }

@@ -82,7 +82,7 @@ export function dtlMethod(o: DtlOptions, id: 'dtl' | 'dtl+' = o.kernel > 0 ? 'dt
           opt.lr = stepLr;
           const part = gatherPrefix(state, batch.map((r) => position.get(r)!));
           try {
-            return trainStep({ backbone, adapter, optimizer: opt, state: part, labels: batch.map((r) => set.labels[r]) });
+            return trainStep({ backbone, adapter, optimizer: opt, state: part, labels: batch.map((r) => set.labels[r]) }).loss;
           } finally {
             disposePrefix(part);
           }
@@ -109,7 +109,7 @@ export function dtlMethod(o: DtlOptions, id: 'dtl' | 'dtl+' = o.kernel > 0 ? 'dt
       const step = () => {
         const state = runPrefix(backbone, pixels, splitPoint(spec, backbone.config.depth));
         try {
-          return trainStep({ backbone, adapter, optimizer: opt, state, labels });
+          return trainStep({ backbone, adapter, optimizer: opt, state, labels }).loss;
         } finally {
           disposePrefix(state);
         }

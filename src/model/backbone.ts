@@ -1,8 +1,8 @@
 /**
  * A frozen ViT backbone held as kept tfjs tensors, laid out for the forward pass: every Linear
- * weight pre-transposed to [in, out] so matMul needs no transpose flag (the wasm backend's fast
- * path only covers untransposed operands), q/k/v as separate matrices (timm's fused qkv is split
- * on load), the patch projection as an NHWC conv filter.
+ * weight pre-transposed to [in, out] so matMul needs no transpose flag (on wasm a transposed
+ * operand costs an extra transpose pass per call, kernels/wasm-matmul.ts), q/k/v as separate
+ * matrices (timm's fused qkv is split on load), the patch projection as an NHWC conv filter.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';

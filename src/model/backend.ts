@@ -1,5 +1,6 @@
 /**
- * Picks the TensorFlow.js backend and installs the wasm-friendly gradient this project relies on.
+ * Picks the TensorFlow.js backend, after installing this project's tfjs patches (kernels/install.ts:
+ * the one place that changes tfjs's process-wide state; it first checks the tfjs version).
  *
  * `auto` prefers native TensorFlow (tfjs-node-gpu, then tfjs-node — optional dependencies that
  * only install where libtensorflow can be fetched or mirrored), then wasm (ships its own .wasm,
@@ -8,8 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { AppError } from '../errors.js';
-import { installLeanGradients } from './gradients.js';
-import { installWasmKernelFixes } from './wasm-kernels.js';
+import { installTfjsPatches } from './kernels/install.js';
 
 export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 
@@ -33,7 +33,7 @@ export function initBackend(pref: BackendPreference, log: (msg: string) => void 
 }
 
 async function select(pref: BackendPreference, log: (msg: string) => void): Promise<string> {
-  registerWasmFriendlyGradients();
+  installTfjsPatches();
   const tried: string[] = [];
   if (pref === 'auto' || pref === 'tensorflow') {
     for (const pkg of NATIVE_PACKAGES) {
@@ -49,10 +49,7 @@ async function select(pref: BackendPreference, log: (msg: string) => void): Prom
     }
   }
   if (pref === 'auto' || pref === 'wasm') {
-    if (await trySet('wasm')) {
-      installWasmKernelFixes();
-      return done('wasm', 'tfjs-backend-wasm', log);
-    }
+    if (await trySet('wasm')) return done('wasm', 'tfjs-backend-wasm', log);
     tried.push('wasm: setBackend(wasm) failed');
     if (pref === 'wasm') throw new AppError('config_invalid', 'TFJS_BACKEND=wasm but the wasm backend failed to start');
   }
@@ -103,60 +100,3 @@ async function trySet(name: string): Promise<boolean> {
     return false;
   }
 }
-
-let gradientsRegistered = false;
-
-/**
- * Re-registers the BatchMatMul gradient so the backward pass uses explicit `tf.transpose` + plain
- * matMul: the wasm backend's fast (XNNPACK) path only covers untransposed operands, and this made
- * a training step about 2× faster there. Same maths as tfjs-core's own gradient.
- */
-export function registerWasmFriendlyGradients(): void {
-  if (gradientsRegistered) return;
-  gradientsRegistered = true;
-  const swap = (t: tf.Tensor): tf.Tensor => {
-    const perm = t.shape.map((_, i) => i);
-    const r = perm.length;
-    [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
-    return tf.transpose(t, perm);
-  };
-  tf.registerGradient({
-    kernelName: tf.BatchMatMul,
-    inputsToSave: ['a', 'b'],
-    gradFunc: (dy, saved, attrs) => {
-      const [a, b] = saved;
-      const d = dy as tf.Tensor;
-      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
-      const mm = (x: tf.Tensor, y: tf.Tensor) => tf.matMul(x, y);
-      if (!transposeA && !transposeB) return { a: () => mm(d, swap(b)), b: () => mm(swap(a), d) };
-      if (!transposeA && transposeB) return { a: () => mm(d, b), b: () => mm(swap(d), a) };
-      if (transposeA && !transposeB) return { a: () => mm(b, swap(d)), b: () => mm(a, d) };
-      return { a: () => mm(swap(b), swap(d)), b: () => mm(swap(d), swap(a)) };
-    },
-  });
-  // tfjs-core registers no gradient for the bare _FusedMatMul kernel (tf.fused.matMul brings a
-  // custom one that always computes every input's gradient). layers.ts `linear` calls the kernel
-  // with a linear activation and no transposes; this gradient computes only what is asked for.
-  tf.registerGradient({
-    kernelName: '_FusedMatMul',
-    inputsToSave: ['a', 'b'],
-    gradFunc: (dy, saved, attrs) => {
-      const [a, b] = saved;
-      const d = dy as tf.Tensor;
-      const { transposeA, transposeB, activation } = attrs as unknown as { transposeA: boolean; transposeB: boolean; activation: string };
-      if (transposeA || transposeB || activation !== 'linear') {
-        throw new Error(`no gradient for _FusedMatMul with transposeA=${transposeA}, transposeB=${transposeB}, activation=${activation}`);
-      }
-      return {
-        a: () => tf.matMul(d, swap(b)),
-        b: () => tf.matMul(swap(a), d),
-        bias: () => tf.sum(d, [...Array(d.rank - 1).keys()]),
-      };
-    },
-  });
-}
-
-// Installed as soon as the model core is imported, so gradients are the fast and lean kind even
-// for code that never calls initBackend (e.g. a test that picks its backend itself).
-registerWasmFriendlyGradients();
-installLeanGradients();

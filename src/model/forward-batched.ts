@@ -1,10 +1,9 @@
 /**
- * The multi-adapter suffix with a fixed number of ops per block, whatever the number of adapters.
- *
- * forward.ts's per-group loop costs every adapter in a batch its own slice, reads, additions and
- * concat in every block — about 10 small tfjs ops per adapter per block, ≈ 5 ms per extra adapter
- * for a 12-block ViT on wasm, which a mixed batch of 32 tenants pays 31 times. Here all rows go
- * through each stage together, each row with its own adapter's weights:
+ * The suffix for several adapters in one batch, with a fixed number of ops per block whatever the
+ * number of adapters. Running suffix.ts's single-adapter stages once per adapter (slice, reads,
+ * additions, concat) costs about 10 small tfjs ops per adapter per block — ≈ 5 ms per extra
+ * adapter for a 12-block ViT on wasm, which a mixed batch of 32 tenants would pay 31 times. Here
+ * all rows go through each stage together, each row with its own adapter's weights:
  *
  *   read     h += (x_r · A_r,i) · B_r,i for every row r at once: two batched matMuls over rows,
  *            with each row's A and B gathered from one per-batch stack of every adapter's reads
@@ -15,17 +14,19 @@
  *
  * A rank below the batch's largest is padded with zero columns/rows; an adapter that does not read a
  * block reads it with zero weights. Masking and padding add exact zeros, so each row's numbers are
- * its own adapter's — the summation order of the fusion sum differs from the per-group path only
- * within float32 rounding (the serving tests hold batched and one-at-a-time to 1e-5).
+ * its own adapter's — the summation order of the fusion sum differs from the single-adapter
+ * stages only within float32 rounding (the serving tests hold batched and
+ * one-at-a-time to 1e-5).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Backbone } from './backbone.js';
-import type { PrefixState, SuffixGroup } from './forward.js';
 import { linear, pool, vitBlock } from './layers.js';
+import type { PrefixState } from './prefix.js';
+import type { SuffixGroup } from './suffix.js';
 
 /**
  * Pooled features of every row, [Σ rows, d], groups one after the other in their rows' order
- * (suffixFeatures validates the groups before calling this). The caller owns the result.
+ * (forward.ts validates the groups before calling this). The caller owns the result.
  */
 export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): tf.Tensor2D {
   const cfg = backbone.config;
@@ -93,7 +94,7 @@ export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, grou
     });
   /**
    * Each row's own read of block i, (x_r · A_r) · B_r, as two batched matMuls over the rows
-   * ([R, t, d]×[R, d, k], [R, t, k]×[R, k, d]; wasm-matmul.ts runs them as per-row XNNPACK
+   * ([R, t, d]×[R, d, k], [R, t, k]×[R, k, d]; kernels/wasm-matmul.ts runs them as per-row XNNPACK
    * products): [R·t, d]. (Every row against every adapter in two 2-D matMuls with a mask keeping
    * each row's own columns — G times the FLOPs — measured slower at 17 tokens × 16 adapters and
    * 1.2× slower overall at 65 tokens × 32 adapters.)

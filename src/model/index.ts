@@ -1,5 +1,5 @@
 /** The model core: everything train/ and serve/ use, from one import. */
-export { initBackend, registerWasmFriendlyGradients, type BackendPreference } from './backend.js';
+export { initBackend, type BackendPreference } from './backend.js';
 export {
   readSafetensors,
   writeSafetensors,
@@ -31,24 +31,21 @@ export {
   type AdapterRead,
 } from './adapter.js';
 export { saveAdapter, loadAdapter, type LoadedAdapter } from './adapter-file.js';
-export {
-  splitPoint,
-  runPrefix,
-  disposePrefix,
-  gatherPrefix,
-  concatPrefix,
-  suffixFeatures,
-  forwardSuffix,
-  predictLogits,
-  backboneFeatures,
-  checkSuffixGroups,
-  type PrefixState,
-  type SuffixGroup,
-} from './forward.js';
+export { splitPoint, runPrefix, disposePrefix, gatherPrefix, concatPrefix, type PrefixState } from './prefix.js';
+export { type SuffixGroup } from './suffix.js';
+export { suffixFeatures, forwardSuffix, predictLogits, backboneFeatures } from './forward.js';
 export { layerNorm, gelu, swish, attention, vitBlock, depthwiseSame } from './layers.js';
 export { AdamW, type AdamWOptions, type GradientItem } from './optim.js';
-export { trainStep, trainStepDetailed, trainStepFullTape, measurePeakBytes, type TrainStepArgs, type TrainStepResult } from './train-step.js';
+export { trainStep, trainStepFullTape, type TrainStepArgs, type TrainStepResult } from './train-step.js';
 export { crossEntropy } from './loss.js';
-export { blockwiseGradients, type BlockwiseResult, type BlockwiseOptions } from './train-blockwise.js';
-export { installWasmKernelFixes, uninstallWasmKernelFixes, wasmKernelFixesInstalled } from './wasm-kernels.js';
-export { installLeanGradients, uninstallLeanGradients, leanGradientsInstalled } from './gradients.js';
+export { measurePeakBytes } from './kernels/memory.js';
+// The tfjs patches: installed by initBackend; the toggles are for tests and A/B measurements.
+export {
+  installWasmKernelFixes,
+  uninstallWasmKernelFixes,
+  wasmKernelFixesInstalled,
+  installLeanGradients,
+  uninstallLeanGradients,
+  leanGradientsInstalled,
+} from './kernels/install.js';
+export { checkTfjsVersion, TFJS_PATCHED_VERSION } from './kernels/tfjs-internals.js';

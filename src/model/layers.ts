@@ -7,13 +7,13 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Backbone, BlockWeights } from './backbone.js';
 import type { BackboneConfig } from './backbone-config.js';
-import { geluOp } from './gelu-kernel.js';
+import { geluOp } from './kernels/gelu.js';
 
 /**
  * x·w + b. The bias goes into the matMul kernel (XNNPACK adds it in the same pass): one op, not
  * two. Called as the bare _FusedMatMul kernel rather than tf.fused.matMul: the latter's custom
  * gradient computes the weight gradient eagerly even for a frozen weight (a full extra matMul per
- * layer in every backward pass); the kernel's gradient registered in backend.ts is lazy per input.
+ * layer in every backward pass); the kernel's gradient (kernels/matmul-gradients.ts) is lazy per input.
  */
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
   if (!b) return tf.matMul(x, w);
@@ -50,8 +50,8 @@ export function swish<T extends tf.Tensor>(h: T, beta: number): T {
 
 /**
  * Multi-head self-attention on already-normalised tokens xn ([n·t, d]); returns the heads'
- * concatenated output before the output projection. Kept separate so a faster formulation
- * (batched matMuls are ~10× below the 2-D matMul rate on wasm) can replace it in one place.
+ * concatenated output before the output projection. QKᵀ and PV are batched matMuls over the
+ * n·heads pairs, which kernels/wasm-matmul.ts runs as one XNNPACK product per pair.
  */
 export function attention(xn: tf.Tensor2D, w: BlockWeights, n: number, t: number, heads: number): tf.Tensor2D {
   const d = xn.shape[1];

@@ -1,33 +1,26 @@
 /**
- * Block-by-block back-propagation with recomputation (activation checkpointing) for one adapter.
+ * The gradients of one training step of one adapter, back-propagated block by block with
+ * recomputation (activation checkpointing). train-step.ts is its only caller.
  *
  * Why: one gradient tape over the suffix keeps every suffix block's saved activations until the
  * backward pass reaches them. Here the suffix runs forward without a tape, keeping only each
- * block's input (x, h); then
+ * stage's input (x, h); then
  *   - the last `tapeBlocks` blocks and the head run again as ONE taped segment (no recomputation
  *     beyond that segment's forward, which replaces the first forward's for those blocks), and
  *   - every earlier suffix block is re-run alone under its own short tape, last to first, and the
  *     vector–Jacobian product is pulled through it with the scalar Σ out ⊙ d_out.
  * Peak memory is the segment's activations (or one block's, whichever is larger) instead of the
  * whole suffix's, for the price of running the blocks before the segment forward twice.
- * tapeBlocks = 0 recomputes every block (least memory); ≥ the suffix length recomputes none.
- *
- * The maths is the single-adapter forward of forward.ts, stage by stage:
- *   pre      h = Σ reads of the prefix inputs; x = state.x (+ addition after block split−1)
- *   block i  h ← h + read_i(x) (if read); x ← Block_i(x) (+ fuse(θ(h)) if add)
- *   head     loss = CE(head(pool(x)), labels)
+ * tapeBlocks = 0 recomputes every block (least memory); ≥ the suffix length (or undefined) tapes
+ * the whole suffix and recomputes none. The stages are suffix.ts's, the forward pass's own.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Adapter } from './adapter.js';
 import type { Backbone } from './backbone.js';
-import type { PrefixState } from './forward.js';
-import { csnAddition, csnRead, linear, pool, vitBlock } from './layers.js';
+import { linear, pool } from './layers.js';
 import { crossEntropy } from './loss.js';
-
-interface Pair {
-  x: tf.Tensor3D;
-  h: tf.Tensor2D | null;
-}
+import type { PrefixState } from './prefix.js';
+import { adapterSuffix, StageKeeper, type Stage } from './suffix.js';
 
 export interface BlockwiseResult {
   loss: number;
@@ -37,63 +30,23 @@ export interface BlockwiseResult {
   predicted: Int32Array;
 }
 
-export interface BlockwiseOptions {
-  /** Suffix blocks (the last ones) kept on one tape with the head; the earlier ones are recomputed. Default 0. */
-  tapeBlocks?: number;
+/** Σ out ⊙ d_out: its gradient w.r.t. a stage's inputs is the vector–Jacobian product. */
+function surrogate(out: Stage, dx: tf.Tensor, dh: tf.Tensor | null): tf.Scalar {
+  const sx = tf.sum(tf.mul(out.x, dx)) as tf.Scalar;
+  return out.h && dh ? tf.add(sx, tf.sum(tf.mul(out.h, dh))) : sx;
 }
 
+/** Suffix blocks from `tapeBlocks` before the end (all of them when undefined) are taped with the head. */
 export function blockwiseGradients(
   backbone: Backbone,
   adapter: Adapter,
   state: PrefixState,
   labels: Int32Array | number[],
-  options: BlockwiseOptions = {},
+  tapeBlocks: number | undefined,
 ): BlockwiseResult {
   const cfg = backbone.config;
-  const spec = adapter.spec;
-  const n = state.x.shape[0];
-  const reads = new Set(spec.loraBeforeBlocks);
-  const adds = new Set(spec.addAfterBlocks);
-  const early = spec.loraBeforeBlocks.filter((i) => i < state.split);
-
-  const addition = (i: number, y: tf.Tensor3D, h: tf.Tensor2D | null): tf.Tensor3D =>
-    adds.has(i) && h ? tf.add<tf.Tensor3D>(y, csnAddition(h, n, cfg, spec.beta, adapter.fusion, spec.fusionKernel)) : y;
-  const readAt = (i: number, x: tf.Tensor3D) => csnRead(x, adapter.reads.get(i)!.a, adapter.reads.get(i)!.b);
-  const pre = (): Pair => {
-    const terms = early.map((i) => readAt(i, state.inputs[i]));
-    const h = terms.length === 0 ? null : terms.length === 1 ? terms[0] : tf.addN(terms);
-    return { x: state.split > 0 ? addition(state.split - 1, state.x, h) : state.x, h };
-  };
-  const block = (i: number, p: Pair): Pair => {
-    const h = reads.has(i) ? (p.h ? tf.add<tf.Tensor2D>(p.h, readAt(i, p.x)) : readAt(i, p.x)) : p.h;
-    return { x: addition(i, vitBlock(p.x, backbone.blocks[i], cfg), h), h };
-  };
-  const fusionIf = (i: number) => (adds.has(i) && adapter.fusion ? [adapter.fusion as tf.Variable] : []);
-  const readVars = (i: number) => [adapter.reads.get(i)!.a, adapter.reads.get(i)!.b] as tf.Variable[];
-
-  const owned = new Set<tf.Tensor>();
-  const own = <T extends tf.Tensor | null>(t: T): T => {
-    if (t && !owned.has(t) && !isStateTensor(t)) owned.add(tf.keep(t));
-    return t;
-  };
-  const isStateTensor = (t: tf.Tensor) => t === state.x || state.inputs.includes(t as tf.Tensor3D);
-  const release = (t: tf.Tensor | null) => {
-    if (t && owned.delete(t)) t.dispose();
-  };
-  /** Runs a stage in a tidy, keeping its outputs. */
-  const run = (f: () => Pair): Pair => {
-    const [x, h] = tf.tidy(() => {
-      const p = f();
-      return p.h ? [p.x, p.h] : [p.x];
-    }) as [tf.Tensor3D, tf.Tensor2D?];
-    return { x: own(x), h: own(h ?? null) };
-  };
-  /** Σ out ⊙ d_out: its gradient w.r.t. a stage's inputs is the vector–Jacobian product. */
-  const surrogate = (out: Pair, dx: tf.Tensor, dh: tf.Tensor | null): tf.Scalar => {
-    const sx = tf.sum(tf.mul(out.x, dx)) as tf.Scalar;
-    return out.h && dh ? tf.add(sx, tf.sum(tf.mul(out.h, dh))) : sx;
-  };
-
+  const stages = adapterSuffix(backbone, adapter, state);
+  const keeper = new StageKeeper(state);
   const grads = new Map<tf.Variable, tf.Tensor>();
   const accumulate = (v: tf.Variable, g: tf.Tensor | undefined) => {
     if (!g) return;
@@ -111,24 +64,24 @@ export function blockwiseGradients(
   let dh: tf.Tensor | null = null;
   try {
     // Forward, no tape, up to the taped tail: keep each block stage's input.
-    const tail = Math.max(state.split, cfg.depth - Math.max(0, Math.floor(options.tapeBlocks ?? 0)));
-    const inputs: Pair[] = [];
-    let cur = run(pre);
+    const taped = tapeBlocks === undefined ? cfg.depth : Math.max(0, Math.floor(tapeBlocks));
+    const tail = Math.max(state.split, cfg.depth - taped);
+    const inputs: Stage[] = [];
+    let cur = keeper.run(stages.pre);
     for (let i = state.split; i < tail; i++) {
       inputs.push(cur);
       const p = cur;
-      cur = run(() => block(i, p));
+      cur = keeper.run(() => stages.block(i, p));
     }
     // The tail (blocks tail..depth−1, then the head) under one tape.
     const last = cur;
-    const tailVars = [...Array(cfg.depth - tail).keys()].map((k) => tail + k).flatMap((i) => (reads.has(i) ? readVars(i) : []));
-    if (adapter.fusion && [...adds].some((i) => i >= tail)) tailVars.push(adapter.fusion as tf.Variable);
+    const tailVars = [...new Set([...Array(cfg.depth - tail).keys()].flatMap((k) => stages.blockVariables(tail + k)))];
     const headXs: tf.Tensor[] = [last.x, ...(last.h ? [last.h] : []), ...tailVars, adapter.headW, adapter.headB];
     let predictedT: tf.Tensor | null = null;
     const head = engine.gradients(
       () => {
         let p = last;
-        for (let i = tail; i < cfg.depth; i++) p = block(i, p);
+        for (let i = tail; i < cfg.depth; i++) p = stages.block(i, p);
         const logits = linear(pool(backbone, p.x), adapter.headW, adapter.headB);
         predictedT = tf.keep(tf.argMax(logits, 1));
         return crossEntropy(logits, labels);
@@ -147,17 +100,17 @@ export function blockwiseGradients(
     for (const v of tailVars) accumulate(v, head.grads[at++]);
     accumulate(adapter.headW as tf.Variable, head.grads[at++]);
     accumulate(adapter.headB as tf.Variable, head.grads[at++]);
-    release(last.x);
-    if (!inputs.some((q) => q.h === last.h)) release(last.h);
+    keeper.release(last.x);
+    if (!inputs.some((q) => q.h === last.h)) keeper.release(last.h);
     // Blocks, last to first, each re-run under its own tape.
     for (let k = inputs.length - 1; k >= 0; k--) {
       const i = state.split + k;
       const p = inputs[k];
-      const vars = [...(reads.has(i) ? readVars(i) : []), ...fusionIf(i)];
+      const vars = stages.blockVariables(i);
       const xs: tf.Tensor[] = [p.x, ...(p.h ? [p.h] : []), ...vars];
       const gx: tf.Tensor = dx!;
       const gh: tf.Tensor | null = dh;
-      const r: { value: tf.Scalar; grads: tf.Tensor[] } = engine.gradients(() => surrogate(block(i, p), gx, gh), xs, undefined, true);
+      const r: { value: tf.Scalar; grads: tf.Tensor[] } = engine.gradients(() => surrogate(stages.block(i, p), gx, gh), xs, undefined, true);
       r.value.dispose();
       dx = r.grads[0] ?? null;
       dh = p.h ? (r.grads[1] ?? null) : null;
@@ -165,16 +118,16 @@ export function blockwiseGradients(
       vars.forEach((v, j) => accumulate(v, r.grads[offset + j]));
       gx.dispose();
       gh?.dispose();
-      release(p.x);
+      keeper.release(p.x);
       // A block that reads nothing passes h through unchanged: earlier stages may share it.
-      if (!inputs.slice(0, k).some((q) => q.h === p.h)) release(p.h);
+      if (!inputs.slice(0, k).some((q) => q.h === p.h)) keeper.release(p.h);
     }
     // Pre-stage: only the reads of the prefix inputs (and the addition after block split−1).
-    const preVars = [...early.flatMap(readVars), ...(state.split > 0 ? fusionIf(state.split - 1) : [])];
+    const preVars = stages.preVariables();
     if (preVars.length > 0 && dx) {
       const gx: tf.Tensor = dx;
       const gh: tf.Tensor | null = dh;
-      const r: { value: tf.Scalar; grads: tf.Tensor[] } = engine.gradients(() => surrogate(pre(), gx, gh), preVars, undefined, true);
+      const r: { value: tf.Scalar; grads: tf.Tensor[] } = engine.gradients(() => surrogate(stages.pre(), gx, gh), preVars, undefined, true);
       r.value.dispose();
       preVars.forEach((v, j) => accumulate(v, r.grads[j]));
     }
@@ -185,6 +138,6 @@ export function blockwiseGradients(
   } finally {
     dx?.dispose();
     dh?.dispose();
-    for (const t of owned) t.dispose();
+    keeper.disposeAll();
   }
 }

@@ -1,19 +1,24 @@
 /**
- * One optimisation step of a DTL adapter. The prefix state is a constant computed outside the
- * gradient tape, so back-propagation (and the activations it must keep) covers only the suffix
- * blocks — DTL's memory saving. trainStepFullTape is the baseline with the tape over every block
- * (what a LoRA-style method pays), kept for measurements.
+ * One optimisation step of a DTL adapter — the one entry point for training it (the trainer,
+ * `dtl-host train` and the evaluation study all call trainStep). The prefix state is a constant
+ * computed outside the gradient tape, so back-propagation (and the activations it must keep)
+ * covers only the suffix blocks — DTL's memory saving — and within the suffix `tapeBlocks` trades
+ * memory for recomputation (train-blockwise.ts).
+ *
+ * trainStepFullTape is not a way to train: it is the baseline the memory figures are measured
+ * against (the tape over every block, what a LoRA-style method pays) and an independent check of
+ * the step's gradients (plain tf.variableGrads over the whole forward).
  */
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import type { Adapter } from './adapter.js';
 import type { Backbone } from './backbone.js';
-import { checkSuffixGroups, disposePrefix, forwardSuffix, runPrefix, splitPoint, type PrefixState } from './forward.js';
-import { blockwiseGradients } from './train-blockwise.js';
+import { forwardSuffix } from './forward.js';
 import { crossEntropy } from './loss.js';
 import type { AdamW } from './optim.js';
-
-export { measurePeakBytes } from './memory.js';
+import { disposePrefix, runPrefix, splitPoint, type PrefixState } from './prefix.js';
+import { checkSuffixGroups } from './suffix.js';
+import { blockwiseGradients } from './train-blockwise.js';
 
 export interface TrainStepArgs {
   backbone: Backbone;
@@ -23,16 +28,9 @@ export interface TrainStepArgs {
   state: PrefixState;
   labels: Int32Array | number[];
   /**
-   * Back-propagate block by block, re-running each suffix block (activation checkpointing):
-   * peak memory of one block instead of the whole suffix, for about one extra suffix forward.
-   * Same as tapeBlocks: 0.
-   */
-  recompute?: boolean;
-  /**
-   * Activation checkpointing with a taped tail (train-blockwise.ts): the last `tapeBlocks` suffix
-   * blocks keep their activations on one tape with the head, the earlier suffix blocks are
-   * recomputed one at a time in the backward. Unset (and recompute unset): one tape over the whole
-   * suffix.
+   * Activation checkpointing: the last `tapeBlocks` suffix blocks keep their activations on one
+   * tape with the head; earlier suffix blocks are re-run one at a time in the backward pass.
+   * 0 recomputes every block (least memory); unset tapes the whole suffix (no recomputation).
    */
   tapeBlocks?: number;
 }
@@ -50,86 +48,61 @@ function checkLabels(labels: Int32Array | number[], n: number, classes: number):
   }
 }
 
-function step(adapter: Adapter, optimizer: AdamW, loss: () => tf.Scalar): number {
-  return stepWith(adapter, optimizer, loss).loss;
-}
-
-function stepWith(adapter: Adapter, optimizer: AdamW, loss: () => tf.Scalar): { loss: number } {
+function trainableVariables(adapter: Adapter): tf.Variable[] {
   const vars = adapter.trainableVariables();
   if (vars.length === 0) throw new AppError('internal', 'adapter is not trainable (load it with trainable: true)');
-  const { value, grads } = tf.variableGrads(loss, vars);
+  return vars;
+}
+
+/**
+ * AdamW on the gradients the loss reaches. A variable it does not reach (a read after the last
+ * addition) has no gradient; like PyTorch with grad None, it is left alone (no moments, no decay).
+ */
+function apply(adapter: Adapter, optimizer: AdamW, grads: Map<tf.Variable, tf.Tensor>): void {
+  optimizer.applyGradients([...grads].map(([variable, grad]) => ({ variable, grad, decay: !adapter.isBias(variable) })));
+}
+
+/** Trains the CSN + head on one batch; gradients flow through the suffix only. */
+export function trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks }: TrainStepArgs): TrainStepResult {
+  checkLabels(labels, state.x.shape[0], adapter.spec.labels.length);
+  trainableVariables(adapter);
+  // Adapter/prefix compatibility, before any work.
+  checkSuffixGroups(backbone, state, [{ adapter, rows: [0] }]);
+  const r = blockwiseGradients(backbone, adapter, state, labels, tapeBlocks);
   try {
-    // A variable the loss does not reach (a read after the last addition) has no gradient; like
-    // PyTorch with grad None, it is left alone (no moments, no decay).
-    const items = vars.filter((v) => grads[v.name] !== undefined);
-    optimizer.applyGradients(items.map((v) => ({ variable: v, grad: grads[v.name], decay: !adapter.isBias(v) })));
-    return { loss: value.dataSync()[0] };
+    apply(adapter, optimizer, r.grads);
+  } finally {
+    for (const g of r.grads.values()) g.dispose();
+  }
+  return { loss: r.loss, predicted: r.predicted };
+}
+
+/** The same step with the whole forward, from pixels, under one gradient tape (baseline). Returns the loss. */
+export function trainStepFullTape(args: Omit<TrainStepArgs, 'state' | 'tapeBlocks'> & { pixels: tf.Tensor4D }): number {
+  const { backbone, adapter, optimizer, pixels, labels } = args;
+  const n = pixels.shape[0];
+  checkLabels(labels, n, adapter.spec.labels.length);
+  const vars = trainableVariables(adapter);
+  const rows = [...Array(n).keys()];
+  const { value, grads } = tf.variableGrads(() => {
+    const state = runPrefix(backbone, pixels, splitPoint(adapter.spec, backbone.config.depth));
+    let logits: tf.Tensor2D;
+    try {
+      logits = forwardSuffix(backbone, state, [{ adapter, rows }])[0];
+    } finally {
+      disposePrefix(state);
+    }
+    try {
+      return crossEntropy(logits, labels);
+    } finally {
+      logits.dispose();
+    }
+  }, vars);
+  try {
+    apply(adapter, optimizer, new Map(vars.filter((v) => grads[v.name] !== undefined).map((v) => [v, grads[v.name]])));
+    return value.dataSync()[0];
   } finally {
     value.dispose();
     for (const g of Object.values(grads)) g.dispose();
   }
-}
-
-function logitsLoss(run: () => tf.Tensor2D, labels: Int32Array | number[]): tf.Scalar {
-  const logits = run();
-  try {
-    return crossEntropy(logits, labels);
-  } finally {
-    logits.dispose();
-  }
-}
-
-/** Trains the CSN + head on one batch; gradients flow through the suffix only. Returns the loss. */
-export function trainStep(args: TrainStepArgs): number {
-  return trainStepDetailed(args).loss;
-}
-
-/** trainStep, also returning each row's predicted class (from the logits the loss came from). */
-export function trainStepDetailed({ backbone, adapter, optimizer, state, labels, recompute, tapeBlocks }: TrainStepArgs): TrainStepResult {
-  const n = state.x.shape[0];
-  checkLabels(labels, n, adapter.spec.labels.length);
-  if (recompute || tapeBlocks !== undefined) {
-    if (adapter.trainableVariables().length === 0) throw new AppError('internal', 'adapter is not trainable (load it with trainable: true)');
-    // Same checks as the taped path (adapter/prefix compatibility) before any work.
-    checkSuffixGroups(backbone, state, [{ adapter, rows: [0] }]);
-    const r = blockwiseGradients(backbone, adapter, state, labels, { tapeBlocks: recompute ? 0 : tapeBlocks });
-    try {
-      optimizer.applyGradients([...r.grads].map(([variable, grad]) => ({ variable, grad, decay: !adapter.isBias(variable) })));
-    } finally {
-      for (const g of r.grads.values()) g.dispose();
-    }
-    return { loss: r.loss, predicted: r.predicted };
-  }
-  const rows = [...Array(n).keys()];
-  let predicted: tf.Tensor | undefined;
-  try {
-    const { loss } = stepWith(adapter, optimizer, () =>
-      logitsLoss(() => {
-        const [logits] = forwardSuffix(backbone, state, [{ adapter, rows }]);
-        predicted = tf.keep(tf.argMax(logits, 1));
-        return logits;
-      }, labels),
-    );
-    return { loss, predicted: Int32Array.from(predicted!.dataSync()) };
-  } finally {
-    predicted?.dispose();
-  }
-}
-
-/** The same step with the whole forward, from pixels, under the gradient tape (memory baseline). */
-export function trainStepFullTape(args: Omit<TrainStepArgs, 'state'> & { pixels: tf.Tensor4D }): number {
-  const { backbone, adapter, optimizer, pixels, labels } = args;
-  const n = pixels.shape[0];
-  checkLabels(labels, n, adapter.spec.labels.length);
-  const rows = [...Array(n).keys()];
-  return step(adapter, optimizer, () =>
-    logitsLoss(() => {
-      const state = runPrefix(backbone, pixels, splitPoint(adapter.spec, backbone.config.depth));
-      try {
-        return forwardSuffix(backbone, state, [{ adapter, rows }])[0];
-      } finally {
-        disposePrefix(state);
-      }
-    }, labels),
-  );
 }

@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { BlobStore } from '../storage/index.js';
-import { installWasmKernelFixes, type Adapter, type Backbone } from '../model/index.js';
+import type { Adapter, Backbone } from '../model/index.js';
 import { AdapterCache, type AdapterCacheStats } from './adapter-cache.js';
 import { AdapterSources, blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
 import { Batcher, type BatcherStats } from './batcher.js';
@@ -78,7 +78,6 @@ export class ServingEngine {
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: ServingEngineOptions) {
-    if (tf.getBackend() === 'wasm') installWasmKernelFixes();
     this.now = options.now ?? Date.now;
     this.cache = new AdapterCache<Adapter>({
       budgetBytes: options.adapterCacheBytes,

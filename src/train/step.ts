@@ -1,25 +1,15 @@
 /**
- * One optimisation step and one evaluation pass on a prefix batch. The step is the model core's
- * trainStep plus the batch's correct-prediction count, taken from the same logits (a separate
- * forward for training accuracy would cost a third of a step).
+ * The trainer's per-batch helpers around the model core: how many of a step's predictions (taken
+ * from the logits its loss came from — a separate forward for training accuracy would cost a
+ * third of a step) are right, and one evaluation pass.
  */
 import * as tf from '@tensorflow/tfjs';
-import { crossEntropy, forwardSuffix, trainStepDetailed, type AdamW, type Adapter, type Backbone, type PrefixState } from '../model/index.js';
+import { crossEntropy, forwardSuffix, type Adapter, type Backbone, type PrefixState } from '../model/index.js';
 
-export function trainBatch(
-  backbone: Backbone,
-  adapter: Adapter,
-  optimizer: AdamW,
-  state: PrefixState,
-  labels: Int32Array,
-  tapeBlocks: number,
-): { loss: number; correct: number } {
-  // Block-wise back-propagation with the last `tapeBlocks` blocks on one tape (see the model's
-  // train-blockwise.ts); the predictions come from the logits the loss was computed from.
-  const { loss, predicted } = trainStepDetailed({ backbone, adapter, optimizer, state, labels, tapeBlocks });
+export function countCorrect(predicted: Int32Array, labels: Int32Array): number {
   let correct = 0;
   for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) correct++;
-  return { loss, correct };
+  return correct;
 }
 
 /** Predicted class per row and the summed cross-entropy of a batch (no gradient tape). */

@@ -16,6 +16,7 @@ import {
   measurePeakBytes,
   predictLogits,
   splitPoint,
+  trainStep,
   type Adapter,
   type AdapterSpec,
   type Backbone,
@@ -26,7 +27,7 @@ import type { PreparedDataset } from './ingest/index.js';
 import { evaluate, type Evaluation } from './metrics.js';
 import { PrefixCache, type CachePrecision, type PrefixCacheStats } from './prefix-cache.js';
 import { learningRate, prng, shuffle, subSeed } from './schedule.js';
-import { evalBatch, trainBatch } from './step.js';
+import { countCorrect, evalBatch } from './step.js';
 
 export interface EpochProgress {
   /** 1-based. */
@@ -208,18 +209,20 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         const state = await cache.batch(keys);
         try {
           const labels = labelsOf(part);
-          let r: { loss: number; correct: number };
+          // Block-wise back-propagation with the last `tapeBlocks` blocks on one tape.
+          const step = () => trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks });
+          let r: { loss: number; predicted: Int32Array };
           if (peak.peakTensorBytes === 0) {
             // Measured once: the first step allocates what every step does (same shapes).
             const before = tf.memory().numBytes;
-            const m = await measurePeakBytes(() => trainBatch(backbone, adapter, optimizer, state, labels, tapeBlocks));
+            const m = await measurePeakBytes(step);
             r = m.result;
             peak = { peakTensorBytes: before + m.peakBytes, stepPeakBytes: m.peakBytes };
           } else {
-            r = trainBatch(backbone, adapter, optimizer, state, labels, tapeBlocks);
+            r = step();
           }
           lossSum += r.loss * part.length;
-          correct += r.correct;
+          correct += countCorrect(r.predicted, labels);
         } finally {
           disposePrefix(state);
         }

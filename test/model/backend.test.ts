@@ -39,7 +39,7 @@ describe('backend selection', () => {
     [false, true],
     [true, false],
     [true, true],
-  ])('the explicit-transpose BatchMatMul gradient is correct (transposeA=%s, transposeB=%s)', async (ta, tb) => {
+  ])('the BatchMatMul gradient is correct on the wasm kernels (transposeA=%s, transposeB=%s)', async (ta, tb) => {
     await initBackend('wasm');
     const A = [[1, 2, 3], [4, 5, 6]]; // used as 2×3 (or its transpose 3×2)
     const B = [[0.5, -1], [2, 0], [1, 3]]; // 3×2

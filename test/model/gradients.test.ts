@@ -1,5 +1,5 @@
 /**
- * The lean back-propagation (src/model/gradients.ts) against tfjs's stock one: the same numbers
+ * The lean back-propagation (src/model/kernels/lean-gradients.ts) against tfjs's stock one: the same numbers
  * bit for bit, a lower peak, nothing leaked, and the cases it hands back to the stock engine.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -57,7 +57,7 @@ describe('lean gradients', () => {
     }
   }
 
-  it('is installed by importing the model core and gives the stock gradients bit for bit, leaking nothing', () => {
+  it('is installed by backend start-up and gives the stock gradients bit for bit, leaking nothing', () => {
     expect(leanGradientsInstalled()).toBe(true);
     const tensors = tf.memory().numTensors;
     const lean = gradsOf();

@@ -13,7 +13,6 @@ import {
   saveAdapter,
   splitPoint,
   trainStep,
-  trainStepDetailed,
   trainStepFullTape,
   type Adapter,
   type Backbone,
@@ -96,9 +95,9 @@ describe('training', () => {
     const pixels = randomPixels(8, backbone.config, 5);
     const labels = Int32Array.from([0, 1, 2, 3, 3, 2, 1, 0]);
     const state = runPrefix(backbone, pixels, splitPoint(spec, backbone.config.depth));
-    const losses = [trainStep({ backbone, adapter, optimizer, state, labels })];
+    const losses = [trainStep({ backbone, adapter, optimizer, state, labels }).loss];
     const tensorsAfterFirst = tf.memory().numTensors;
-    for (let i = 0; i < 11; i++) losses.push(trainStep({ backbone, adapter, optimizer, state, labels }));
+    for (let i = 0; i < 11; i++) losses.push(trainStep({ backbone, adapter, optimizer, state, labels }).loss);
     expect(tf.memory().numTensors).toBe(tensorsAfterFirst);
     expect(losses[0]).toBeCloseTo(Math.log(4), 1);
     losses.slice(1).forEach((l, i) => expect(l).toBeLessThan(losses[i]));
@@ -127,7 +126,7 @@ describe('training', () => {
     const labels = [2, 1, 0, 0];
     const state = runPrefix(backbone, pixels, splitPoint(spec, backbone.config.depth));
     for (let i = 0; i < 2; i++) {
-      const la = trainStep({ backbone, adapter: a, optimizer: oa, state, labels });
+      const la = trainStep({ backbone, adapter: a, optimizer: oa, state, labels }).loss;
       const lb = trainStepFullTape({ backbone, adapter: b, optimizer: ob, pixels, labels });
       expect(Math.abs(la - lb)).toBeLessThan(1e-5);
     }
@@ -150,14 +149,14 @@ describe('training', () => {
     const pixels = randomPixels(3, backbone.config, 13);
     const labels = [1, 0, 2];
     const state = runPrefix(backbone, pixels, splitPoint(spec, backbone.config.depth));
-    const variants: Array<Pick<Parameters<typeof trainStepDetailed>[0], 'recompute' | 'tapeBlocks'>> = [{}, { recompute: true }, { tapeBlocks: 1 }, { tapeBlocks: 5 }];
+    const variants: Array<Pick<Parameters<typeof trainStep>[0], 'tapeBlocks'>> = [{}, { tapeBlocks: 0 }, { tapeBlocks: 1 }, { tapeBlocks: 5 }];
     const runs = variants.map((variant) => {
       const adapter = loadAdapter(bytes, backbone.config, { trainable: true }).adapter;
       const optimizer = new AdamW({ lr: 1e-2 });
-      const steps = [0, 1].map(() => trainStepDetailed({ backbone, adapter, optimizer, state, labels, ...variant }));
+      const steps = [0, 1].map(() => trainStep({ backbone, adapter, optimizer, state, labels, ...variant }));
       const settled = tf.memory().numTensors;
       const weights = adapter.trainableVariables().map((v) => Float32Array.from(v.dataSync() as Float32Array));
-      trainStepDetailed({ backbone, adapter, optimizer, state, labels, ...variant });
+      trainStep({ backbone, adapter, optimizer, state, labels, ...variant });
       expect(tf.memory().numTensors, JSON.stringify(variant)).toBe(settled);
       adapter.dispose();
       optimizer.dispose();
@@ -224,24 +223,24 @@ describe('training', () => {
     const split = splitPoint(spec, big.config.depth);
     const state = runPrefix(big, pixels, split);
     trainStep({ backbone: big, adapter, optimizer, state, labels }); // moments allocated before measuring
-    const cached = await measurePeakBytes(() => trainStep({ backbone: big, adapter, optimizer, state, labels }));
+    const cached = await measurePeakBytes(() => trainStep({ backbone: big, adapter, optimizer, state, labels }).loss);
     disposePrefix(state);
     const withPrefix = await measurePeakBytes(() => {
       const s = runPrefix(big, pixels, split);
-      const loss = trainStep({ backbone: big, adapter, optimizer, state: s, labels });
+      const loss = trainStep({ backbone: big, adapter, optimizer, state: s, labels }).loss;
       disposePrefix(s);
       return loss;
     });
     const fullTape = await measurePeakBytes(() => trainStepFullTape({ backbone: big, adapter, optimizer, pixels, labels }));
     const recomputed = await measurePeakBytes(() => {
       const s = runPrefix(big, pixels, split);
-      const loss = trainStep({ backbone: big, adapter, optimizer, state: s, labels, recompute: true });
+      const loss = trainStep({ backbone: big, adapter, optimizer, state: s, labels, tapeBlocks: 0 }).loss;
       disposePrefix(s);
       return loss;
     });
     const tail2 = await measurePeakBytes(() => {
       const s = runPrefix(big, pixels, split);
-      const loss = trainStep({ backbone: big, adapter, optimizer, state: s, labels, tapeBlocks: 2 });
+      const loss = trainStep({ backbone: big, adapter, optimizer, state: s, labels, tapeBlocks: 2 }).loss;
       disposePrefix(s);
       return loss;
     });

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { simdKernels } from '../../src/model/wasm-simd.js';
+import { simdKernels } from '../../src/model/kernels/wasm-simd.js';
 import { rng } from '../helpers/tiny-backbone.js';
 import { gelu, initBackend, installWasmKernelFixes, uninstallWasmKernelFixes, wasmKernelFixesInstalled } from '../../src/model/index.js';
 

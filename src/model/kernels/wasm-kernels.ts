@@ -1,6 +1,6 @@
 /**
- * Faster kernels for the tfjs wasm backend (4.22), installed once per process by initBackend
- * (and by the serving engine). Each replacement returns what the stock kernel returns — bit for
+ * Faster kernels for the tfjs wasm backend (4.22), registered in place of the stock ones by
+ * install.ts at backend start-up. Each replacement returns what the stock kernel returns — bit for
  * bit, except BatchMatMul (a different summation order: within float32 rounding) and the cases
  * below where the stock kernel is wrong — and falls through to the stock kernel for any dtype,
  * attribute or shape it does not handle.
@@ -26,28 +26,17 @@
  * (stock returns uninitialised memory; here it throws, as the cpu backend does).
  */
 import * as tf from '@tensorflow/tfjs';
-import { registerWasmGeluKernels, unregisterWasmGeluKernels } from './gelu-kernel.js';
+import { wasmInternals } from './tfjs-internals.js';
 import { batchMatMulKernel } from './wasm-matmul.js';
 
 type HeapTensor = { shape: number[]; dtype: tf.DataType; dataId: object };
-type TypedHeapArray = Float32Array | Int32Array | Uint8Array;
-
-interface WasmBackendLike {
-  typedArrayFromHeap(t: HeapTensor): TypedHeapArray;
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  incRef(dataId: object): void;
-}
-
 type KernelArgs = Parameters<tf.KernelFunc>[0];
-
-const stock = new Map<string, tf.KernelConfig>();
+type Out = tf.TensorInfo | tf.TensorInfo[];
+/** A replacement kernel: its arguments and the stock kernel it falls back to. */
+export type Replacement = (args: KernelArgs, stock: tf.KernelFunc) => Out;
 
 const product = (a: readonly number[]) => a.reduce((x, y) => x * y, 1);
 const numeric = (dtype: tf.DataType) => dtype === 'float32' || dtype === 'int32' || dtype === 'bool';
-
-function fallback(name: string, args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
-  return stock.get(name)!.kernelFunc(args);
-}
 
 function strides(shape: readonly number[]): number[] {
   const out = new Array<number>(shape.length).fill(1);
@@ -55,10 +44,10 @@ function strides(shape: readonly number[]): number[] {
   return out;
 }
 
-function slice(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+function slice(args: KernelArgs, stock: tf.KernelFunc): Out {
   const x = args.inputs.x as HeapTensor & tf.TensorInfo;
-  if (!numeric(x.dtype)) return fallback('Slice', args);
-  const backend = args.backend as unknown as WasmBackendLike;
+  if (!numeric(x.dtype)) return stock(args);
+  const backend = wasmInternals(args.backend);
   const attrs = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
   const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, attrs.begin, attrs.size);
   // Neither tf.slice nor the stock wasm kernel checks the bounds: out of range it returns whatever
@@ -89,12 +78,12 @@ function slice(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
   return out;
 }
 
-function gather(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+function gather(args: KernelArgs, stock: tf.KernelFunc): Out {
   const x = args.inputs.x as HeapTensor & tf.TensorInfo;
   const indices = args.inputs.indices as HeapTensor & tf.TensorInfo;
   const attrs = args.attrs as unknown as { axis: number; batchDims?: number };
-  if (!numeric(x.dtype) || indices.dtype !== 'int32') return fallback('GatherV2', args);
-  const backend = args.backend as unknown as WasmBackendLike;
+  if (!numeric(x.dtype) || indices.dtype !== 'int32') return stock(args);
+  const backend = wasmInternals(args.backend);
   // Throws for an axis outside [-rank, rank), with the stock kernel's message.
   const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0];
   const dim = x.shape[axis];
@@ -127,46 +116,17 @@ function gather(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
 }
 
 /** A new tensor on the same buffer (reference counted), as the wasm Reshape kernel does. */
-function identity(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+function identity(args: KernelArgs, stock: tf.KernelFunc): Out {
   const x = args.inputs.x as tf.TensorInfo;
-  if (!numeric(x.dtype)) return fallback('Identity', args);
-  (args.backend as unknown as WasmBackendLike).incRef(x.dataId);
+  if (!numeric(x.dtype)) return stock(args);
+  wasmInternals(args.backend).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
-const REPLACEMENTS: ReadonlyArray<readonly [string, (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]]> = [
+/** The wasm kernels replaced, by name (install.ts registers them). */
+export const WASM_KERNEL_REPLACEMENTS: ReadonlyArray<readonly [string, Replacement]> = [
   ['Slice', slice],
   ['GatherV2', gather],
   ['Identity', identity],
-  ['BatchMatMul', (args) => batchMatMulKernel(args, (a) => fallback('BatchMatMul', a))],
+  ['BatchMatMul', batchMatMulKernel],
 ];
-
-/**
- * Replace the wasm backend's Slice, GatherV2, Identity and BatchMatMul kernels and add the
- * one-pass GELU kernels of gelu-kernel.ts (idempotent).
- */
-export function installWasmKernelFixes(): void {
-  if (stock.size > 0) return;
-  registerWasmGeluKernels();
-  for (const [name, kernelFunc] of REPLACEMENTS) {
-    const config = tf.getKernel(name, 'wasm');
-    if (config === undefined) continue;
-    stock.set(name, config);
-    tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel({ ...config, kernelFunc });
-  }
-}
-
-/** Puts the stock kernels back (tests and A/B measurements); installWasmKernelFixes re-installs. */
-export function uninstallWasmKernelFixes(): void {
-  unregisterWasmGeluKernels();
-  for (const [name, config] of stock) {
-    tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel(config);
-  }
-  stock.clear();
-}
-
-export function wasmKernelFixesInstalled(): boolean {
-  return stock.size > 0;
-}

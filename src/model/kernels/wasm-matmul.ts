@@ -23,23 +23,12 @@
  * is uninitialised memory), a zero-sized batch (a trap) and K = 0 (uninitialised output, not 0).
  */
 import * as tf from '@tensorflow/tfjs';
+import { wasmInternals, type WasmBackendInternals } from './tfjs-internals.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type Out = tf.TensorInfo | tf.TensorInfo[];
-
-type CFunc = (...args: unknown[]) => void;
-interface WasmModule {
-  cwrap(name: string, ret: null, args: string[]): CFunc;
-  tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
-}
-interface WasmBackend {
-  wasm: WasmModule;
-  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
-  dataIdNextNumber: number;
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-  disposeData(dataId: object): boolean;
-}
+type WasmBackend = WasmBackendInternals;
+type CFunc = ReturnType<WasmBackend['wasm']['cwrap']>;
 
 let cBatchMatMul: CFunc | null = null;
 let cBackend: WasmBackend | null = null;
@@ -66,7 +55,7 @@ function broadcastStrides(batch: readonly number[], rank: number, matrix: number
   return out;
 }
 
-export function batchMatMulKernel(args: KernelArgs, stock: (args: KernelArgs) => Out): Out {
+export function batchMatMulKernel(args: KernelArgs, stock: tf.KernelFunc): Out {
   const a = args.inputs.a as tf.TensorInfo;
   const b = args.inputs.b as tf.TensorInfo;
   const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
@@ -93,7 +82,7 @@ export function batchMatMulKernel(args: KernelArgs, stock: (args: KernelArgs) =>
   // under two shapes.
   if (nA === 1 && nB === 1 && !transposeA && !transposeB && k > 0 && !empty) return stock(args);
 
-  const backend = args.backend as unknown as WasmBackend;
+  const backend = wasmInternals(args.backend);
   const out = backend.makeOutput(outShape, 'float32');
   if (empty) return out;
   if (k === 0) {
@@ -128,7 +117,7 @@ export function batchMatMulKernel(args: KernelArgs, stock: (args: KernelArgs) =>
     if (aa !== a) temps.push(aa);
     const bb = transposeB ? transposeLast2(b, backend) : b;
     if (bb !== b) temps.push(bb);
-    const offset = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    const offset = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
     const [aOff, bOff, oOff] = [offset(aa), offset(bb), offset(out)];
     if (nB === 1) {
       // One right-hand matrix: all left rows (in output order, as b broadcasts) in one product.

@@ -13,18 +13,13 @@
  * results agree to float rounding.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ERF_P, ERF_Q, EXP_LN2_HI, EXP_LN2_LO, EXP_P, INV_SQRT_2PI, simdKernels, type WasmMemory } from './wasm-simd.js';
+import { wasmInternals } from './tfjs-internals.js';
+import { ERF_P, ERF_Q, EXP_LN2_HI, EXP_LN2_LO, EXP_P, INV_SQRT_2PI, simdKernels } from './wasm-simd.js';
 
 export const GELU_KERNEL = 'DtlGelu';
 export const GELU_GRAD_KERNEL = 'DtlGeluGrad';
 
 type HeapTensor = { shape: number[]; dtype: tf.DataType; dataId: object };
-interface WasmBackendLike {
-  typedArrayFromHeap(t: HeapTensor): Float32Array;
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  dataIdMap: { get(dataId: object): { memoryOffset: number } };
-  wasm: { asm: { memory?: WasmMemory } };
-}
 
 // The JS loops below repeat the SIMD loops of wasm-simd.ts operation by operation, each rounded to
 // float32 (exact for + − × ÷ of float32 operands): a value's result does not depend on whether it
@@ -70,14 +65,14 @@ function xPdf(x: number): number {
 function unary(args: Parameters<tf.KernelFunc>[0], simd: 'gelu', f: (v: number) => number): tf.TensorInfo {
   const x = args.inputs.x as HeapTensor & tf.TensorInfo;
   if (x.dtype !== 'float32') throw new Error(`GELU kernels take float32, got ${x.dtype}`);
-  const backend = args.backend as unknown as WasmBackendLike;
+  const backend = wasmInternals(args.backend);
   const out = backend.makeOutput(x.shape, 'float32');
   const n = x.shape.reduce((a, b) => a * b, 1);
   const memory = backend.wasm.asm.memory;
   const kernels = memory ? simdKernels(memory) : null;
   let from = 0;
   if (kernels) {
-    kernels[simd](backend.dataIdMap.get(x.dataId).memoryOffset, backend.dataIdMap.get(out.dataId).memoryOffset, n);
+    kernels[simd](backend.dataIdMap.get(x.dataId)!.memoryOffset, backend.dataIdMap.get(out.dataId)!.memoryOffset, n);
     from = n - (n % 4);
   }
   // Views taken after makeOutput: growing the heap detaches earlier ones.
@@ -87,21 +82,21 @@ function unary(args: Parameters<tf.KernelFunc>[0], simd: 'gelu', f: (v: number) 
   return out;
 }
 
-const geluKernel: tf.KernelFunc = (args) => unary(args, 'gelu', (v) => f32(normCdf(v) * v));
+export const geluKernel: tf.KernelFunc = (args) => unary(args, 'gelu', (v) => f32(normCdf(v) * v));
 
 /** dy·(Φ(x) + x·φ(x)) in one pass: one output instead of the eight temporaries of the composed form. */
-const geluGradKernel: tf.KernelFunc = (args) => {
+export const geluGradKernel: tf.KernelFunc = (args) => {
   const x = args.inputs.x as HeapTensor & tf.TensorInfo;
   const dy = args.inputs.dy as HeapTensor & tf.TensorInfo;
   if (x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error('GELU kernels take float32');
-  const backend = args.backend as unknown as WasmBackendLike;
+  const backend = wasmInternals(args.backend);
   const out = backend.makeOutput(x.shape, 'float32');
   const n = x.shape.reduce((a, b) => a * b, 1);
   const memory = backend.wasm.asm.memory;
   const kernels = memory ? simdKernels(memory) : null;
   let from = 0;
   if (kernels) {
-    const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
     kernels.geluGrad(at(x), at(dy), at(out), n);
     from = n - (n % 4);
   }
@@ -115,44 +110,22 @@ const geluGradKernel: tf.KernelFunc = (args) => {
   return out;
 };
 
-let gradientRegistered = false;
-
-function registerGeluGradient(): void {
-  if (gradientRegistered) return;
-  gradientRegistered = true;
-  tf.registerGradient({
-    kernelName: GELU_KERNEL,
-    inputsToSave: ['x'],
-    gradFunc: (dy, saved) => {
-      const [x] = saved;
-      return {
-        // dy·(Φ(x) + x·φ(x)), φ(x) = exp(−x²/2)/√(2π): one kernel where the backend has it (not
-        // itself differentiable: nothing here takes second derivatives through GELU).
-        x: () =>
-          tf.getKernel(GELU_GRAD_KERNEL, tf.getBackend()) !== undefined
-            ? (tf.engine().runKernel(GELU_GRAD_KERNEL, { x, dy: dy as tf.Tensor }) as tf.Tensor)
-            : tf.mul(dy as tf.Tensor, tf.add(tf.mul(tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1), 0.5), tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)))),
-      };
-    },
-  });
-}
-
-/** Registers the wasm GELU kernels (idempotent); see wasm-kernels.ts. */
-export function registerWasmGeluKernels(): void {
-  registerGeluGradient();
-  for (const [kernelName, kernelFunc] of [
-    [GELU_KERNEL, geluKernel],
-    [GELU_GRAD_KERNEL, geluGradKernel],
-  ] as const) {
-    if (tf.getKernel(kernelName, 'wasm') === undefined) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
-  }
-}
-
-export function unregisterWasmGeluKernels(): void {
-  for (const kernelName of [GELU_KERNEL, GELU_GRAD_KERNEL]) {
-    if (tf.getKernel(kernelName, 'wasm') !== undefined) tf.unregisterKernel(kernelName, 'wasm');
-  }
-}
+/** DtlGelu's gradient: the one-pass kernel where the backend has it, the composed form elsewhere. */
+export const geluGradient: tf.GradConfig = {
+  kernelName: GELU_KERNEL,
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved) => {
+    const [x] = saved;
+    return {
+      // dy·(Φ(x) + x·φ(x)), φ(x) = exp(−x²/2)/√(2π): one kernel where the backend has it (not
+      // itself differentiable: nothing here takes second derivatives through GELU).
+      x: () =>
+        tf.getKernel(GELU_GRAD_KERNEL, tf.getBackend()) !== undefined
+          ? (tf.engine().runKernel(GELU_GRAD_KERNEL, { x, dy: dy as tf.Tensor }) as tf.Tensor)
+          : tf.mul(dy as tf.Tensor, tf.add(tf.mul(tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1), 0.5), tf.mul(x, tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)))),
+    };
+  },
+};
 
 /** Exact GELU, 0.5·x·(1 + erf(x/√2)): one kernel where the backend has it, composed ops elsewhere. */
 export function geluOp<T extends tf.Tensor>(x: T): T {

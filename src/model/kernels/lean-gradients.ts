@@ -1,6 +1,6 @@
 /**
  * A memory-lean replacement for the tfjs engine's `gradients` (tfjs-core 4.22), installed
- * process-wide when the model core is imported, so tf.variableGrads, tf.grads and every custom
+ * process-wide at backend start-up (install.ts), so tf.variableGrads, tf.grads and every custom
  * gradient in the process use it alike (training steps and their memory baselines included).
  *
  * Why: the stock back-propagation (tape.ts backpropagateGradients) keeps every intermediate
@@ -18,29 +18,7 @@
  * call inside another, gradientDepth > 0) go to the stock implementation unchanged.
  */
 import * as tf from '@tensorflow/tfjs';
-
-interface TapeNode {
-  id: number;
-  kernelName: string;
-  outputs: tf.Tensor[];
-  inputs: Record<string, tf.Tensor>;
-  gradient?: (dys: Array<tf.Tensor | null>) => Record<string, () => tf.Tensor>;
-  saved?: tf.Tensor[];
-}
-
-type GradientsFn = (f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean) => { value: tf.Tensor; grads: tf.Tensor[] };
-
-/** The engine members this module relies on (public in JS, private in the typings). */
-interface EngineInternals {
-  gradients: GradientsFn;
-  state: { activeTape: TapeNode[] | null; gradientDepth: number };
-  scopedRun<R>(start: () => void, end: () => void, f: () => R): R;
-  startTape(): void;
-  endTape(): void;
-  tidy<T extends tf.TensorContainer>(nameOrFn: string | (() => T), fn?: () => T): T;
-}
-
-let stockGradients: GradientsFn | null = null;
+import type { EngineInternals, GradientsFn, TapeNode } from './tfjs-internals.js';
 
 /** The tape nodes on a path from some x to y, with inputs pruned to those that depend on an x (as tape.ts). */
 function pathNodes(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): TapeNode[] {
@@ -74,9 +52,10 @@ function pathNodes(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): TapeNode[] 
   return out;
 }
 
-function leanGradients(engine: EngineInternals): GradientsFn {
+/** engine.gradients, leaner; `stock` (the engine's own, bound) takes the nested calls. */
+export function leanGradients(engine: EngineInternals, stock: GradientsFn): GradientsFn {
   return (f, xs, dy, allowNoGradients = false) => {
-    if (engine.state.gradientDepth > 0) return stockGradients!(f, xs, dy, allowNoGradients);
+    if (engine.state.gradientDepth > 0) return stock(f, xs, dy, allowNoGradients);
     if (xs.length === 0) throw new Error('gradients() received an empty list of xs.');
     if (dy != null && dy.dtype !== 'float32') throw new Error(`dy must have 'float32' dtype, but has '${dy.dtype}'`);
     const y = engine.scopedRun(
@@ -150,25 +129,4 @@ function leanGradients(engine: EngineInternals): GradientsFn {
       return { value: y, grads: result };
     });
   };
-}
-
-/** Installs the lean back-propagation on tfjs's engine (idempotent). */
-export function installLeanGradients(): void {
-  if (stockGradients !== null) return;
-  const engine = tf.engine() as unknown as EngineInternals;
-  stockGradients = engine.gradients.bind(engine);
-  engine.gradients = leanGradients(engine);
-}
-
-/** Restores the stock back-propagation (tests and A/B measurements). */
-export function uninstallLeanGradients(): void {
-  if (stockGradients === null) return;
-  const engine = tf.engine() as unknown as { gradients: GradientsFn };
-  // The stock method lives on the prototype: removing the own property restores it.
-  delete (engine as Partial<typeof engine>).gradients;
-  stockGradients = null;
-}
-
-export function leanGradientsInstalled(): boolean {
-  return stockGradients !== null;
 }
