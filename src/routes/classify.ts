@@ -12,7 +12,7 @@ import { MAX_FANOUT_ADAPTERS, MAX_IMAGES_PER_REQUEST, classify, classifyFanOut, 
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 import type { AppEnv } from './env.js';
 import { idParam, uuid } from './schemas.js';
-import { isJson, isMultipart, parseMultipart, rawBody, readAll } from './uploads.js';
+import { isJson, isMultipart, parseMultipart, readAll, readBody } from './uploads.js';
 
 const base64Image = z.string().min(1).openapi({ description: 'An image (JPEG, PNG, WebP, …) as base64, or a data: URL.', format: 'byte' });
 const versionSelector = {
@@ -114,7 +114,7 @@ function decodeImage(text: string, where: string): Buffer {
 }
 
 async function readJson<S extends z.ZodType>(c: Context<AppEnv>, schema: S, maxBytes: number): Promise<z.output<S>> {
-  const bytes = await readAll(rawBody(c), maxBytes, 'the request body');
+  const bytes = await readBody(c, maxBytes, 'the request body');
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));
