@@ -141,12 +141,14 @@ function discardRest(incoming: IncomingMessage, limits: DiscardLimits): Promise<
     const onError = () => finish(false);
     const onClose = () => finish(incoming.complete);
     const timer = setTimeout(() => finish(false), limits.maxMs);
+    // The answer is decided: whatever stopped reading early lets go (busboy, a stream given up
+    // on, hono's web body, which would pause the request again at every chunk).
+    incoming.unpipe();
+    incoming.removeAllListeners('data');
     incoming.on('data', onData);
     incoming.on('end', onEnd);
     incoming.on('error', onError);
     incoming.on('close', onClose);
-    // Whoever stopped reading early (busboy, a stream given up on) lets go of it.
-    incoming.unpipe();
     incoming.resume();
   });
 }

@@ -4,7 +4,7 @@
  * answer; what was not read is discarded (bounded) and the connection closed after the answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from './harness.js';
+import { ADMIN_TOKEN, startHarness, type Harness } from './harness.js';
 import { listen, multipart, send, type Served, type SocketReply } from './socket.js';
 
 let h: Harness;
@@ -68,5 +68,19 @@ describe('refusals over a socket', () => {
       const big = multipart([{ name: 'images', filename: 'a.png', data: junk(size) }]);
       expectErr(await post('/v1/adapters/any/classify', big.body, big.contentType), 413, 'payload_too_large');
     }
+  });
+
+  it('answers raw and multipart adapter imports over the limit, and JSON bodies over 1 MiB (sized or chunked)', async () => {
+    for (const size of [200 * 1024, 20 * MiB]) {
+      expectErr(await post('/v1/adapters/import?name=big', junk(size), 'application/octet-stream'), 413, 'payload_too_large');
+      const m = multipart([{ name: 'name', value: 'big' }, { name: 'file', filename: 'a.safetensors', data: junk(size) }]);
+      expectErr(await post('/v1/adapters/import', m.body, m.contentType), 413, 'payload_too_large');
+    }
+    const json = Buffer.from(JSON.stringify({ name: 'x'.repeat(3 * MiB) }));
+    const sized = await send(srv.port, 'POST', '/v1/tenants', { token: ADMIN_TOKEN, body: json, headers: { 'content-type': 'application/json' } });
+    expectErr(sized, 413, 'payload_too_large');
+    // Without Content-Length (chunked), the limit is found while reading.
+    const chunked = await send(srv.port, 'POST', '/v1/tenants', { token: ADMIN_TOKEN, body: json, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
+    expectErr(chunked, 413, 'payload_too_large');
   });
 });
