@@ -8,6 +8,7 @@ import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { AppError } from '../errors.js';
 import { invalid } from '../services/auth.js';
+import { MAX_VERSION } from '../services/version-resolver.js';
 import { MAX_FANOUT_ADAPTERS, MAX_IMAGES_PER_REQUEST, classify, classifyFanOut, type ClassifyAnswer } from '../services/classify.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 import type { AppEnv } from './env.js';
@@ -16,7 +17,7 @@ import { isJson, isMultipart, parseMultipart, readAll, readBody } from './upload
 
 const base64Image = z.string().min(1).openapi({ description: 'An image (JPEG, PNG, WebP, …) as base64, or a data: URL.', format: 'byte' });
 const versionSelector = {
-  version: z.union([z.number().int().min(1), z.string().regex(/^\d{1,9}$/)]).optional().openapi({ description: 'Pin a version number.' }),
+  version: z.union([z.number().int().min(1).max(MAX_VERSION), z.string().regex(/^\d{1,9}$/)]).optional().openapi({ description: 'Pin a version number.' }),
   alias: z.string().min(1).max(64).optional().openapi({ description: "An alias (default 'latest')." }),
 };
 const answerOptions = {
