@@ -11,12 +11,11 @@
  */
 import { once } from 'node:events';
 import { mkdir, stat } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { serve } from '@hono/node-server';
 import { buildApp, connectMetrics, type AppDeps } from './app.js';
+import { createHttpServer } from './routes/http-server.js';
 import { loadConfiguredBackbone } from './services/backbone.js';
 import { loadConfig, type Config } from './config.js';
 import { openDatabase, type Database } from './db/open.js';
@@ -29,7 +28,7 @@ import { Authenticator } from './services/auth.js';
 import { sweepUploadWorkDirs } from './services/datasets.js';
 import { Sweeper } from './services/maintenance.js';
 import { VersionResolver } from './services/version-resolver.js';
-import { RateLimiter } from './services/limits.js';
+import { ConcurrencyLimiter, RateLimiter } from './services/limits.js';
 import { openBlobStore, type BlobStore } from './storage/index.js';
 import { createWorkerRuntime, type WorkerRuntime } from './train/runtime.js';
 
@@ -128,6 +127,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
     auth: new Authenticator({ database, log }, { ttlMs: config.AUTH_CACHE_TTL_MS }),
     resolver: new VersionResolver({ database }),
     limiter: new RateLimiter(config.RATE_LIMIT_RPS, config.RATE_LIMIT_BURST),
+    uploads: new ConcurrencyLimiter(config.UPLOADS_PER_TENANT, 'data set uploads'),
     lifecycle: {
       get shuttingDown() {
         return shuttingDown;
@@ -141,7 +141,8 @@ export async function startServer(env: Record<string, string | undefined> = proc
   const worker: WorkerRuntime | undefined = config.WORKER_ENABLED ? createWorkerRuntime(deps) : undefined;
   const maintenance = config.WORKER_ENABLED ? new Sweeper(deps, { intervalMs: config.SWEEP_INTERVAL_MS, graceMs: config.SWEEP_GRACE_MS }) : undefined;
 
-  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST, autoCleanupIncoming: true }) as Server;
+  const server = createHttpServer(app, config);
+  server.listen(config.PORT, config.HOST);
   try {
     await once(server, 'listening');
   } catch (err) {

@@ -1,5 +1,6 @@
 /**
- * Image decoding and normalisation: any format sharp reads → auto-rotated (EXIF), alpha dropped,
+ * Image decoding and normalisation: an accepted format (image-format.ts, by magic bytes: the
+ * list data set uploads use) → auto-rotated (EXIF), alpha dropped,
  * sRGB, resized to the backbone's square input (aspect not preserved, as the authors' resize),
  * then (v/255 − mean)/std per channel, HWC float32.
  */
@@ -7,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import sharp, { type OutputInfo } from 'sharp';
 import { AppError } from '../errors.js';
 import type { BackboneConfig } from './backbone-config.js';
+import { ACCEPTED_IMAGE_FORMATS, sniffImageFormat } from './image-format.js';
 
 export interface PreprocessOptions {
   /** Largest decoded width × height accepted (default 40 MP). */
@@ -16,6 +18,9 @@ export interface PreprocessOptions {
 export async function preprocessImage(bytes: Uint8Array, cfg: BackboneConfig, opts: PreprocessOptions = {}): Promise<Float32Array> {
   const maxPixels = opts.maxPixels ?? 40_000_000;
   const size = cfg.imageSize;
+  // sharp would open more than we accept (SVG, HEIC, …): only the listed formats reach it. Its
+  // loaders pick by the same magic bytes, so these bytes go to the loader of their format.
+  if (sniffImageFormat(bytes) === undefined) throw new AppError('invalid_image', `not an image in an accepted format (${ACCEPTED_IMAGE_FORMATS})`);
   let raw: { data: Buffer; info: OutputInfo };
   try {
     // sharp's default pixel limit accepted a 16000×16000 PNG: always pass ours. 'truncated'

@@ -20,6 +20,7 @@ import {
   setAlias,
 } from '../services/adapters.js';
 import { startTraining } from '../services/training.js';
+import { MAX_VERSION } from '../services/version-resolver.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 import type { AppEnv } from './env.js';
 import {
@@ -154,7 +155,7 @@ export const setAliasRoute = defineRoute(writers, {
   path: '/v1/adapters/{adapterId}/aliases/{alias}',
   tags: ['adapters'],
   summary: 'Point an alias (e.g. prod, latest) at a version',
-  request: { params: AliasParams, body: json(z.object({ version: z.number().int().min(1) }).openapi('SetAlias')) },
+  request: { params: AliasParams, body: json(z.object({ version: z.number().int().min(1).max(MAX_VERSION) }).openapi('SetAlias')) },
   responses: { 200: { description: 'The alias', content: { 'application/json': { schema: AliasSchema } } }, ...errorResponses(400, 404) },
 });
 

@@ -7,16 +7,21 @@
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { AppError } from '../errors.js';
+import { ACCEPTED_IMAGE_FORMATS, ImageTextError, decodeImageText } from '../model/index.js';
 import { invalid } from '../services/auth.js';
+import { MAX_VERSION } from '../services/version-resolver.js';
 import { MAX_FANOUT_ADAPTERS, MAX_IMAGES_PER_REQUEST, classify, classifyFanOut, type ClassifyAnswer } from '../services/classify.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 import type { AppEnv } from './env.js';
 import { idParam, uuid } from './schemas.js';
-import { isJson, isMultipart, parseMultipart, rawBody, readAll } from './uploads.js';
+import { isJson, isMultipart, parseMultipart, readAll, readBody } from './uploads.js';
 
-const base64Image = z.string().min(1).openapi({ description: 'An image (JPEG, PNG, WebP, …) as base64, or a data: URL.', format: 'byte' });
+const base64Image = z
+  .string()
+  .min(1)
+  .openapi({ description: `An image (${ACCEPTED_IMAGE_FORMATS}, by content) as base64, or a base64 data: URL declaring an image type (data:image/png;base64,…).`, format: 'byte' });
 const versionSelector = {
-  version: z.union([z.number().int().min(1), z.string().regex(/^\d{1,9}$/)]).optional().openapi({ description: 'Pin a version number.' }),
+  version: z.union([z.number().int().min(1).max(MAX_VERSION), z.string().regex(/^\d{1,9}$/)]).optional().openapi({ description: 'Pin a version number.' }),
   alias: z.string().min(1).max(64).optional().openapi({ description: "An alias (default 'latest')." }),
 };
 const answerOptions = {
@@ -105,16 +110,18 @@ export const fanOutRoute = defineRoute(auth.tenant('classify'), {
   responses: { 200: { description: 'One answer per adapter', content: { 'application/json': { schema: ClassifyResponse } } }, ...classifyErrors },
 });
 
-const BASE64_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
-
 function decodeImage(text: string, where: string): Buffer {
-  const body = text.replace(/^data:[^,]*;base64,/i, '').replace(/\s+/g, '');
-  if (body.length === 0 || !BASE64_RE.test(body)) throw new AppError('validation_failed', `${where}: not a base64 image`);
-  return Buffer.from(body, body.includes('-') || body.includes('_') ? 'base64url' : 'base64');
+  try {
+    return decodeImageText(text);
+  } catch (err) {
+    if (!(err instanceof ImageTextError)) throw err;
+    // A declared non-image type is a wrong image, like bytes that are none; bad base64 a malformed field.
+    throw new AppError(err.reason === 'media_type' ? 'invalid_image' : 'validation_failed', `${where}: ${err.reason === 'encoding' ? 'not a base64 image: ' : ''}${err.message}`);
+  }
 }
 
 async function readJson<S extends z.ZodType>(c: Context<AppEnv>, schema: S, maxBytes: number): Promise<z.output<S>> {
-  const bytes = await readAll(rawBody(c), maxBytes, 'the request body');
+  const bytes = await readBody(c, maxBytes, 'the request body');
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));

@@ -2,6 +2,7 @@
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { AppError } from '../errors.js';
+import { invalid } from '../services/auth.js';
 import { createDataset, deleteDataset, getDataset, listDatasets, type CreateDatasetResult } from '../services/datasets.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 import type { AppEnv } from './env.js';
@@ -24,7 +25,8 @@ export const uploadDatasetRoute = defineRoute(auth.tenant('train'), {
   summary: 'Upload a data set (zip of class folders, zip with labels.csv/labels.jsonl, or JSONL)',
   description:
     'The body is streamed to disk while its bytes are counted (UPLOAD_MAX_BYTES, and the storage quota), then validated and preprocessed before the call returns. ' +
-    'Send it raw (application/zip, application/x-ndjson) or as multipart/form-data with one file part.',
+    'Send it raw (application/zip, application/x-ndjson) or as multipart/form-data with one file part. ' +
+    'A tenant may have UPLOADS_PER_TENANT uploads in progress at once (beyond: 429 rate_limited with Retry-After).',
   request: {
     query: UploadQuery,
     body: {
@@ -81,6 +83,10 @@ export const deleteDatasetRoute = defineRoute(auth.tenant('train'), {
 
 type UploadQueryT = z.infer<typeof UploadQuery>;
 
+function pick(fields: Record<string, string>, keys: string[]): Record<string, string> {
+  return Object.fromEntries(keys.filter((k) => fields[k] !== undefined).map((k) => [k, fields[k]]));
+}
+
 async function upload(c: Context<AppEnv>, query: UploadQueryT): Promise<CreateDatasetResult> {
   const deps = c.get('deps');
   const ctx = c.get('principal');
@@ -100,13 +106,11 @@ async function upload(c: Context<AppEnv>, query: UploadQueryT): Promise<CreateDa
   await parseMultipart(c, {
     maxFiles: 1,
     onFile: async (part, fields, failed) => {
-      const name = fields.name ?? query.name;
+      // Fields before the file override the query; both pass the same checks.
+      const parsed = UploadQuery.safeParse({ ...query, ...pick(fields, ['name', 'policy', 'minPerClass']) });
+      if (!parsed.success) throw invalid(parsed.error);
+      const { name, policy, minPerClass } = parsed.data;
       if (name === undefined) throw new AppError('validation_failed', "name: required (query parameter, or a 'name' field before the file)");
-      const policy = (fields.policy ?? query.policy) as 'skip' | 'reject' | undefined;
-      const minPerClass = fields.minPerClass !== undefined ? Number(fields.minPerClass) : query.minPerClass;
-      if (minPerClass !== undefined && !(Number.isInteger(minPerClass) && minPerClass >= 1)) {
-        throw new AppError('validation_failed', 'minPerClass: a positive integer');
-      }
       result = await createDataset({
         deps,
         ctx,
@@ -126,7 +130,9 @@ async function upload(c: Context<AppEnv>, query: UploadQueryT): Promise<CreateDa
 export function datasetsRouter() {
   const app = newRouter();
   app.openapi(uploadDatasetRoute, async (c) => {
-    const created = await upload(c, c.req.valid('query'));
+    // Held until the data set is stored or refused: an upload ties up a connection, disk and CPU.
+    const release = c.get('deps').uploads.acquire(c.get('principal').tenantId);
+    const created = await upload(c, c.req.valid('query')).finally(release);
     return c.json({ ...datasetDto(created.dataset), form: created.form, problemCount: created.problemCount }, 201);
   });
   app.openapi(listDatasetsRoute, async (c) => {

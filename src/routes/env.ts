@@ -8,7 +8,7 @@ import type { ServingEngine } from '../serve/index.js';
 import type { Metrics } from '../metrics.js';
 import type { Authenticator, Principal } from '../services/auth.js';
 import type { ServiceDeps } from '../services/context.js';
-import type { RateLimiter } from '../services/limits.js';
+import type { ConcurrencyLimiter, RateLimiter } from '../services/limits.js';
 import type { VersionResolver } from '../services/version-resolver.js';
 
 /** Readiness and shutdown state shared by the server and the health routes. */
@@ -28,6 +28,8 @@ export interface AppDeps extends ServiceDeps {
   auth: Authenticator;
   resolver: VersionResolver;
   limiter: RateLimiter;
+  /** Data set uploads in progress per tenant (UPLOADS_PER_TENANT). */
+  uploads: ConcurrencyLimiter;
   lifecycle: Lifecycle;
 }
 

@@ -55,7 +55,7 @@ export const jobEventsRoute = defineRoute(auth.tenant('train'), {
     'Resume with the Last-Event-ID header or `after`. After the final status a last `end` event carries the job; then the stream closes.',
   request: {
     params: JobParams,
-    query: z.object({ after: z.coerce.number().int().min(0).optional().openapi({ description: 'Only events after this id.' }) }),
+    query: z.object({ after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({ description: 'Only events after this id.' }) }),
   },
   responses: {
     200: { description: 'An event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { AppError } from '../errors.js';
 import { bearerToken, isAdminToken, requireScope, type Scope } from '../services/auth.js';
+import { settleBody } from './body.js';
 import type { AppDeps, AppEnv } from './env.js';
 import { errorResponse } from './errors.js';
 
@@ -34,6 +35,9 @@ export function requestContext(deps: AppDeps): MiddlewareHandler<AppEnv> {
     } else {
       await next();
     }
+    // Before the answer leaves: what the client is still sending of a refused body is discarded
+    // (bounded), so it reads the answer instead of a reset connection.
+    await settleBody(c, { maxBytes: deps.config.HTTP_DISCARD_MAX_BYTES, maxMs: deps.config.HTTP_DISCARD_MAX_MS });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const route = c.get('route') ?? 'unmatched';
     const status = c.res.status;

@@ -32,9 +32,12 @@ const isoOrNull = (d: Date | null) => (d === null ? null : d.toISOString());
 export const idParam = (name: string, description: string) =>
   z.string().max(200).openapi({ param: { name, in: 'path' }, description, example: '0b5e3f0e-8d1c-4a6e-9f0f-2d7c1f9a2b34' });
 
+/** No listing reaches 2³¹ rows; a bound keeps absurd offsets (1e20) from failing in the database. */
+const MAX_OFFSET = 2_147_483_647;
+
 export const PageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100).openapi({ description: 'At most this many items.' }),
-  offset: z.coerce.number().int().min(0).default(0),
+  offset: z.coerce.number().int().min(0).max(MAX_OFFSET).default(0),
 });
 
 // ---- tenants and keys ----

@@ -2,14 +2,17 @@
  * Request bodies as streams, never buffered whole (hono's parseBody and bodyLimit both buffer):
  * a raw body as a Node Readable, or multipart/form-data parsed by busboy while it arrives. Byte
  * limits are enforced by whoever consumes the stream (they count as they read), so an oversized
- * upload is cut off at the limit instead of being read to the end.
+ * upload is cut off at the limit instead of being read to the end. Nothing here destroys the
+ * request stream itself (see body.ts: that would take the socket, and the answer, with it).
  */
 import { IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
-import type { ReadableStream as NodeWebReadableStream } from 'node:stream/web';
+import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 import type { Context } from 'hono';
-import { AppError } from '../errors.js';
+import { AppError, isAppError } from '../errors.js';
+import { incomingOf, requestStream } from './body.js';
+
+export { readBody } from './body.js';
 
 export function contentTypeOf(c: Context): string {
   return (c.req.header('content-type') ?? '').trim();
@@ -23,20 +26,9 @@ export function isJson(c: Context): boolean {
   return /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i.test(contentTypeOf(c));
 }
 
-/**
- * The request body as a Node stream; 'bad_request' when there is none. Behind @hono/node-server
- * that is the IncomingMessage itself, when nothing has started reading it: the server's own
- * Node → web stream conversion and ours back would cost more than a small classify request's
- * whole parse.
- */
+/** The request body as a Node stream its consumer may destroy; 'bad_request' when there is none. */
 export function rawBody(c: Context): Readable {
-  const incoming = (c.env as { incoming?: unknown } | undefined)?.incoming;
-  if (incoming instanceof IncomingMessage && !incoming.readableDidRead && incoming.listenerCount('data') === 0 && incoming.listenerCount('readable') === 0) {
-    return incoming;
-  }
-  const body = c.req.raw.body;
-  if (body === null) throw new AppError('bad_request', 'the request has no body');
-  return Readable.fromWeb(body as unknown as NodeWebReadableStream<Uint8Array>);
+  return requestStream(c);
 }
 
 export interface FilePart {
@@ -66,7 +58,9 @@ export interface MultipartOptions {
  * rejects with the first failure, after stopping the reading and letting every onFile settle.
  */
 export function parseMultipart(c: Context, opts: MultipartOptions): Promise<Record<string, string>> {
-  const source = rawBody(c);
+  // The IncomingMessage itself where there is one (busboy reads it directly; on failure it is
+  // unpiped, never destroyed), otherwise the web body.
+  const source = incomingOf(c) ?? requestStream(c);
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     const maxFields = opts.maxFields ?? 50;
@@ -89,7 +83,8 @@ export function parseMultipart(c: Context, opts: MultipartOptions): Promise<Reco
       failed = true;
       controller.abort(err);
       source.unpipe(bb);
-      source.destroy();
+      source.pause();
+      if (!(source instanceof IncomingMessage)) source.destroy();
       for (const stream of open) stream.destroy(err instanceof Error ? err : new Error(String(err)));
       void Promise.allSettled(pending).then(() => reject(err));
     };
@@ -123,12 +118,15 @@ export function parseMultipart(c: Context, opts: MultipartOptions): Promise<Reco
         if (!failed) resolve(fields);
       });
     });
-    source.on('error', (err) => fail(new AppError('bad_request', `the request body could not be read: ${err.message}`)));
+    source.on('error', (err) => fail(isAppError(err) ? err : new AppError('bad_request', `the request body could not be read: ${err.message}`)));
+    source.on('close', () => {
+      if (source instanceof IncomingMessage && !source.complete) fail(new AppError('bad_request', 'the client closed the connection before the request body ended'));
+    });
     source.pipe(bb);
   });
 }
 
-/** Reads a whole stream up to `maxBytes` (small bodies only: images, adapter files). */
+/** Reads a whole stream up to `maxBytes` (small multipart parts: images, adapter files; never the request itself). */
 export async function readAll(stream: AsyncIterable<Uint8Array>, maxBytes: number, what: string): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;

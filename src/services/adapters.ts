@@ -16,6 +16,7 @@ import { AppError, isAppError } from '../errors.js';
 import { loadAdapter } from '../model/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 import { checkCountQuota, remainingBytes } from './limits.js';
+import { MAX_VERSION } from './version-resolver.js';
 
 export type AdapterStatus = 'training' | 'ready' | 'failed' | 'empty';
 
@@ -112,6 +113,9 @@ export async function setAlias({
   alias: string;
   version: number;
 }): Promise<{ alias: string; version: number }> {
+  if (!Number.isInteger(version) || version < 1 || version > MAX_VERSION) {
+    throw new AppError('validation_failed', `version: a whole number from 1 to ${MAX_VERSION}`);
+  }
   const adapter = await adaptersRepo.getByRef(deps.database.db, ctx.tenantId, ref);
   await adaptersRepo.setAlias(deps.database.db, ctx.tenantId, adapter.id, alias, version);
   return { alias, version };

@@ -15,7 +15,7 @@ import { AppError, isAppError } from '../errors.js';
 import { preprocessImage } from '../model/index.js';
 import type { AdapterRef, ItemResult, ServingEngine } from '../serve/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
-import { VersionResolver, type ResolvedVersion, type VersionSelector } from './version-resolver.js';
+import { MAX_VERSION, VersionResolver, type ResolvedVersion, type VersionSelector } from './version-resolver.js';
 
 export const MAX_IMAGES_PER_REQUEST = 64;
 export const MAX_FANOUT_ADAPTERS = 16;
@@ -28,7 +28,7 @@ const imageSchema = z
 const adapterSelector = z
   .object({
     adapter: z.string().min(1).max(200),
-    version: z.union([z.number().int().min(1), z.string().regex(/^\d{1,9}$/, 'a version is a number')]).optional(),
+    version: z.union([z.number().int().min(1).max(MAX_VERSION), z.string().regex(/^\d{1,9}$/, 'a version is a number')]).optional(),
     alias: z.string().min(1).max(64).optional(),
   })
   .refine((s) => s.version === undefined || s.alias === undefined, 'give a version or an alias, not both');

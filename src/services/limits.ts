@@ -1,7 +1,8 @@
 /**
  * Per-tenant limits. Rate: a token bucket per tenant in this process (RATE_LIMIT_RPS refill,
  * RATE_LIMIT_BURST size); several replicas each allow that rate — the limit protects a process,
- * it is not a billing meter. Quotas: counts and bytes a tenant holds, read from the database at
+ * it is not a billing meter. Concurrency: uploads in progress per tenant (UPLOADS_PER_TENANT),
+ * also per process. Quotas: counts and bytes a tenant holds, read from the database at
  * the moment something new would be stored, so they hold across replicas.
  */
 import * as tenantsRepo from '../db/repos/tenants.js';
@@ -49,6 +50,45 @@ export class RateLimiter {
     for (const [id, b] of this.buckets) {
       if (b.tokens + ((now - b.at) / 1000) * this.ratePerSecond >= this.burst) this.buckets.delete(id);
     }
+  }
+}
+
+/**
+ * How many of one kind of long request (data set uploads) a tenant may have in progress at once
+ * in this process; like the rate limit, per process.
+ */
+export class ConcurrencyLimiter {
+  private readonly held = new Map<string, number>();
+
+  constructor(
+    private readonly perTenant: number,
+    private readonly what: string,
+    private readonly retryAfterSeconds = 2,
+  ) {}
+
+  /** Takes a slot for the tenant, or throws 'rate_limited'. Call the returned function to give it back (once is enough; more is harmless). */
+  acquire(tenantId: string): () => void {
+    const n = this.held.get(tenantId) ?? 0;
+    if (n >= this.perTenant) {
+      throw new AppError('rate_limited', `at most ${this.perTenant} ${this.what} in progress per tenant; retry when one finished`, {
+        retryAfterSeconds: this.retryAfterSeconds,
+        details: { limit: this.perTenant },
+      });
+    }
+    this.held.set(tenantId, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.held.get(tenantId) ?? 1) - 1;
+      if (left > 0) this.held.set(tenantId, left);
+      else this.held.delete(tenantId);
+    };
+  }
+
+  /** Slots the tenant holds now. */
+  inUse(tenantId: string): number {
+    return this.held.get(tenantId) ?? 0;
   }
 }
 

@@ -17,6 +17,12 @@ export interface ResolvedVersion {
   version: AdapterVersion;
 }
 
+/**
+ * Version numbers are int4 columns: a larger number names no version and must never reach a
+ * query (the database would fail on it, a 500). Every schema that takes a version bounds it here.
+ */
+export const MAX_VERSION = 2_147_483_647;
+
 export interface VersionSelector {
   adapter: string;
   version?: number | string;

@@ -13,7 +13,7 @@ import { createLogger, type Logger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import { initBackend, loadBackboneFromDir } from '../../src/model/index.js';
 import { Authenticator } from '../../src/services/auth.js';
-import { RateLimiter } from '../../src/services/limits.js';
+import { ConcurrencyLimiter, RateLimiter } from '../../src/services/limits.js';
 import { VersionResolver } from '../../src/services/version-resolver.js';
 import { DiskBlobStore } from '../../src/storage/index.js';
 import { JobQueue } from '../../src/jobs/queue.js';
@@ -76,6 +76,7 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
     auth: new Authenticator({ database: db, log }, { ttlMs: config.AUTH_CACHE_TTL_MS }),
     resolver: new VersionResolver({ database: db }),
     limiter: new RateLimiter(config.RATE_LIMIT_RPS, config.RATE_LIMIT_BURST),
+    uploads: new ConcurrencyLimiter(config.UPLOADS_PER_TENANT, 'data set uploads'),
     lifecycle: {
       get shuttingDown() {
         return state.shuttingDown;

@@ -1,44 +1,21 @@
 /**
  * Decodes one uploaded image into raw RGB at the backbone's size. The format is checked from the
- * magic bytes first (no SVG/PDF/raw-VIPS through sharp's loaders), the pixel count from the header
- * (a 20000×20000 PNG is refused without allocating it), and sharp runs with `limitInputPixels` and
+ * magic bytes first, against the list classify uses too (model/image-format.ts: no SVG, PDF,
+ * HEIC or raw VIPS through sharp's loaders), then against sharp's header read; the pixel count
+ * from the header (a 20000×20000 PNG is refused without allocating it), and sharp runs with `limitInputPixels` and
  * `failOn: 'truncated'` as a second line. The pipeline is the one in src/model/preprocess.ts
  * (EXIF auto-orient, alpha dropped, sRGB, stretched to size×size with `fit: 'fill'`), stopping
  * before normalisation so a prepared data set holds uint8 (4× smaller than float32); a test keeps
  * the two in agreement so training and serving see the same pixels.
  */
 import sharp, { type Metadata } from 'sharp';
+import { ACCEPTED_IMAGE_FORMATS, sharpAgrees, sniffImageFormat } from '../../model/image-format.js';
 
 export class ImageDecodeError extends Error {
   override readonly name = 'ImageDecodeError';
 }
 
-export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'tiff' | 'avif';
-export const ACCEPTED_IMAGE_FORMATS = 'JPEG, PNG, WebP, GIF, TIFF, AVIF';
-
-export function sniffImageFormat(buf: Uint8Array): ImageFormat | undefined {
-  const b = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, 16));
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
-  if (b.length >= 6 && (b.toString('latin1', 0, 6) === 'GIF87a' || b.toString('latin1', 0, 6) === 'GIF89a')) return 'gif';
-  if (b.length >= 12 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') return 'webp';
-  if (b.length >= 4 && (b.toString('latin1', 0, 4) === 'II*\0' || b.toString('latin1', 0, 4) === 'MM\0*')) return 'tiff';
-  if (b.length >= 12 && b.toString('latin1', 4, 8) === 'ftyp') {
-    const brand = b.toString('latin1', 8, 12);
-    if (brand === 'avif' || brand === 'avis') return 'avif';
-  }
-  return undefined;
-}
-
-/** sharp's own format names for each accepted format (AVIF reports as 'heif'). */
-const SHARP_FORMATS: Record<ImageFormat, string> = {
-  jpeg: 'jpeg',
-  png: 'png',
-  gif: 'gif',
-  webp: 'webp',
-  tiff: 'tiff',
-  avif: 'heif',
-};
+export { ACCEPTED_IMAGE_FORMATS, sniffImageFormat, type ImageFormat } from '../../model/image-format.js';
 
 export interface DecodeOptions {
   imageSize: number;
@@ -60,7 +37,7 @@ export async function decodeToRgb(buf: Uint8Array, opts: DecodeOptions): Promise
   } catch (err) {
     throw new ImageDecodeError(`unreadable ${format} image: ${firstLine(err)}`);
   }
-  if (meta.format !== SHARP_FORMATS[format]) {
+  if (!sharpAgrees(format, meta)) {
     throw new ImageDecodeError(`file looks like ${format} but decodes as ${String(meta.format)}`);
   }
   const { width, height } = meta;

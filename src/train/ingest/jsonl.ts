@@ -6,6 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { AppError } from '../../errors.js';
+import { ImageTextError, decodeImageText } from '../../model/image-format.js';
 import type { LoadedItem } from './builder.js';
 import { normaliseLabel, parseSplitName } from './labels.js';
 import type { IngestLimits } from './limits.js';
@@ -125,8 +126,6 @@ export async function planJsonl(file: string, limits: IngestLimits, problems: Pr
   return candidates;
 }
 
-const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
-
 /** Pass 2: the image bytes of each candidate line, in order. */
 export async function* loadJsonl(file: string, candidates: Candidate<number>[], limits: IngestLimits): AsyncGenerator<LoadedItem> {
   const indexByLine = new Map(candidates.map((c, i) => [c.ref, i]));
@@ -135,12 +134,14 @@ export async function* loadJsonl(file: string, candidates: Candidate<number>[], 
     if (index === undefined || !('text' in line)) continue;
     const parsed = parseLine(line.text);
     if (!parsed.ok || typeof parsed.obj.image !== 'string') continue; // cannot happen: pass 1 checked
-    const b64 = parsed.obj.image.replace(/^data:[^,]*;base64,/, '').replace(/\s+/g, '');
-    if (b64 === '' || !BASE64.test(b64)) {
-      yield { index, problem: new EntryProblem('invalid_image', '"image" is not base64') };
+    let data: Buffer;
+    try {
+      data = decodeImageText(parsed.obj.image);
+    } catch (err) {
+      if (!(err instanceof ImageTextError)) throw err;
+      yield { index, problem: new EntryProblem('invalid_image', err.message === 'not base64' ? '"image" is not base64' : `"image": ${err.message}`) };
       continue;
     }
-    const data = Buffer.from(b64, 'base64');
     if (data.length > limits.maxEntryBytes) {
       yield { index, problem: new EntryProblem('too_large', `image is ${data.length} bytes; the limit is ${limits.maxEntryBytes}`) };
       continue;
