@@ -38,8 +38,8 @@ export class ObservedJobQueue extends JobQueue {
   override async complete(id: string, owner: string, result?: unknown) {
     return this.seen('succeeded', await super.complete(id, owner, result));
   }
-  override async fail(id: string, owner: string, error: string, retryable = true) {
-    return this.seen('failed', await super.fail(id, owner, error, retryable));
+  override async fail(...a: Parameters<JobQueue['fail']>) {
+    return this.seen('failed', await super.fail(...a));
   }
   override async markCancelled(id: string, owner: string) {
     return this.seen('cancelled', await super.markCancelled(id, owner));

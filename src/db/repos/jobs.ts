@@ -6,9 +6,14 @@
  *
  * Time comes from the database clock (now()), never the caller's, so workers on several machines
  * agree on when a lease has expired.
+ *
+ * A job's `error` is what its tenant sees, stored as `<code>: <message>` (JobError): the worker
+ * writes only tenant-safe text, and jobErrorOf reads it back through the same rule, so a row
+ * written before that rule existed shows no internals either.
  */
 import { and, asc, desc, eq, inArray, isNull, lte, sql, type SQL } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
+import { ERROR_CODES, publicMessage, type ErrorCode } from '../../errors.js';
 import { dbCall } from '../errors.js';
 import type { Db } from '../open.js';
 import { jobEvents, jobs, type Job, type JobStatus } from '../schema.js';
@@ -31,6 +36,55 @@ export interface NewJob {
 export interface Backoff {
   baseMs: number;
   maxMs: number;
+}
+
+/**
+ * Retries of failures that say nothing about the job (storage or database briefly unreachable):
+ * they do not use up an attempt; the delay grows from base, doubling, to max; once `budgetMs` has
+ * passed since the job's first such failure, they count as ordinary failed attempts again, so a
+ * store that stays broken still ends the job.
+ */
+export interface TransientBackoff extends Backoff {
+  budgetMs: number;
+}
+
+/** About ten minutes of retries: 2 s, 4 s, … 60 s, 60 s, … */
+export const DEFAULT_TRANSIENT_BACKOFF: TransientBackoff = { baseMs: 2_000, maxMs: 60_000, budgetMs: 10 * 60_000 };
+
+/** How a failed attempt counts: transient (retried without using an attempt), retryable, or permanent. */
+export type FailureKind = 'transient' | 'retryable' | 'permanent';
+
+/** What a job's tenant is told about its failure: a stable code and a message safe to show. */
+export interface JobError {
+  code: ErrorCode;
+  message: string;
+}
+
+const INTERNAL: JobError = { code: 'internal', message: publicMessage('internal') };
+
+function isCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code);
+}
+
+/** A JobError fit for a tenant: 4xx messages as given, any 5xx the fixed message of its code. */
+export function safeJobError(code: string, message: string): JobError {
+  if (!isCode(code)) return INTERNAL;
+  return ERROR_CODES[code] >= 500 ? { code, message: publicMessage(code) } : { code, message };
+}
+
+export function formatJobError(e: JobError): string {
+  return `${e.code}: ${e.message}`;
+}
+
+/** The job's worker stopped heartbeating (crashed, killed, or cut off); details are in its logs. */
+const LEASE_EXPIRED: JobError = { code: 'internal', message: 'the worker running the job stopped before it finished' };
+
+/** The stored error of a job as its tenant may see it (anything unrecognised → internal). */
+export function jobErrorOf(stored: string | null): JobError | null {
+  if (stored === null) return null;
+  if (stored === formatJobError(LEASE_EXPIRED)) return LEASE_EXPIRED;
+  const m = /^([a-z_]+): ([\s\S]*)$/.exec(stored);
+  return m === null ? INTERNAL : safeJobError(m[1], m[2]);
 }
 
 export const TERMINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
@@ -179,6 +233,7 @@ export async function setProgress(db: Db, id: string, owner: string, progress: u
 }
 
 type Patch = PgUpdateSetSource<typeof jobs>;
+type Decision = { patch: Patch; event?: Record<string, unknown> };
 
 /**
  * Apply a state change to a job this owner runs, with its status event, atomically. Returns the
@@ -188,7 +243,7 @@ async function transition(
   db: Db,
   id: string,
   owner: string,
-  decide: (job: Job) => { patch: Patch; event?: Record<string, unknown> },
+  decide: (job: Job, tx: Db) => Promise<Decision> | Decision,
 ): Promise<Job | undefined> {
   return db.transaction(async (tx) => {
     const rows = await tx
@@ -198,7 +253,7 @@ async function transition(
       .for('update');
     const job = rows[0];
     if (job === undefined) return undefined;
-    const { patch, event } = decide(job);
+    const { patch, event } = await decide(job, tx);
     const [updated] = await tx
       .update(jobs)
       .set({ ...patch, updatedAt: sql`now()` })
@@ -217,27 +272,48 @@ export async function complete(db: Db, id: string, owner: string, result: unknow
   }));
 }
 
+/** The job's earlier transient failures: how many, and seconds since the first (by the db clock). */
+async function transientHistory(tx: Db, jobId: string): Promise<{ count: number; sinceMs: number }> {
+  const [row] = await tx
+    .select({
+      count: sql<number>`count(*)::int`,
+      sinceMs: sql<number | null>`(extract(epoch from now() - min(${jobEvents.at})) * 1000)::float8`,
+    })
+    .from(jobEvents)
+    .where(and(eq(jobEvents.jobId, jobId), eq(jobEvents.type, 'status'), sql`${jobEvents.data}->>'transient' = 'true'`));
+  return { count: Number(row?.count ?? 0), sinceMs: Number(row?.sinceMs ?? 0) };
+}
+
 /**
- * Record a failed attempt: back to queued after a backoff while attempts remain and the error is
- * retryable, otherwise failed. A job whose cancel was requested ends cancelled instead.
+ * Record a failed attempt. Transient failures (within the budget) go back to the queue after
+ * their own backoff and give back the attempt the claim charged; other retryable failures go back
+ * after the ordinary backoff while attempts remain; the rest fail the job. A job whose cancel was
+ * requested ends cancelled instead. The status event carries the error and, when it will be
+ * retried, `retryInMs` (and `transient: true`).
  */
 export async function fail(
   db: Db,
   id: string,
   owner: string,
-  error: string,
-  opts: { retryable: boolean; backoff: Backoff },
+  error: JobError,
+  opts: { kind: FailureKind; backoff: Backoff; transient?: TransientBackoff },
 ): Promise<Job | undefined> {
-  return transition(db, id, owner, (job) => {
-    if (job.cancelRequested) return { patch: { status: 'cancelled', error, ...ENDED } };
-    if (opts.retryable && job.attempts < job.maxAttempts) {
-      const delay = backoffMs(job.attempts, opts.backoff);
-      return {
-        patch: { status: 'queued', error, leaseOwner: null, leaseExpiresAt: null, runAfter: inMs(delay) },
-        event: { error, retryInMs: delay },
-      };
+  const text = formatJobError(error);
+  return transition(db, id, owner, async (job, tx) => {
+    if (job.cancelRequested) return { patch: { status: 'cancelled', error: text, ...ENDED } };
+    const requeue = (delay: number, patch: Patch = {}, event: Record<string, unknown> = {}): Decision => ({
+      patch: { status: 'queued', error: text, leaseOwner: null, leaseExpiresAt: null, runAfter: inMs(delay), ...patch },
+      event: { error, retryInMs: delay, ...event },
+    });
+    if (opts.kind === 'transient') {
+      const policy = opts.transient ?? DEFAULT_TRANSIENT_BACKOFF;
+      const history = await transientHistory(tx, job.id);
+      if (history.count === 0 || history.sinceMs < policy.budgetMs) {
+        return requeue(backoffMs(history.count + 1, policy), { attempts: Math.max(0, job.attempts - 1) }, { transient: true });
+      }
     }
-    return { patch: { status: 'failed', error, ...ENDED }, event: { error } };
+    if (opts.kind !== 'permanent' && job.attempts < job.maxAttempts) return requeue(backoffMs(job.attempts, opts.backoff));
+    return { patch: { status: 'failed', error: text, ...ENDED }, event: { error } };
   });
 }
 
@@ -316,9 +392,9 @@ export async function recoverExpired(db: Db, backoff: Backoff, limit = 100): Pro
       .for('update', { skipLocked: true });
     const out: Job[] = [];
     for (const job of expired) {
-      const error = `lease of ${job.leaseOwner ?? 'unknown worker'} expired`;
+      const error = formatJobError(LEASE_EXPIRED);
       let patch: Patch;
-      let event: Record<string, unknown> = { error, recovered: true };
+      let event: Record<string, unknown> = { error: LEASE_EXPIRED, recovered: true };
       if (job.cancelRequested) patch = { status: 'cancelled', error, ...ENDED };
       else if (job.attempts >= job.maxAttempts) patch = { status: 'failed', error, ...ENDED };
       else {
