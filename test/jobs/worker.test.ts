@@ -6,7 +6,7 @@ import { jobs } from '../../src/db/schema.js';
 import { AppError } from '../../src/errors.js';
 import { JobQueue, isTerminal, jobErrorOf, type Job } from '../../src/jobs/queue.js';
 import { JobAbortedError, Worker, type JobHandler, type WorkerOptions } from '../../src/jobs/worker.js';
-import { dbTargets, openTestDb, type TestDb } from '../helpers/db.js';
+import { dbTargets, openTestDb, setConnectable, type TestDb } from '../helpers/db.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -181,6 +181,32 @@ describe.each(dbTargets())('worker on %s', (kind) => {
     expect(log).toContain('secret-bucket');
     expect(log).toContain('10.9.9.9:5432');
     expect(logged.filter((o) => (o as { job?: string }).job === job.id && (o as { failure?: string }).failure === 'transient')).toHaveLength(failures.length);
+  });
+
+  it.runIf(kind === 'postgres')('an outcome reached during a database outage is recorded once the database is back', async () => {
+    const q = queue(20_000);
+    const k = `blip-${randomUUID().slice(0, 6)}`;
+    worker({
+      queue: q,
+      handlers: {
+        [k]: async () => {
+          // The handler's work is done just as the database goes away for a second.
+          await setConnectable(t, false);
+          setTimeout(() => void setConnectable(t, true), 1_000);
+          return 'done';
+        },
+      },
+    });
+    const job = await q.enqueue({ kind: k, tenantId });
+    const end = Date.now() + 15_000;
+    let done: Job | undefined;
+    while (Date.now() < end) {
+      done = await q.get(job.id, tenantId).catch(() => undefined);
+      if (done !== undefined && isTerminal(done.status)) break;
+      await sleep(100);
+    }
+    // Recorded by the worker that ran it, not left to lease recovery (which would run it again).
+    expect([done?.status, done?.attempts, done?.result]).toEqual(['succeeded', 1, 'done']);
   });
 
   it('cancelling a running job aborts its handler at the next heartbeat', async () => {
