@@ -15,9 +15,17 @@ import { safeJobError, type FailureKind, type JobError } from './queue.js';
 
 const TRANSIENT: ReadonlySet<ErrorCode> = new Set(['storage_error', 'unavailable', 'database_locked']);
 
-/** The AppError a failure amounts to (a database outage raised outside dbCall included). */
+/**
+ * The AppError a failure amounts to: the first one with a code of its own in the cause chain (a
+ * storage_error an 'internal' wrapper carries still says the store was out of reach), else a
+ * database outage raised outside dbCall, else the error itself if it is an AppError.
+ */
 function asAppError(err: unknown): AppError | undefined {
-  if (isAppError(err) && err.code !== 'internal') return err;
+  let cur: unknown = err;
+  for (let depth = 0; depth < 6 && cur !== null && typeof cur === 'object'; depth++) {
+    if (isAppError(cur) && cur.code !== 'internal') return cur;
+    cur = (cur as { cause?: unknown }).cause;
+  }
   return dbUnavailable(err) ?? (isAppError(err) ? err : undefined);
 }
 
