@@ -28,9 +28,11 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 
 /**
  * Point the metrics at what they report on: the engine's queue and adapter cache (read at scrape
- * time) and the job table (training jobs by status, across every process sharing the database).
+ * time) and the job table (training jobs by status, across every process sharing the database);
+ * per-tenant series only if the config enables them.
  */
-export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'engine' | 'database' | 'auth' | 'resolver'>): void {
+export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'engine' | 'database' | 'auth' | 'resolver' | 'config'>): void {
+  deps.metrics.setTenantLabels(deps.config.METRICS_TENANT_LABELS);
   deps.metrics.setSources({
     lookups: () => ({ apiKeys: deps.auth.stats(), adapterVersions: deps.resolver.stats() }),
     queue: () => {

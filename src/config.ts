@@ -61,6 +61,8 @@ export const configSchema = z.object({
   UPLOADS_PER_TENANT: int(1).default(2),
   SWEEP_INTERVAL_MS: int(0).default(60 * 60 * 1000),
   SWEEP_GRACE_MS: int(60_000).default(60 * 60 * 1000),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  METRICS_TENANT_LABELS: bool.default(false),
 });
 
 export type Config = z.infer<typeof configSchema> & {
@@ -118,6 +120,8 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   UPLOADS_PER_TENANT: 'Data set uploads one tenant may have in progress at once in this process; beyond → 429 rate_limited with Retry-After.',
   SWEEP_INTERVAL_MS: 'How often a process that runs jobs cleans up after interrupted work (unfinished deletes, data sets stuck processing, blobs no row names); 0: never.',
   SWEEP_GRACE_MS: 'The sweep leaves anything younger than this alone (an upload or publish in progress); at start, upload work folders under DATA_DIR/tmp older than this are removed.',
+  METRICS_TOKEN: 'Bearer token `/metrics` requires (API and `dtl-host worker`); without it → 401. Unset → `/metrics` is open and holds no per-tenant series.',
+  METRICS_TENANT_LABELS: 'Per-tenant metric series (images classified, queue depth, refusals by tenant id). Needs `METRICS_TOKEN`: tenant ids are never published on an open endpoint.',
 };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -134,6 +138,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     });
   }
   const c = parsed.data;
+  if (c.METRICS_TENANT_LABELS && c.METRICS_TOKEN === undefined) {
+    const problems = ['METRICS_TENANT_LABELS: per-tenant metrics need METRICS_TOKEN (tenant ids would be public on /metrics)'];
+    throw new AppError('config_invalid', `invalid configuration — ${problems[0]}`, { details: { problems } });
+  }
   const dataDir = path.resolve(c.DATA_DIR);
   return {
     ...c,

@@ -73,6 +73,23 @@ export function httpStatusOf(code: ErrorCode): number {
   return ERROR_CODES[code];
 }
 
+/**
+ * What a tenant may be told about a 5xx failure: a fixed sentence per code, never the error's own
+ * message (which may name paths, URLs, buckets or SQL). Used by the HTTP layer and for the error
+ * a failed job shows.
+ */
+const PUBLIC_5XX: Partial<Record<ErrorCode, string>> = {
+  unavailable: 'the service is temporarily unavailable; retry later',
+  deadline_exceeded: 'the request did not complete in time; retry later',
+  storage_error: 'the storage backend is temporarily unavailable; retry later',
+  database_locked: 'the database is temporarily unavailable; retry later',
+};
+
+/** The fixed public message of a 5xx code ('internal error' when it has none of its own). */
+export function publicMessage(code: ErrorCode): string {
+  return PUBLIC_5XX[code] ?? 'internal error';
+}
+
 /** Shorthand for the most common throw: a typed not-found that names the kind of object. */
 export function notFound(kind: string, id?: string): AppError {
   return new AppError('not_found', id === undefined ? `${kind} not found` : `${kind} '${id}' not found`);

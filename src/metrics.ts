@@ -5,7 +5,12 @@
  * pulled at scrape time through `sources`, so those components need not know about Prometheus.
  *
  * Names the infrastructure depends on (infra/k8s/base/keda.yaml): the gauge
- * `dtl_classify_queue_depth` and the counter `dtl_http_requests_total`.
+ * `dtl_classify_queue_depth` (its all-tenants series, `tenant=""`) and the counter
+ * `dtl_http_requests_total`.
+ *
+ * Tenant ids appear as label values only when per-tenant series are switched on
+ * (METRICS_TENANT_LABELS, which requires METRICS_TOKEN): otherwise every series that could carry
+ * one is an all-tenants total with `tenant=""` (to Prometheus, no tenant label at all).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -52,13 +57,17 @@ export interface Metrics {
   /** Requests turned away by a limit, by code (rate_limited, quota_exceeded, queue_full). */
   countRejection(code: string, tenantId?: string): void;
   setSources(sources: MetricSources): void;
+  /** Per-tenant series on or off (default off). Set before traffic: series already written stay. */
+  setTenantLabels(on: boolean): void;
   render(): Promise<string>;
 }
 
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'dtl_' });
   let sources: MetricSources = {};
+  let perTenant = options.tenantLabels ?? false;
+  const tenant = (id: string | undefined) => (perTenant ? (id ?? '') : '');
 
   const httpRequests = new Counter({
     name: 'dtl_http_requests_total',
@@ -75,7 +84,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   });
   const images = new Counter({
     name: 'dtl_classify_images_total',
-    help: 'Images classified, by tenant.',
+    help: 'Images classified, by tenant when per-tenant series are on ("" = all tenants).',
     labelNames: ['tenant'] as const,
     registers: [registry],
   });
@@ -94,7 +103,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   });
   const rejections = new Counter({
     name: 'dtl_rejections_total',
-    help: 'Requests refused by a limit, by error code and tenant.',
+    help: 'Requests refused by a limit, by error code and, when per-tenant series are on, tenant.',
     labelNames: ['code', 'tenant'] as const,
     registers: [registry],
   });
@@ -108,7 +117,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       this.reset();
       const q = sources.queue?.();
       this.set({ tenant: '' }, q?.queueDepth ?? 0);
-      for (const [tenant, n] of Object.entries(q?.queueDepthByTenant ?? {})) this.set({ tenant }, n);
+      if (!perTenant) return;
+      for (const [id, n] of Object.entries(q?.queueDepthByTenant ?? {})) this.set({ tenant: id }, n);
     },
   });
   new Gauge({
@@ -177,17 +187,20 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       httpDuration.observe(l, seconds);
     },
     countImages(tenantId, n) {
-      images.inc({ tenant: tenantId }, n);
+      images.inc({ tenant: tenant(tenantId) }, n);
     },
     observeBatch(info) {
       batchSize.observe(info.images);
       batchSeconds.observe({ ok: String(info.ok) }, info.ms / 1000);
     },
     countRejection(code, tenantId) {
-      rejections.inc({ code, tenant: tenantId ?? '' });
+      rejections.inc({ code, tenant: tenant(tenantId) });
     },
     setSources(next) {
       sources = { ...sources, ...next };
+    },
+    setTenantLabels(on) {
+      perTenant = on;
     },
     render: () => registry.metrics(),
   };

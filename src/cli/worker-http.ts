@@ -5,6 +5,8 @@
  *
  * Metrics: the process defaults (prom-client's collectors, prefixed `dtl_` as the API's
  * are) plus what this worker's claims became, counted where they are recorded — at the queue.
+ * No tenant ids. With METRICS_TOKEN set, /metrics answers only `Authorization: Bearer <token>`
+ * (401 with `WWW-Authenticate: Bearer` otherwise), as the API's does.
  * A registry of its own rather than prom-client's global one, so tests can run several.
  */
 import { once } from 'node:events';
@@ -13,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { AppError } from '../errors.js';
 import { JobQueue, type Job } from '../jobs/queue.js';
+import { bearerToken, sameToken } from '../services/auth.js';
 
 export type JobOutcome = 'claimed' | 'succeeded' | 'failed' | 'cancelled' | 'released';
 
@@ -38,8 +41,8 @@ export class ObservedJobQueue extends JobQueue {
   override async complete(id: string, owner: string, result?: unknown) {
     return this.seen('succeeded', await super.complete(id, owner, result));
   }
-  override async fail(id: string, owner: string, error: string, retryable = true) {
-    return this.seen('failed', await super.fail(id, owner, error, retryable));
+  override async fail(...a: Parameters<JobQueue['fail']>) {
+    return this.seen('failed', await super.fail(...a));
   }
   override async markCancelled(id: string, owner: string) {
     return this.seen('cancelled', await super.markCancelled(id, owner));
@@ -87,11 +90,18 @@ export interface WorkerHttp {
 }
 
 /** Listens on host:port (0 = a free port); 'config_invalid' when it cannot. */
-export async function startWorkerHttp(opts: { host: string; port: number; registry: Registry; live: () => boolean }): Promise<WorkerHttp> {
+export async function startWorkerHttp(opts: {
+  host: string;
+  port: number;
+  registry: Registry;
+  live: () => boolean;
+  /** Bearer token /metrics requires (METRICS_TOKEN); unset → open. */
+  metricsToken?: string;
+}): Promise<WorkerHttp> {
   const server: Server = createServer((req, res) => {
     const route = (req.url ?? '/').split('?')[0];
-    const send = (status: number, type: string, body: string) => {
-      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+    const send = (status: number, type: string, body: string, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -103,6 +113,9 @@ export async function startWorkerHttp(opts: { host: string; port: number; regist
       return send(live ? 200 : 503, 'application/json', JSON.stringify({ status: live ? 'ok' : 'stopped' }));
     }
     if (route === '/metrics') {
+      if (opts.metricsToken !== undefined && !sameToken(opts.metricsToken, bearerToken(req.headers.authorization))) {
+        return send(401, 'text/plain', 'missing or invalid metrics token\n', { 'www-authenticate': 'Bearer realm="metrics"' });
+      }
       opts.registry.metrics().then(
         (text) => send(200, opts.registry.contentType, text),
         (err: unknown) => send(500, 'text/plain', `metrics failed: ${(err as Error).message}\n`),

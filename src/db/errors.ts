@@ -32,33 +32,94 @@ function findPgError(err: unknown): PgErrorLike | undefined {
   return undefined;
 }
 
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'CONNECTION_CLOSED', 'CONNECT_TIMEOUT', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED']);
+/** Node socket errors and postgres-js's own connection failures (`Errors.connection`). */
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'CONNECTION_CLOSED',
+  'CONNECT_TIMEOUT',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+]);
 
-function findConnectionError(err: unknown): string | undefined {
+/**
+ * SQLSTATEs that say the server cannot serve us now rather than that the statement was wrong:
+ * class 08 (connection exception), 57P01–57P05 (admin / crash shutdown, cannot connect now,
+ * database dropped, idle session timeout), 53300 (too many connections), and 55000 when it is
+ * the "database … is not currently accepting connections" refusal (ALLOW_CONNECTIONS false).
+ */
+function unavailableState(pg: PgErrorLike): boolean {
+  const { code } = pg;
+  if (code.startsWith('08') || /^57P0[1-5]$/.test(code) || code === '53300') return true;
+  return code === '55000' && /not currently accepting connections/i.test(pg.message);
+}
+
+/** Serialization failure, deadlock, lock not available: the same statement may well succeed next time. */
+const BUSY_STATES = new Set(['40001', '40P01', '55P03']);
+
+/** PGlite's own refusals once its handle is closed (it has no SQLSTATE for them). */
+const PGLITE_CLOSED = /^PGlite is clos(ed|ing)\b/;
+
+/**
+ * The first error in the cause chain (drizzle wraps driver errors) that `test` accepts. The walk
+ * stops at an AppError other than 'internal': its layer already said what it means (a
+ * storage_error caused by a refused S3 connection is not a database outage).
+ */
+function inChain<T>(err: unknown, test: (e: object) => T | undefined): T | undefined {
   let cur: unknown = err;
-  for (let depth = 0; depth < 5 && cur !== null && typeof cur === 'object'; depth++) {
-    const code = (cur as { code?: unknown }).code;
-    if (typeof code === 'string' && CONNECTION_CODES.has(code)) return code;
+  for (let depth = 0; depth < 6 && cur !== null && typeof cur === 'object'; depth++) {
+    if (isAppError(cur) && cur.code !== 'internal') return undefined;
+    const hit = test(cur);
+    if (hit !== undefined) return hit;
     cur = (cur as { cause?: unknown }).cause;
   }
   return undefined;
 }
 
 /**
+ * The database could not serve the call — unreachable, shutting down, refusing connections,
+ * closed (PGlite), or busy with a conflicting transaction — found anywhere in the cause chain:
+ * an AppError 'unavailable' with a Retry-After, or undefined for any other error. The HTTP layer
+ * and the job worker consult this for errors raised outside `dbCall`, so every database
+ * unavailability is a 503 / a transient job failure however it was raised.
+ */
+export function dbUnavailable(err: unknown): AppError | undefined {
+  const reason = inChain(err, (e) => {
+    const code = (e as { code?: unknown }).code;
+    const message = (e as { message?: unknown }).message;
+    if (typeof code === 'string') {
+      if (CONNECTION_CODES.has(code)) return `database unreachable (${code})`;
+      if (/^[0-9A-Z]{5}$/.test(code)) {
+        const pg = { code, message: typeof message === 'string' ? message : '' };
+        if (unavailableState(pg)) return `database unavailable (${code})`;
+        if (BUSY_STATES.has(code)) return 'database busy, retry';
+      }
+    }
+    if (typeof message === 'string' && PGLITE_CLOSED.test(message)) return 'database closed';
+    return undefined;
+  });
+  return reason === undefined ? undefined : new AppError('unavailable', reason, { cause: err, retryAfterSeconds: 1 });
+}
+
+/**
  * Map a thrown database error to an AppError: unique violation → already_exists, foreign key →
  * not_found (the referenced row is missing) or conflict (a row is still referenced), serialization
- * failures and lost connections → unavailable. Anything else is returned unchanged.
+ * failures, lost connections and a closed or refusing database → unavailable (dbUnavailable).
+ * Anything else is returned unchanged.
  */
 export function mapDbError(err: unknown, messages: ConstraintMessages = {}): unknown {
   if (isAppError(err)) return err;
+  const unavailable = dbUnavailable(err);
+  if (unavailable !== undefined) return unavailable;
   const pg = findPgError(err);
-  if (pg === undefined) {
-    const conn = findConnectionError(err);
-    if (conn !== undefined) {
-      return new AppError('unavailable', `database unreachable (${conn})`, { cause: err, retryAfterSeconds: 1 });
-    }
-    return err;
-  }
+  if (pg === undefined) return err;
   const constraint = pg.constraint ?? pg.constraint_name;
   const named = constraint === undefined ? undefined : messages[constraint];
   const details = constraint === undefined ? undefined : { constraint };
@@ -77,16 +138,6 @@ export function mapDbError(err: unknown, messages: ConstraintMessages = {}): unk
     case '22P02':
     case '22003':
       return new AppError('validation_failed', named ?? `invalid value: ${pg.message}`, { cause: err, details });
-    case '40001':
-    case '40P01':
-    case '55P03':
-      return new AppError('unavailable', 'database busy, retry', { cause: err, retryAfterSeconds: 1 });
-    case '57P01':
-    case '57P03':
-    case '08000':
-    case '08003':
-    case '08006':
-      return new AppError('unavailable', `database unavailable (${pg.code})`, { cause: err, retryAfterSeconds: 1 });
     default:
       return err;
   }

@@ -5,11 +5,12 @@
 import type { Config } from '../config.js';
 import type { Db } from '../db/open.js';
 import * as repo from '../db/repos/jobs.js';
-import type { Backoff, JobScope, NewJob } from '../db/repos/jobs.js';
+import type { Backoff, FailureKind, JobError, JobScope, NewJob, TransientBackoff } from '../db/repos/jobs.js';
 import type { Job, JobEvent, JobStatus } from '../db/schema.js';
 import type { Page } from '../db/repos/util.js';
 
-export type { Backoff, JobScope, NewJob } from '../db/repos/jobs.js';
+export type { Backoff, FailureKind, JobError, JobScope, NewJob, TransientBackoff } from '../db/repos/jobs.js';
+export { jobErrorOf, safeJobError } from '../db/repos/jobs.js';
 export type { Job, JobEvent, JobStatus } from '../db/schema.js';
 
 export interface QueueOptions {
@@ -19,6 +20,8 @@ export interface QueueOptions {
   maxAttempts: number;
   /** Retry delay: base · 2^(attempt-1), capped at max. */
   backoff?: Backoff;
+  /** Retries of transient failures (storage / database unreachable), which use up no attempt. */
+  transientBackoff?: TransientBackoff;
 }
 
 export const DEFAULT_BACKOFF: Backoff = { baseMs: 5_000, maxMs: 5 * 60_000 };
@@ -27,6 +30,7 @@ export class JobQueue {
   readonly leaseMs: number;
   readonly maxAttempts: number;
   readonly backoff: Backoff;
+  readonly transientBackoff: TransientBackoff;
 
   constructor(
     readonly db: Db,
@@ -35,6 +39,7 @@ export class JobQueue {
     this.leaseMs = options.leaseMs;
     this.maxAttempts = options.maxAttempts;
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
+    this.transientBackoff = options.transientBackoff ?? repo.DEFAULT_TRANSIENT_BACKOFF;
   }
 
   static fromConfig(db: Db, config: Pick<Config, 'JOB_LEASE_MS' | 'JOB_MAX_ATTEMPTS'>, backoff?: Backoff): JobQueue {
@@ -75,8 +80,9 @@ export class JobQueue {
     return repo.complete(this.db, id, owner, result);
   }
 
-  fail(id: string, owner: string, error: string, retryable = true): Promise<Job | undefined> {
-    return repo.fail(this.db, id, owner, error, { retryable, backoff: this.backoff });
+  /** Record a failed attempt; `kind` says how it counts (see repo.fail). */
+  fail(id: string, owner: string, error: JobError, kind: FailureKind = 'retryable'): Promise<Job | undefined> {
+    return repo.fail(this.db, id, owner, error, { kind, backoff: this.backoff, transient: this.transientBackoff });
   }
 
   markCancelled(id: string, owner: string): Promise<Job | undefined> {

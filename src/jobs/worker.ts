@@ -4,14 +4,20 @@
  *
  * Per job: a heartbeat every lease/3 extends the lease and learns about cancel requests; the
  * handler's AbortSignal fires on cancel, on lease loss, or on shutdown after the grace period.
- * Outcome: returned → succeeded; threw → retried with backoff (AppErrors with a 4xx status and
- * errors marked `retryable: false` fail at once); aborted by cancel → cancelled; by shutdown →
- * released to the queue; by lease loss → left alone (another worker owns it now).
+ * Outcome: returned → succeeded; threw → judged by failure.ts: transient (storage or database
+ * out of reach) → retried with backoff without using an attempt; permanent (4xx AppErrors, errors
+ * marked `retryable: false`) → failed at once; else retried with backoff up to maxAttempts. The
+ * job keeps a tenant-safe code and message; the full error goes to the log with the job id.
+ * Aborted by cancel → cancelled; by shutdown → released to the queue; by lease loss → left alone
+ * (another worker owns it now). Recording an outcome while the database is briefly unreachable
+ * is retried, for up to a lease, so the attempt's result is not lost to the outage.
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { AppError } from '../errors.js';
+import { dbUnavailable } from '../db/errors.js';
+import { AppError, isAppError } from '../errors.js';
 import type { Job } from '../db/schema.js';
+import { judgeFailure } from './failure.js';
 import type { JobQueue } from './queue.js';
 
 export type AbortCause = 'cancelled' | 'lease_lost' | 'shutdown';
@@ -67,15 +73,9 @@ export interface WorkerOptions {
 
 const quiet: WorkerLogger = { info() {}, warn() {}, error() {} };
 
-export function isRetryable(err: unknown): boolean {
-  if (err instanceof AppError) return err.status >= 500;
-  if (err !== null && typeof err === 'object' && (err as { retryable?: unknown }).retryable === false) return false;
-  return true;
-}
-
-function describe(err: unknown): string {
-  if (err instanceof AppError) return `${err.code}: ${err.message}`;
-  return err instanceof Error ? err.message : String(err);
+/** A queue call that failed only because the database is briefly unreachable. */
+function dbBlip(err: unknown): boolean {
+  return (isAppError(err) && err.code === 'unavailable') || dbUnavailable(err) !== undefined;
 }
 
 interface Running {
@@ -235,14 +235,19 @@ export class Worker {
       if (cause === 'lease_lost') {
         this.log.warn({ job: job.id }, 'lost the lease of a job; another worker owns it now');
       } else if (outcome.ok) {
-        await this.queue.complete(job.id, this.owner, outcome.result);
+        const { result } = outcome;
+        await this.record(job, () => this.queue.complete(job.id, this.owner, result));
       } else if (cause === 'cancelled') {
-        await this.queue.markCancelled(job.id, this.owner);
+        await this.record(job, () => this.queue.markCancelled(job.id, this.owner));
       } else if (cause === 'shutdown') {
-        await this.queue.release(job.id, this.owner);
+        await this.record(job, () => this.queue.release(job.id, this.owner));
       } else {
-        const after = await this.queue.fail(job.id, this.owner, describe(outcome.err), isRetryable(outcome.err));
-        this.log.warn({ job: job.id, kind: job.kind, err: outcome.err, status: after?.status }, 'job attempt failed');
+        const { kind, error } = judgeFailure(outcome.err);
+        const after = await this.record(job, () => this.queue.fail(job.id, this.owner, error, kind));
+        this.log.warn(
+          { job: job.id, kind: job.kind, tenantId: job.tenantId, err: outcome.err, failure: kind, code: error.code, status: after?.status, attempts: after?.attempts },
+          'job attempt failed',
+        );
       }
     };
 
@@ -253,6 +258,23 @@ export class Worker {
         this.wake?.();
       });
     this.running.set(job.id, { job, abort, done });
+  }
+
+  /**
+   * Write a job's outcome, retrying while the database is briefly unreachable — for up to a lease
+   * (after that the lease has expired and recovery hands the job to the next claim anyway).
+   */
+  private async record<T>(job: Job, write: () => Promise<T>): Promise<T> {
+    const end = Date.now() + this.queue.leaseMs;
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        return await write();
+      } catch (err) {
+        if (!dbBlip(err) || Date.now() + delay > end) throw err;
+        this.log.warn({ err, job: job.id, retryInMs: delay }, 'could not record a job outcome; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 }
 

@@ -7,20 +7,14 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
-import { AppError, ERROR_CODES, isAppError, type ErrorCode } from '../errors.js';
+import { dbUnavailable } from '../db/errors.js';
+import { AppError, ERROR_CODES, isAppError, publicMessage, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { invalid } from '../services/auth.js';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; requestId: string; details?: Record<string, unknown> };
 }
-
-const PUBLIC_5XX: Partial<Record<ErrorCode, string>> = {
-  unavailable: 'the service is temporarily unavailable; retry later',
-  deadline_exceeded: 'the request did not complete in time; retry later',
-  storage_error: 'the storage backend is temporarily unavailable; retry later',
-  database_locked: 'the database is temporarily unavailable; retry later',
-};
 
 function fromHttpException(err: HTTPException): AppError {
   const message = err.message || 'request rejected';
@@ -40,19 +34,23 @@ function fromHttpException(err: HTTPException): AppError {
   }
 }
 
-/** Normalise anything thrown into an AppError (unknown errors become 'internal'). */
+/**
+ * Normalise anything thrown into an AppError. A database that is unreachable, refusing, closed or
+ * busy is 'unavailable' (503 + Retry-After) wherever it was raised — inside `dbCall` or not, bare
+ * or wrapped in an 'internal' AppError; other unknown errors become 'internal'.
+ */
 export function toAppError(err: unknown): AppError {
-  if (isAppError(err)) return err;
+  if (isAppError(err)) return err.code === 'internal' ? (dbUnavailable(err) ?? err) : err;
   if (err instanceof HTTPException) return fromHttpException(err);
   // A schema check below the routes that threw instead of returning an AppError: still the caller's input.
   if (err instanceof ZodError) return invalid(err);
-  return new AppError('internal', 'internal error', { cause: err });
+  return dbUnavailable(err) ?? new AppError('internal', 'internal error', { cause: err });
 }
 
 export function errorBody(err: AppError, requestId: string): { status: number; body: ErrorBody } {
   const status = ERROR_CODES[err.code];
   const internal = status >= 500;
-  const message = internal ? (PUBLIC_5XX[err.code] ?? 'internal error') : err.message;
+  const message = internal ? publicMessage(err.code) : err.message;
   const body: ErrorBody = { error: { code: err.code, message, requestId } };
   if (!internal && err.details !== undefined) body.error.details = err.details;
   return { status, body };

@@ -1,6 +1,8 @@
 /** Liveness, readiness and Prometheus metrics (no /v1 prefix: they are for machines, not clients). */
 import { z } from '@hono/zod-openapi';
-import { auth, defineRoute, newRouter } from './define.js';
+import { AppError } from '../errors.js';
+import { bearerToken, sameToken } from '../services/auth.js';
+import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 
 const HealthSchema = z.object({ status: z.literal('ok') }).openapi('Health');
 const ReadySchema = z
@@ -38,7 +40,13 @@ export const metricsRoute = defineRoute(auth.public, {
   path: '/metrics',
   tags: ['health'],
   summary: 'Prometheus metrics',
-  responses: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } } },
+  description:
+    'With METRICS_TOKEN set, only for `Authorization: Bearer <METRICS_TOKEN>` (otherwise 401 with `WWW-Authenticate: Bearer`). ' +
+    'Per-tenant series only with METRICS_TENANT_LABELS.',
+  responses: {
+    200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } },
+    ...errorResponses(401),
+  },
 });
 
 const TIMEOUT_MS = 2000;
@@ -86,7 +94,11 @@ export function healthRouter() {
   });
 
   app.openapi(metricsRoute, async (c) => {
-    const { metrics } = c.get('deps');
+    const { metrics, config } = c.get('deps');
+    if (config.METRICS_TOKEN !== undefined && !sameToken(config.METRICS_TOKEN, bearerToken(c.req.header('authorization')))) {
+      c.header('www-authenticate', 'Bearer realm="metrics"');
+      throw new AppError('unauthenticated', 'missing or invalid metrics token');
+    }
     return c.text(await metrics.render(), 200, { 'content-type': metrics.contentType });
   });
   return app;

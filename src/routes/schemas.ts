@@ -131,6 +131,10 @@ export function datasetDto(d: DatasetView): z.infer<typeof DatasetSchema> {
 
 // ---- jobs ----
 
+export const JobErrorSchema = z
+  .object({ code: z.string().openapi({ example: 'storage_error' }), message: z.string() })
+  .openapi('JobError');
+
 export const JobSchema = z
   .object({
     id: uuid,
@@ -140,7 +144,7 @@ export const JobSchema = z
     maxAttempts: z.number().int(),
     progress: z.unknown().openapi({ description: 'Latest progress (for training: epoch, loss, accuracy, …).' }),
     result: z.unknown().openapi({ description: 'For training: adapterId, version, versionId, accuracy.' }),
-    error: z.string().nullable(),
+    error: JobErrorSchema.nullable().openapi({ description: 'Why the last attempt failed: a stable code and a message safe to show.' }),
     cancelRequested: z.boolean(),
     createdAt: iso,
     startedAt: iso.nullable(),

@@ -64,12 +64,17 @@ export function bearerToken(header: string | undefined): string | undefined {
 
 const unauthenticated = (message = 'missing or invalid API key') => new AppError('unauthenticated', message);
 
-/** Constant-time comparison with the configured admin token; false when none is configured. */
-export function isAdminToken(config: { ADMIN_TOKEN?: string }, token: string | undefined): boolean {
-  if (config.ADMIN_TOKEN === undefined || token === undefined) return false;
-  const a = createHash('sha256').update(config.ADMIN_TOKEN).digest();
+/** Constant-time comparison of a presented token with a configured one; false when either is missing. */
+export function sameToken(expected: string | undefined, token: string | undefined): boolean {
+  if (expected === undefined || token === undefined) return false;
+  const a = createHash('sha256').update(expected).digest();
   const b = createHash('sha256').update(token).digest();
   return timingSafeEqual(a, b);
+}
+
+/** Constant-time comparison with the configured admin token; false when none is configured. */
+export function isAdminToken(config: { ADMIN_TOKEN?: string }, token: string | undefined): boolean {
+  return sameToken(config.ADMIN_TOKEN, token);
 }
 
 /** How often at most last_used_at is written per key, by this process. */

@@ -30,7 +30,8 @@ export interface JobView {
   maxAttempts: number;
   progress: unknown;
   result: unknown;
-  error: string | null;
+  /** Why the last attempt failed, as the tenant may see it (details are in the worker's log). */
+  error: jobsRepo.JobError | null;
   cancelRequested: boolean;
   createdAt: Date;
   startedAt: Date | null;
@@ -53,7 +54,7 @@ export function toJobView(j: Job): JobView {
     maxAttempts: j.maxAttempts,
     progress: j.progress ?? null,
     result: j.result ?? null,
-    error: j.error,
+    error: jobsRepo.jobErrorOf(j.error),
     cancelRequested: j.cancelRequested,
     createdAt: j.createdAt,
     startedAt: j.startedAt,
@@ -128,6 +129,12 @@ export async function cancelJob({ deps, ctx, id }: { deps: ServiceDeps; ctx: Ten
 }
 
 /** Events after `afterId` (0 = from the start), oldest first; a foreign or unknown job is 'not_found'. */
+/** Status events written before errors were stored tenant-safe carry the raw text: read it through the same rule. */
+function safeEventData(data: unknown): unknown {
+  if (data === null || typeof data !== 'object' || typeof (data as { error?: unknown }).error !== 'string') return data;
+  return { ...data, error: jobsRepo.jobErrorOf((data as { error: string }).error) };
+}
+
 export async function listJobEvents({
   deps,
   ctx,
@@ -144,5 +151,5 @@ export async function listJobEvents({
   await jobsRepo.get(deps.database.db, ctx.tenantId, id);
   if (!Number.isSafeInteger(afterId) || afterId < 0) throw new AppError('validation_failed', 'afterId must be a non-negative integer');
   const rows: JobEvent[] = await jobsRepo.listEvents(deps.database.db, id, ctx.tenantId, afterId, limit);
-  return rows.map((e) => ({ id: e.id, at: e.at, type: e.type, data: e.data }));
+  return rows.map((e) => ({ id: e.id, at: e.at, type: e.type, data: safeEventData(e.data) }));
 }

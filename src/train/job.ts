@@ -45,11 +45,11 @@ export const trainJobPayloadSchema = z.object({
 });
 export type TrainJobPayload = z.infer<typeof trainJobPayloadSchema>;
 
+/** Shown to the tenant (job result, 'published' event): ids and metrics, never a storage key. */
 export interface TrainJobResult {
   adapterId: string;
   versionId: string;
   version: number;
-  objectKey: string;
   accuracy: number;
   evaluatedOn: string;
   /** false when a retry found the version its earlier attempt had published. */
@@ -62,7 +62,6 @@ function resultOf(v: AdapterVersion, trainedThisAttempt: boolean): TrainJobResul
     adapterId: v.adapterId,
     versionId: v.id,
     version: v.version,
-    objectKey: v.objectKey,
     accuracy: evaluation?.accuracy ?? NaN,
     evaluatedOn: evaluation?.split ?? 'unknown',
     trainedThisAttempt,

@@ -154,6 +154,26 @@ describe('dtl-host worker', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  it('with a metrics token, /metrics answers only that bearer token (401 + WWW-Authenticate otherwise); /healthz stays open', async () => {
+    const metrics = createWorkerMetrics(() => 0, { defaultMetrics: false });
+    const token = 'worker-metrics-token-0123456789';
+    const http = await startWorkerHttp({ host: '127.0.0.1', port: 0, registry: metrics.registry, live: () => true, metricsToken: token });
+    try {
+      for (const authorization of [undefined, 'Bearer wrong-token-0123456789', `Basic ${token}`]) {
+        const res = await fetch(`${http.url}/metrics`, { headers: authorization === undefined ? {} : { authorization } });
+        expect(res.status).toBe(401);
+        expect(res.headers.get('www-authenticate')).toMatch(/^Bearer\b/);
+        expect(await res.text()).not.toContain('dtl_');
+      }
+      const ok = await fetch(`${http.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain('dtl_worker_jobs_active');
+      expect((await fetch(`${http.url}/healthz`)).status).toBe(200);
+    } finally {
+      await http.close();
+    }
+  });
+
   it('serves /healthz and /metrics on PORT while it runs and closes them on SIGTERM', async () => {
     const child = spawn(process.execPath, ['bin/dtl-host.js', 'worker'], {
       cwd: ROOT,

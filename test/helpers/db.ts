@@ -147,3 +147,21 @@ export async function openTestPostgres(options: { migrate?: boolean } = {}): Pro
     },
   };
 }
+
+/**
+ * PostgreSQL only: make this test's own database refuse connections (ALLOW_CONNECTIONS false and
+ * every session of it terminated), or accept them again — an outage of one database without
+ * touching the shared server. Runs through an admin connection on DATABASE_URL.
+ */
+export async function setConnectable(db: TestDb, allow: boolean): Promise<void> {
+  const base = process.env.DATABASE_URL;
+  if (!base || db.url === undefined) throw new Error('setConnectable needs a PostgreSQL test database');
+  const name = new URL(db.url).pathname.slice(1);
+  const admin = postgres(base, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`alter database "${name}" allow_connections ${allow ? 'true' : 'false'}`);
+    if (!allow) await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name} and pid <> pg_backend_pid()`;
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}

@@ -13,6 +13,7 @@ import { makeTempDir } from './db.js';
 interface S3rverInstance {
   run(): Promise<AddressInfo>;
   close(): Promise<void>;
+  httpServer?: import('node:http').Server;
 }
 type S3rverCtor = new (options: Record<string, unknown>) => S3rverInstance;
 
@@ -26,6 +27,10 @@ export interface TestS3 {
   store: S3BlobStore;
   /** Another store on the same server, e.g. with a prefix or a different bucket name. */
   makeStore(options?: Partial<S3BlobStoreOptions>): S3BlobStore;
+  /** An outage: the server stops listening and drops open connections; its objects are kept. */
+  down(): Promise<void>;
+  /** The end of the outage: the server listens again on the same port, with the same objects. */
+  up(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -34,16 +39,26 @@ export async function startS3(options: { bucket?: string; prefix?: string } = {}
   const bucket = options.bucket ?? `test-${randomBytes(4).toString('hex')}`;
   // s3rver's reset on close expects its folder to exist.
   const directory = await makeTempDir('dtl-s3rver');
-  const server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory,
-    resetOnClose: true,
-    configureBuckets: [{ name: bucket, configs: [] }],
-  });
+  const make = (port: number) =>
+    new S3rver({
+      address: '127.0.0.1',
+      port,
+      silent: true,
+      directory,
+      // The folder is removed by stop(); keeping objects on close lets down()/up() model an outage.
+      resetOnClose: false,
+      configureBuckets: [{ name: bucket, configs: [] }],
+    });
+  let server: S3rverInstance | undefined = make(0);
   const addr = await server.run();
   const endpoint = `http://127.0.0.1:${addr.port}`;
+  const close = async () => {
+    const running = server;
+    server = undefined;
+    if (running === undefined) return;
+    running.httpServer?.closeAllConnections();
+    await running.close();
+  };
   const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
   const stores: S3BlobStore[] = [];
   const makeStore = (o: Partial<S3BlobStoreOptions> = {}) => {
@@ -58,9 +73,15 @@ export async function startS3(options: { bucket?: string; prefix?: string } = {}
     credentials,
     store,
     makeStore,
+    down: close,
+    up: async () => {
+      if (server !== undefined) return;
+      server = make(addr.port);
+      await server.run();
+    },
     stop: async () => {
       for (const s of stores) await s.close();
-      await server.close();
+      await close();
       await fs.rm(directory, { recursive: true, force: true });
     },
   };

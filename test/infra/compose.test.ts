@@ -136,6 +136,11 @@ describe.each([
     expect(loadConfig(Object.fromEntries(composeEnv(svc.worker))).WORKER_ENABLED).toBe(true);
     // The admin token can come from the shell; the default is long enough to be accepted.
     expect(composeEnv(svc.api, { ADMIN_TOKEN: 'from-the-shell-0123456789' }).get('ADMIN_TOKEN')).toBe('from-the-shell-0123456789');
+    // /metrics is guarded on the API and the worker alike, with one token (the shell's, or a default the config accepts).
+    for (const name of ['api', 'worker']) {
+      expect(loadConfig(Object.fromEntries(composeEnv(svc[name], NO_VARS))).METRICS_TOKEN, name).toBeDefined();
+      expect(composeEnv(svc[name], { METRICS_TOKEN: 'scraper-token-0123456789' }).get('METRICS_TOKEN'), name).toBe('scraper-token-0123456789');
+    }
   });
 
   it('URLs and credentials agree with the PostgreSQL and MinIO services', () => {

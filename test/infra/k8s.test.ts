@@ -100,6 +100,11 @@ describe('infra/k8s: schemas', () => {
     (so.spec as Record<string, unknown>).idleReplicas = 0;
     expect(validateK8s(so)).toEqual(['unknown field /spec/idleReplicas']);
 
+    const pm = structuredClone(find<K8sObject & { spec: { podMetricsEndpoints: Record<string, unknown>[] } }>(base.objects, 'PodMonitor', 'dtl-host'));
+    expect(validateK8s(pm)).toEqual([]);
+    pm.spec.podMetricsEndpoints[0].bearerTokenSecrett = {};
+    expect(validateK8s(pm).join()).toMatch(/bearerTokenSecrett/);
+
     expect(validateK8s({ apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'x' } })).toEqual([
       'no schema registered for batch/v1 CronJob',
     ]);
@@ -196,10 +201,31 @@ describe.each(VARIANTS)('infra/k8s/%s', (variant) => {
         const p = probe.httpGet?.port;
         expect(typeof p === 'string' ? named.get(p) : p).toBe(port);
       }
-      expect(d.spec.template.metadata.annotations?.['prometheus.io/port']).toBe(String(port));
-      expect(d.spec.template.metadata.annotations?.['prometheus.io/path']).toBe('/metrics');
+      // Scraped through the PodMonitor (with the metrics token), not by annotation (that would 401).
+      expect(d.spec.template.metadata.annotations?.['prometheus.io/scrape']).toBeUndefined();
     }
     expect(apiC.readinessProbe?.httpGet?.path).toBe('/readyz');
+  });
+
+  it('Prometheus scrapes /metrics of every pod on its http port with the METRICS_TOKEN both the pods and the PodMonitor read', () => {
+    const pm = find<K8sObject & {
+      spec: { selector: { matchLabels: Record<string, string> }; podMetricsEndpoints: { port: string; path: string; authorization: { type: string; credentials: { name: string; key: string } } }[] };
+    }>(objects, 'PodMonitor', 'dtl-host');
+    expect(pm.spec.podMetricsEndpoints).toHaveLength(1);
+    const [ep] = pm.spec.podMetricsEndpoints;
+    expect(ep.path).toBe('/metrics');
+    expect(ep.authorization.type).toBe('Bearer');
+    expect(ep.authorization.credentials.key).toBe('METRICS_TOKEN');
+    const secret = find<{ stringData: Record<string, string> }>(objects, 'Secret', ep.authorization.credentials.name);
+    const token = secret.stringData.METRICS_TOKEN;
+    for (const d of deployments) {
+      expect(selects(pm.spec.selector.matchLabels, d.spec.template.metadata.labels), d.metadata.name).toBe(true);
+      const c = d.spec.template.spec.containers[0];
+      expect(c.ports?.map((p) => p.name), d.metadata.name).toContain(ep.port);
+      // The very token the service will demand (and one its config accepts).
+      const config = loadConfig(Object.fromEntries(containerEnv(objects, c)));
+      expect(config.METRICS_TOKEN, d.metadata.name).toBe(token);
+    }
   });
 
   it('the API drains within its grace period: preStop pause + request deadline fit', () => {
@@ -319,7 +345,8 @@ describe.each(VARIANTS)('infra/k8s/%s', (variant) => {
       expect(Number(t.metadata.threshold)).toBeGreaterThan(0);
       return t.metadata.query;
     });
-    expect(queries.some((q) => q.includes('dtl_classify_queue_depth'))).toBe(true);
+    // Each pod's all-tenants series only: per-tenant ones (METRICS_TENANT_LABELS) would double it.
+    expect(queries.some((q) => /dtl_classify_queue_depth\{[^}]*tenant=""/.test(q))).toBe(true);
     expect(queries.some((q) => /rate\(dtl_http_requests_total/.test(q))).toBe(true);
   });
 

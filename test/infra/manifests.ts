@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { z } from 'zod';
 import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
@@ -81,6 +82,52 @@ export interface Loaded<T = K8sObject> {
 type ValidateThis = { prototype: { validate(this: unknown): void } };
 
 /**
+ * Prometheus Operator's PodMonitor (monitoring.coreos.com/v1), the fields we use, checked strictly
+ * (no generated model of it is installed): an unknown field is an error, as with the others.
+ */
+const duration = z.string().regex(/^(\d+(ms|s|m|h))+$/, 'must be a Prometheus duration');
+const secretKey = z.object({ name: z.string().min(1), key: z.string().min(1), optional: z.boolean().optional() }).strict();
+const podMonitorSchema = z
+  .object({
+    apiVersion: z.literal('monitoring.coreos.com/v1'),
+    kind: z.literal('PodMonitor'),
+    metadata: z
+      .object({ name: z.string().min(1), namespace: z.string().optional(), labels: z.record(z.string(), z.string()).optional(), annotations: z.record(z.string(), z.string()).optional() })
+      .strict(),
+    spec: z
+      .object({
+        jobLabel: z.string().optional(),
+        podTargetLabels: z.array(z.string()).optional(),
+        selector: z.object({ matchLabels: z.record(z.string(), z.string()).optional() }).strict(),
+        namespaceSelector: z.object({ any: z.boolean().optional(), matchNames: z.array(z.string()).optional() }).strict().optional(),
+        podMetricsEndpoints: z
+          .array(
+            z
+              .object({
+                port: z.string().optional(),
+                path: z.string().startsWith('/').optional(),
+                scheme: z.enum(['http', 'https']).optional(),
+                interval: duration.optional(),
+                scrapeTimeout: duration.optional(),
+                authorization: z.object({ type: z.string().optional(), credentials: secretKey }).strict().optional(),
+              })
+              .strict(),
+          )
+          .min(1),
+      })
+      .strict(),
+  })
+  .strict();
+const PodMonitor: ValidateThis = {
+  prototype: {
+    validate(this: unknown) {
+      const r = podMonitorSchema.safeParse(this);
+      if (!r.success) throw new Error(r.error.issues.map((i) => `/${i.path.join('/')}: ${i.message}`).join('; '));
+    },
+  },
+};
+
+/**
  * The kinds the manifests may use, each with its generated schema validator (Kubernetes 1.27 for
  * the built-in kinds, KEDA v2 CRDs for keda.sh). A kind missing here fails the suite: add its
  * model rather than letting an object go unchecked.
@@ -95,6 +142,7 @@ const MODELS: Record<string, ValidateThis> = {
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
   'keda.sh/v1alpha1/ScaledObject': ScaledObject,
   'keda.sh/v1alpha1/TriggerAuthentication': TriggerAuthentication,
+  'monitoring.coreos.com/v1/PodMonitor': PodMonitor,
 };
 
 export const KUSTOMIZATION_TYPE = 'kustomize.config.k8s.io/v1beta1/Kustomization';

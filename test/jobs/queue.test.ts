@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tenantsRepo from '../../src/db/repos/tenants.js';
 import { jobs } from '../../src/db/schema.js';
 import { AppError } from '../../src/errors.js';
-import { JobQueue, isTerminal } from '../../src/jobs/queue.js';
+import { JobQueue, isTerminal, jobErrorOf } from '../../src/jobs/queue.js';
 import { dbTargets, openTestDb, type TestDb } from '../helpers/db.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,7 +97,9 @@ describe.each(dbTargets())('job queue on %s', (kind) => {
     const again = await q.claim('live-worker', [k]);
     expect(again?.id).toBe(job.id);
     expect(again?.attempts).toBe(2);
-    expect(again?.error).toContain('dead-worker');
+    // The tenant learns that the worker stopped, not which host it ran on.
+    expect(jobErrorOf(again!.error)).toEqual({ code: 'internal', message: 'the worker running the job stopped before it finished' });
+    expect(again?.error).not.toContain('dead-worker');
     // The dead worker comes back: it holds nothing any more.
     expect(await q.heartbeat(job.id, 'dead-worker')).toEqual({ held: false, cancelRequested: false });
     expect(await q.complete(job.id, 'dead-worker', {})).toBeUndefined();
@@ -113,7 +115,7 @@ describe.each(dbTargets())('job queue on %s', (kind) => {
     await q.recoverExpired();
     const after = await q.get(job.id, tenantId);
     expect(after.status).toBe('failed');
-    expect(after.error).toMatch(/lease .* expired/);
+    expect(jobErrorOf(after.error)?.message).toMatch(/worker .* stopped/);
   });
 
   it('retries with exponential backoff until max_attempts, then fails', async () => {
@@ -128,14 +130,14 @@ describe.each(dbTargets())('job queue on %s', (kind) => {
         claimed = await q.claim('w', [k]);
       }
       expect(claimed?.attempts).toBe(attempt);
-      const after = await q.fail(job.id, 'w', `boom ${attempt}`);
+      const after = await q.fail(job.id, 'w', { code: 'internal', message: `boom ${attempt}` });
       if (attempt < 3) {
         expect(after?.status).toBe('queued');
         delays.push(after!.runAfter.getTime() - after!.updatedAt.getTime());
         expect(await q.claim('w', [k])).toBeUndefined(); // not before the backoff
       } else {
         expect(after?.status).toBe('failed');
-        expect(after?.error).toBe('boom 3');
+        expect(after?.error).toBe('internal: boom 3');
         expect(after?.finishedAt).toBeInstanceOf(Date);
       }
     }
@@ -148,9 +150,66 @@ describe.each(dbTargets())('job queue on %s', (kind) => {
     const k = uniqueKind();
     const job = await q.enqueue({ kind: k, tenantId, maxAttempts: 5 });
     await q.claim('w', [k]);
-    const after = await q.fail(job.id, 'w', 'invalid_dataset: no images', false);
+    const after = await q.fail(job.id, 'w', { code: 'invalid_dataset', message: 'no images' }, 'permanent');
     expect(after?.status).toBe('failed');
     expect(after?.attempts).toBe(1);
+    expect(jobErrorOf(after!.error)).toEqual({ code: 'invalid_dataset', message: 'no images' });
+  });
+
+  /** Claim the job (waiting out its backoff), as a worker would. */
+  const claimSoon = async (q: JobQueue, k: string) => {
+    for (let i = 0; i < 200; i++) {
+      const claimed = await q.claim('w', [k]);
+      if (claimed !== undefined) return claimed;
+      await sleep(20);
+    }
+    throw new Error('nothing to claim');
+  };
+  const storageDown = { code: 'storage_error', message: 'the storage backend is temporarily unavailable; retry later' } as const;
+
+  it('transient failures are retried with their own growing backoff and use up no attempt', async () => {
+    const q = queue({ transientBackoff: { baseMs: 40, maxMs: 100, budgetMs: 60_000 } });
+    const k = uniqueKind();
+    const job = await q.enqueue({ kind: k, tenantId, maxAttempts: 2 });
+    const delays: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const claimed = await claimSoon(q, k);
+      expect(claimed.attempts).toBe(1);
+      const after = await q.fail(job.id, 'w', storageDown, 'transient');
+      expect([after?.status, after?.attempts]).toEqual(['queued', 0]);
+      delays.push(after!.runAfter.getTime() - after!.updatedAt.getTime());
+    }
+    expect(delays).toEqual([40, 80, 100, 100, 100]);
+    await claimSoon(q, k);
+    expect((await q.complete(job.id, 'w', { ok: true }))?.status).toBe('succeeded');
+    const events = (await q.listEvents(job.id, tenantId)).filter((e) => (e.data as { transient?: boolean }).transient);
+    expect(events).toHaveLength(5);
+    expect(events[0].data).toMatchObject({ status: 'queued', error: storageDown, retryInMs: 40 });
+  });
+
+  it('past the transient budget a transient failure counts as an attempt, so a store that stays down still ends the job', async () => {
+    const q = queue({ transientBackoff: { baseMs: 0, maxMs: 0, budgetMs: 300 } });
+    const k = uniqueKind();
+    const job = await q.enqueue({ kind: k, tenantId, maxAttempts: 2 });
+    await claimSoon(q, k);
+    expect((await q.fail(job.id, 'w', storageDown, 'transient'))?.attempts).toBe(0);
+    await sleep(400);
+    const statuses: string[] = [];
+    for (let claims = 0; claims < 5; claims++) {
+      await claimSoon(q, k);
+      const after = await q.fail(job.id, 'w', storageDown, 'transient');
+      statuses.push(after!.status);
+      if (after!.status === 'failed') break;
+    }
+    expect(statuses).toEqual(['queued', 'failed']);
+    expect(jobErrorOf((await q.get(job.id, tenantId)).error)).toEqual(storageDown);
+  });
+
+  it("a stored error is read back tenant-safe: 5xx codes get their fixed message, unknown text becomes 'internal'", () => {
+    expect(jobErrorOf(null)).toBeNull();
+    expect(jobErrorOf('invalid_dataset: no images in class "cat"')).toEqual({ code: 'invalid_dataset', message: 'no images in class "cat"' });
+    expect(jobErrorOf("storage_error: S3 put 'tenants/t/a.bin' in bucket 'prod' failed: connect ECONNREFUSED 10.0.0.7:9000")).toEqual(storageDown);
+    expect(jobErrorOf('lease of host-7/123/abcd expired')).toEqual({ code: 'internal', message: 'internal error' });
   });
 
   it('cancel: a queued job ends at once and is never claimed; a running one is flagged for its worker', async () => {

@@ -4,9 +4,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as tenantsRepo from '../../src/db/repos/tenants.js';
 import { jobs } from '../../src/db/schema.js';
 import { AppError } from '../../src/errors.js';
-import { JobQueue, isTerminal, type Job } from '../../src/jobs/queue.js';
+import { JobQueue, isTerminal, jobErrorOf, type Job } from '../../src/jobs/queue.js';
 import { JobAbortedError, Worker, type JobHandler, type WorkerOptions } from '../../src/jobs/worker.js';
-import { dbTargets, openTestDb, type TestDb } from '../helpers/db.js';
+import { dbTargets, openTestDb, setConnectable, type TestDb } from '../helpers/db.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -137,6 +137,76 @@ describe.each(dbTargets())('worker on %s', (kind) => {
     const out = await settled(q, doomed.id);
     expect(out.status).toBe('failed');
     expect(out.attempts).toBe(3);
+  });
+
+  it('storage or database outages are transient: more failures than maxAttempts, then success; the tenant sees a safe error, the log the cause', async () => {
+    const q = new JobQueue(t.db, { leaseMs: 2_000, maxAttempts: 2, backoff: { baseMs: 0, maxMs: 0 }, transientBackoff: { baseMs: 10, maxMs: 40, budgetMs: 60_000 } });
+    const k = `outage-${randomUUID().slice(0, 6)}`;
+    const logged: object[] = [];
+    const seenErrors: (string | null)[] = [];
+    let runs = 0;
+    const failures = [
+      () => new AppError('storage_error', "S3 put 'tenants/t1/adapters/a1/v1.safetensors' in bucket 'secret-bucket' failed: connect ECONNREFUSED 10.1.2.3:9000"),
+      // A database outage raised outside dbCall, wrapped by drizzle.
+      () => new Error('Failed query: update "jobs" …', { cause: Object.assign(new Error('connect ECONNREFUSED 10.9.9.9:5432'), { code: 'ECONNREFUSED' }) }),
+      () => new AppError('unavailable', 'PostgreSQL at postgres://dtl:***@db.internal:5432/dtl did not answer'),
+      () => new AppError('storage_error', 'disk blob store: write \'/srv/data/blobs/tenants/t1/x\' failed: EROFS'),
+      () => new AppError('database_locked', 'the embedded database at /srv/data/pglite is locked by pid 7'),
+    ];
+    worker({
+      queue: q,
+      logger: { info() {}, warn: (o) => logged.push(o), error: (o) => logged.push(o) },
+      handlers: {
+        [k]: async ({ job }) => {
+          seenErrors.push((await q.get(job.id, tenantId)).error);
+          const fail = failures[runs++];
+          if (fail !== undefined) throw fail();
+          return 'published';
+        },
+      },
+    });
+    const job = await q.enqueue({ kind: k, tenantId });
+    const done = await settled(q, job.id);
+    expect(done.status).toBe('succeeded');
+    expect(runs).toBe(failures.length + 1);
+    expect(done.attempts).toBeLessThanOrEqual(done.maxAttempts);
+    // What the tenant could read between attempts: a code and a fixed message, no bucket, key, path, host or URL.
+    const shown = seenErrors.filter((e) => e !== null);
+    expect(shown.map((e) => jobErrorOf(e)?.code)).toEqual(['storage_error', 'unavailable', 'unavailable', 'storage_error', 'database_locked']);
+    for (const e of shown) expect(e).not.toMatch(/secret-bucket|tenants\/|10\.\d|\/srv|postgres:|ECONN|EROFS/);
+    const events = JSON.stringify(await q.listEvents(job.id, tenantId));
+    expect(events).not.toMatch(/secret-bucket|tenants\/|10\.\d|\/srv|postgres:|ECONN|EROFS/);
+    // The operator's log has every cause in full, with the job id.
+    const log = JSON.stringify(logged.map((o) => ({ ...o, err: String((o as { err?: Error }).err?.message) + String(((o as { err?: Error }).err?.cause as Error | undefined)?.message) })));
+    expect(log).toContain('secret-bucket');
+    expect(log).toContain('10.9.9.9:5432');
+    expect(logged.filter((o) => (o as { job?: string }).job === job.id && (o as { failure?: string }).failure === 'transient')).toHaveLength(failures.length);
+  });
+
+  it.runIf(kind === 'postgres')('an outcome reached during a database outage is recorded once the database is back', async () => {
+    const q = queue(20_000);
+    const k = `blip-${randomUUID().slice(0, 6)}`;
+    worker({
+      queue: q,
+      handlers: {
+        [k]: async () => {
+          // The handler's work is done just as the database goes away for a second.
+          await setConnectable(t, false);
+          setTimeout(() => void setConnectable(t, true), 1_000);
+          return 'done';
+        },
+      },
+    });
+    const job = await q.enqueue({ kind: k, tenantId });
+    const end = Date.now() + 15_000;
+    let done: Job | undefined;
+    while (Date.now() < end) {
+      done = await q.get(job.id, tenantId).catch(() => undefined);
+      if (done !== undefined && isTerminal(done.status)) break;
+      await sleep(100);
+    }
+    // Recorded by the worker that ran it, not left to lease recovery (which would run it again).
+    expect([done?.status, done?.attempts, done?.result]).toEqual(['succeeded', 1, 'done']);
   });
 
   it('cancelling a running job aborts its handler at the next heartbeat', async () => {

@@ -18,9 +18,10 @@ let t: { id: string; token: string };
 let images: Buffer[];
 let cases: Case[];
 const LABELS = ['cat', 'dog', 'fox'];
+const METRICS_TOKEN = 'metrics-token-0123456789abcdef';
 
 beforeAll(async () => {
-  h = await startHarness({ env: { CLASSIFY_MAX_BYTES: '20000' } });
+  h = await startHarness({ env: { CLASSIFY_MAX_BYTES: '20000', METRICS_TOKEN, METRICS_TENANT_LABELS: 'true' } });
   t = await h.tenant('classify-co');
   cases = (JSON.parse(await readFile(fixturePath('expected.json'), 'utf8')) as { cases: Case[] }).cases;
   images = await Promise.all(cases.map((c) => readFile(fixturePath(c.image))));
@@ -118,7 +119,7 @@ describe('classify', () => {
   });
 
   it('exports request, queue, batch, cache and image metrics', async () => {
-    const r = await h.call('GET', '/metrics');
+    const r = await h.call('GET', '/metrics', { token: METRICS_TOKEN });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toContain('text/plain');
     expect(r.text).toMatch(/dtl_http_requests_total\{method="POST",route="\/v1\/adapters\/\{adapterId\}\/classify",status="200"\} \d+/);
@@ -142,7 +143,7 @@ describe('rate limit', () => {
     await limited?.close();
   });
   it('answers 429 rate_limited with Retry-After once the bucket is empty, per tenant', async () => {
-    limited = await startHarness({ env: { RATE_LIMIT_RPS: '0.5', RATE_LIMIT_BURST: '3' } });
+    limited = await startHarness({ env: { RATE_LIMIT_RPS: '0.5', RATE_LIMIT_BURST: '3', METRICS_TOKEN, METRICS_TENANT_LABELS: 'true' } });
     const a = await limited.tenant('a');
     const b = await limited.tenant('b');
     const statuses: number[] = [];
@@ -153,6 +154,6 @@ describe('rate limit', () => {
     expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     // Another tenant has its own bucket.
     expect((await limited.call('GET', '/v1/me', { token: b.token })).status).toBe(200);
-    expect((await limited.call('GET', '/metrics')).text).toMatch(new RegExp(`dtl_rejections_total\\{code="rate_limited",tenant="${a.id}"\\} 2`));
+    expect((await limited.call('GET', '/metrics', { token: METRICS_TOKEN })).text).toMatch(new RegExp(`dtl_rejections_total\\{code="rate_limited",tenant="${a.id}"\\} 2`));
   });
 });

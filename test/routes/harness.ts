@@ -15,8 +15,8 @@ import { initBackend, loadBackboneFromDir } from '../../src/model/index.js';
 import { Authenticator } from '../../src/services/auth.js';
 import { ConcurrencyLimiter, RateLimiter } from '../../src/services/limits.js';
 import { VersionResolver } from '../../src/services/version-resolver.js';
-import { DiskBlobStore } from '../../src/storage/index.js';
-import { JobQueue } from '../../src/jobs/queue.js';
+import { DiskBlobStore, type BlobStore } from '../../src/storage/index.js';
+import { JobQueue, type QueueOptions } from '../../src/jobs/queue.js';
 import { createWorkerRuntime, type WorkerRuntime } from '../../src/train/runtime.js';
 import { makeTempDir, openTestDb, type DbKind, type TestDb } from '../helpers/db.js';
 
@@ -46,7 +46,18 @@ export interface Reply {
   headers: Headers;
 }
 
-export async function startHarness(opts: { kind?: DbKind; env?: Record<string, string>; worker?: boolean; log?: Logger } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  kind?: DbKind;
+  env?: Record<string, string>;
+  worker?: boolean;
+  log?: Logger;
+  /** A blob store to use instead of a disk store in the temp folder (closed with the harness). */
+  blobs?: BlobStore;
+  /** Overrides of the in-process worker's queue options. */
+  queue?: Partial<QueueOptions>;
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await makeTempDir('dtl-routes');
   const config = loadConfig({
     DATA_DIR: dir,
@@ -57,7 +68,7 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
     ...opts.env,
   });
   const db = await openTestDb(opts.kind ?? 'pglite');
-  const blobs = await DiskBlobStore.open({ root: config.paths.blobDir });
+  const blobs: BlobStore = opts.blobs ?? (await DiskBlobStore.open({ root: config.paths.blobDir }));
   await initBackend('wasm');
   const backbone = await loadBackboneFromDir(FIXTURE_BACKBONE);
   const log = opts.log ?? createLogger(config.LOG_LEVEL);
@@ -90,7 +101,7 @@ export async function startHarness(opts: { kind?: DbKind; env?: Record<string, s
   let runtime: WorkerRuntime | undefined;
   if (opts.worker) {
     // Short leases and polls: jobs start at once and cancels are seen quickly.
-    const queue = new JobQueue(db.db, { leaseMs: 6000, maxAttempts: 2, backoff: { baseMs: 50, maxMs: 200 } });
+    const queue = new JobQueue(db.db, { leaseMs: 6000, maxAttempts: 2, backoff: { baseMs: 50, maxMs: 200 }, ...opts.queue });
     runtime = createWorkerRuntime(deps, { queue, pollMs: 50, cachePrecision: 'float16' });
     runtime.start();
   }

@@ -6,6 +6,8 @@
  *
  * Time comes from the database clock (now()), never the caller's, so workers on several machines
  * agree on when a lease has expired.
+ *
+ * What a failed attempt leaves for its tenant, and the transient-retry policy: job-failures.ts.
  */
 import { and, asc, desc, eq, inArray, isNull, lte, sql, type SQL } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
@@ -13,9 +15,11 @@ import { dbCall } from '../errors.js';
 import type { Db } from '../open.js';
 import { jobEvents, jobs, type Job, type JobStatus } from '../schema.js';
 import { statusEvent, type JobScope } from './job-events.js';
+import { DEFAULT_TRANSIENT_BACKOFF, formatJobError, LEASE_EXPIRED, transientHistory, type FailureKind, type JobError, type TransientBackoff } from './job-failures.js';
 import { invalidState, one, pageOf, requireId, type Page } from './util.js';
 
 export { appendEvent, listEvents, type JobScope } from './job-events.js';
+export * from './job-failures.js';
 
 export interface NewJob {
   kind: string;
@@ -179,6 +183,7 @@ export async function setProgress(db: Db, id: string, owner: string, progress: u
 }
 
 type Patch = PgUpdateSetSource<typeof jobs>;
+type Decision = { patch: Patch; event?: Record<string, unknown> };
 
 /**
  * Apply a state change to a job this owner runs, with its status event, atomically. Returns the
@@ -188,7 +193,7 @@ async function transition(
   db: Db,
   id: string,
   owner: string,
-  decide: (job: Job) => { patch: Patch; event?: Record<string, unknown> },
+  decide: (job: Job, tx: Db) => Promise<Decision> | Decision,
 ): Promise<Job | undefined> {
   return db.transaction(async (tx) => {
     const rows = await tx
@@ -198,7 +203,7 @@ async function transition(
       .for('update');
     const job = rows[0];
     if (job === undefined) return undefined;
-    const { patch, event } = decide(job);
+    const { patch, event } = await decide(job, tx);
     const [updated] = await tx
       .update(jobs)
       .set({ ...patch, updatedAt: sql`now()` })
@@ -218,26 +223,35 @@ export async function complete(db: Db, id: string, owner: string, result: unknow
 }
 
 /**
- * Record a failed attempt: back to queued after a backoff while attempts remain and the error is
- * retryable, otherwise failed. A job whose cancel was requested ends cancelled instead.
+ * Record a failed attempt. Transient failures (within the budget) go back to the queue after
+ * their own backoff and give back the attempt the claim charged; other retryable failures go back
+ * after the ordinary backoff while attempts remain; the rest fail the job. A job whose cancel was
+ * requested ends cancelled instead. The status event carries the error and, when it will be
+ * retried, `retryInMs` (and `transient: true`).
  */
 export async function fail(
   db: Db,
   id: string,
   owner: string,
-  error: string,
-  opts: { retryable: boolean; backoff: Backoff },
+  error: JobError,
+  opts: { kind: FailureKind; backoff: Backoff; transient?: TransientBackoff },
 ): Promise<Job | undefined> {
-  return transition(db, id, owner, (job) => {
-    if (job.cancelRequested) return { patch: { status: 'cancelled', error, ...ENDED } };
-    if (opts.retryable && job.attempts < job.maxAttempts) {
-      const delay = backoffMs(job.attempts, opts.backoff);
-      return {
-        patch: { status: 'queued', error, leaseOwner: null, leaseExpiresAt: null, runAfter: inMs(delay) },
-        event: { error, retryInMs: delay },
-      };
+  const text = formatJobError(error);
+  return transition(db, id, owner, async (job, tx) => {
+    if (job.cancelRequested) return { patch: { status: 'cancelled', error: text, ...ENDED } };
+    const requeue = (delay: number, patch: Patch = {}, event: Record<string, unknown> = {}): Decision => ({
+      patch: { status: 'queued', error: text, leaseOwner: null, leaseExpiresAt: null, runAfter: inMs(delay), ...patch },
+      event: { error, retryInMs: delay, ...event },
+    });
+    if (opts.kind === 'transient') {
+      const policy = opts.transient ?? DEFAULT_TRANSIENT_BACKOFF;
+      const history = await transientHistory(tx, job.id);
+      if (history.count === 0 || history.sinceMs < policy.budgetMs) {
+        return requeue(backoffMs(history.count + 1, policy), { attempts: Math.max(0, job.attempts - 1) }, { transient: true });
+      }
     }
-    return { patch: { status: 'failed', error, ...ENDED }, event: { error } };
+    if (opts.kind !== 'permanent' && job.attempts < job.maxAttempts) return requeue(backoffMs(job.attempts, opts.backoff));
+    return { patch: { status: 'failed', error: text, ...ENDED }, event: { error } };
   });
 }
 
@@ -316,9 +330,9 @@ export async function recoverExpired(db: Db, backoff: Backoff, limit = 100): Pro
       .for('update', { skipLocked: true });
     const out: Job[] = [];
     for (const job of expired) {
-      const error = `lease of ${job.leaseOwner ?? 'unknown worker'} expired`;
+      const error = formatJobError(LEASE_EXPIRED);
       let patch: Patch;
-      let event: Record<string, unknown> = { error, recovered: true };
+      let event: Record<string, unknown> = { error: LEASE_EXPIRED, recovered: true };
       if (job.cancelRequested) patch = { status: 'cancelled', error, ...ENDED };
       else if (job.attempts >= job.maxAttempts) patch = { status: 'failed', error, ...ENDED };
       else {
