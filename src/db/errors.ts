@@ -138,6 +138,10 @@ export function mapDbError(err: unknown, messages: ConstraintMessages = {}): unk
     case '22P02':
     case '22003':
       return new AppError('validation_failed', named ?? `invalid value: ${pg.message}`, { cause: err, details });
+    case '22021':
+    case '22P05':
+      // PostgreSQL text cannot hold NUL (or bytes outside UTF-8): the caller sent it, not our fault.
+      return new AppError('validation_failed', 'text contains a character that cannot be stored (NUL or invalid UTF-8)', { cause: err });
     default:
       return err;
   }

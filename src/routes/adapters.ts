@@ -55,7 +55,7 @@ const TrainBody = z
   .object({
     datasetId: z.string().max(200),
     name: z.string().max(100).openapi({ description: 'Adapter name; a new version is trained when the tenant already has one by this name.' }),
-    description: z.string().max(2000).optional(),
+    description: z.string().max(2000).refine((s) => !s.includes('\0'), 'must not contain NUL').optional(),
     hyperparameters: Hyperparameters,
   })
   .openapi('TrainAdapter');
@@ -181,7 +181,7 @@ export const importAdapterRoute = defineRoute(writers, {
   request: {
     query: z.object({
       name: z.string().max(100).optional().openapi({ description: 'Adapter name (or a multipart `name` field before the file).' }),
-      description: z.string().max(2000).optional(),
+      description: z.string().max(2000).refine((s) => !s.includes('\0'), 'must not contain NUL').optional(),
     }),
     body: {
       required: true,

@@ -7,7 +7,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
-import { dbUnavailable } from '../db/errors.js';
+import { dbUnavailable, mapDbError } from '../db/errors.js';
 import { AppError, ERROR_CODES, isAppError, publicMessage, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { invalid } from '../services/auth.js';
@@ -44,7 +44,10 @@ export function toAppError(err: unknown): AppError {
   if (err instanceof HTTPException) return fromHttpException(err);
   // A schema check below the routes that threw instead of returning an AppError: still the caller's input.
   if (err instanceof ZodError) return invalid(err);
-  return dbUnavailable(err) ?? new AppError('internal', 'internal error', { cause: err });
+  // A database error raised outside dbCall (most reads): mapped by the same rules, so an outage is 503 and
+  // a value the database refuses is the caller's 400, never 500.
+  const mapped = mapDbError(err);
+  return isAppError(mapped) ? mapped : new AppError('internal', 'internal error', { cause: err });
 }
 
 export function errorBody(err: AppError, requestId: string): { status: number; body: ErrorBody } {

@@ -5,6 +5,7 @@
 import { z } from '@hono/zod-openapi';
 import type { AdapterVersion, ApiKey, Tenant } from '../db/schema.js';
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
+import { textProblem } from '../text.js';
 import { SCOPES } from '../services/auth.js';
 import type { AdapterView } from '../services/adapters.js';
 import type { DatasetView } from '../services/datasets.js';
@@ -30,7 +31,11 @@ const isoOrNull = (d: Date | null) => (d === null ? null : d.toISOString());
 
 /** Path ids are plain strings: something that is not a UUID names nothing and answers 404. */
 export const idParam = (name: string, description: string) =>
-  z.string().max(200).openapi({ param: { name, in: 'path' }, description, example: '0b5e3f0e-8d1c-4a6e-9f0f-2d7c1f9a2b34' });
+  z
+    .string()
+    .max(200)
+    .refine((s) => textProblem(s) === undefined, { message: 'must not contain control or bidirectional-control characters' })
+    .openapi({ param: { name, in: 'path' }, description, example: '0b5e3f0e-8d1c-4a6e-9f0f-2d7c1f9a2b34' });
 
 /** No listing reaches 2³¹ rows; a bound keeps absurd offsets (1e20) from failing in the database. */
 const MAX_OFFSET = 2_147_483_647;

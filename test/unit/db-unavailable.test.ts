@@ -43,4 +43,11 @@ describe('database unavailability', () => {
     expect(dbUnavailable(storage)).toBeUndefined();
     expect(toAppError(storage).code).toBe('storage_error');
   });
+
+  it('maps a database error raised outside dbCall by the same rules (a NUL the database refuses is the caller\'s 400)', () => {
+    const nul = coded('22021', 'invalid byte sequence for encoding "UTF8": 0x00');
+    expect((mapDbError(nul) as AppError).code).toBe('validation_failed');
+    expect(toAppError(nul).code).toBe('validation_failed');
+    expect(toAppError(coded('23505', 'duplicate key')).code).toBe('already_exists');
+  });
 });
