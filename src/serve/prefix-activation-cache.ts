@@ -21,7 +21,7 @@ export interface PrefixRows {
   readonly x: Float32Array;
 }
 
-export interface PrefixCacheStats {
+export interface PrefixActivationCacheStats {
   hits: number;
   misses: number;
   insertions: number;
@@ -39,7 +39,7 @@ interface Entry {
 /** Map keys and object headers, counted so the budget is not only the float payload. */
 const ENTRY_OVERHEAD_BYTES = 256;
 
-export class PrefixCache {
+export class PrefixActivationCache {
   private readonly entries = new Map<string, Entry>(); // insertion order = LRU order
   private bytes = 0;
   private readonly counters = { hits: 0, misses: 0, insertions: 0, evictions: 0 };
@@ -99,7 +99,7 @@ export class PrefixCache {
     this.bytes = 0;
   }
 
-  stats(): PrefixCacheStats {
+  stats(): PrefixActivationCacheStats {
     return { ...this.counters, entries: this.entries.size, bytes: this.bytes, budgetBytes: this.options.budgetBytes };
   }
 
