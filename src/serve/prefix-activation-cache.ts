@@ -9,7 +9,11 @@
  * of block s of a longer prefix IS the output of a prefix cut at s).
  *
  * Values live in plain Float32Arrays outside the wasm heap (which never shrinks and tops out near
- * 4 GiB), under a byte budget with LRU eviction. Purely synchronous: one owner (the executor).
+ * 4 GiB), under a byte budget with LRU eviction. Purely synchronous. Owned by the serving engine;
+ * the batch executor reads and fills it within a batch. Keyed by image, not by adapter or tenant,
+ * so an adapter or tenant delete has nothing to evict here.
+ *
+ * Not the training side's `TrainingPrefixStore` (train/prefix-store.ts): one run's rows, per job.
  */
 
 /** One image's prefix activations, [tokens × width] per tensor, row-major. */
