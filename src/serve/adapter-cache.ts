@@ -3,12 +3,14 @@
  *
  * Generic over the loaded value so the policy is testable with plain objects and later holds model
  * adapters (whose `dispose` frees tensors). The loader is a parameter: the serving engine passes one
- * that reads adapter files from the blob store.
+ * that reads adapter files from the blob store. What a load needs beyond the key (where the file
+ * is) travels with the acquire that starts it, as its load context `C`: no registry on the side.
  *
  * Keys are immutable adapter-version ids. Resolving an alias ("latest") to a version id is the
  * caller's job, done per request before `acquire`: that is what makes a newly published version
  * visible to the next request while requests already holding a lease finish on the old one. The
- * cache therefore never checks freshness; `invalidate` exists for deletions and for tests.
+ * cache therefore never checks freshness; `invalidate` is how a deleted version leaves it (the
+ * serving engine's `evictVersions`, called by the adapter and tenant deletes).
  *
  * Lifetime rules: a value is disposed exactly once, and never while a lease on it is held. Entries
  * with live leases or a pin are never evicted. Eviction is by least-recent use (acquire and release
@@ -24,10 +26,14 @@ export interface Loaded<T> {
   readonly bytes: number;
 }
 
-export interface AdapterCacheOptions<T> {
+export interface AdapterCacheOptions<T, C = undefined> {
   readonly budgetBytes: number;
-  /** Load one key. The signal aborts when the cache is closed while the load is in flight. */
-  readonly load: (key: string, signal: AbortSignal) => Promise<Loaded<T>>;
+  /**
+   * Load one key. `context` is the load context of the acquire that started the load (acquires
+   * that join it share it: a key is immutable, so any caller's context for it says the same).
+   * The signal aborts when the cache is closed while the load is in flight.
+   */
+  readonly load: (key: string, signal: AbortSignal, context: C | undefined) => Promise<Loaded<T>>;
   /** Free a value (e.g. its tensors). Called once per loaded value, never while leased. */
   readonly dispose: (value: T) => void;
   /** Clock in ms for load latency; default `performance.now`. */
@@ -36,6 +42,13 @@ export interface AdapterCacheOptions<T> {
   readonly latencyWindow?: number;
   /** Observer for each finished load (e.g. a prom-client histogram). */
   readonly onLoad?: (event: { key: string; ms: number; ok: boolean; bytes?: number }) => void;
+}
+
+export interface AcquireOptions<C> {
+  /** Stop waiting (the load carries on and is cached for the next request). */
+  readonly signal?: AbortSignal;
+  /** Passed to the loader when this acquire starts a load (e.g. where the adapter file is). */
+  readonly context?: C;
 }
 
 export interface Lease<T> {
@@ -90,7 +103,7 @@ interface Flight<T> {
   invalidated: boolean;
 }
 
-export class AdapterCache<T> {
+export class AdapterCache<T, C = undefined> {
   private readonly entries = new Map<string, Entry<T>>(); // insertion order = LRU order
   private readonly flights = new Map<string, Flight<T>>();
   private readonly pinned = new Set<string>();
@@ -105,13 +118,13 @@ export class AdapterCache<T> {
   };
   private readonly now: () => number;
 
-  constructor(private readonly options: AdapterCacheOptions<T>) {
+  constructor(private readonly options: AdapterCacheOptions<T, C>) {
     if (!(options.budgetBytes >= 0)) throw new AppError('config_invalid', 'adapter cache budget must be ≥ 0 bytes');
     this.now = options.now ?? (() => performance.now());
   }
 
   /** Get a lease on `key`, loading it if needed (one load however many callers wait for it). */
-  acquire(key: string, opts: { signal?: AbortSignal } = {}): Promise<Lease<T>> {
+  acquire(key: string, opts: AcquireOptions<C> = {}): Promise<Lease<T>> {
     if (this.closed) return Promise.reject(new AppError('unavailable', 'adapter cache is closed'));
     const entry = this.entries.get(key);
     if (entry !== undefined) {
@@ -121,7 +134,7 @@ export class AdapterCache<T> {
     }
     this.counters.misses += 1;
     let flight = this.flights.get(key);
-    if (flight === undefined) flight = this.startLoad(key);
+    if (flight === undefined) flight = this.startLoad(key, opts.context);
     else this.counters.coalesced += 1;
     const f = flight;
     return new Promise<Lease<T>>((resolve, reject) => {
@@ -204,13 +217,13 @@ export class AdapterCache<T> {
     for (const entry of [...this.entries.values()]) this.uncache(entry, false);
   }
 
-  private startLoad(key: string): Flight<T> {
+  private startLoad(key: string, context: C | undefined): Flight<T> {
     const flight: Flight<T> = { controller: new AbortController(), waiters: [], invalidated: false };
     this.flights.set(key, flight);
     this.counters.loads += 1;
     const started = this.now();
     Promise.resolve()
-      .then(() => this.options.load(key, flight.controller.signal))
+      .then(() => this.options.load(key, flight.controller.signal, context))
       .then(
         (loaded) => this.onLoaded(key, flight, loaded, this.now() - started),
         (err: unknown) => this.onLoadFailed(key, flight, err, this.now() - started),

@@ -53,38 +53,3 @@ export function blobAdapterLoader(blobs: BlobStore, backbone: Pick<Backbone, 'co
 }
 
 const short = (id: string) => (id.length > 16 ? `${id.slice(0, 12)}…` : id);
-
-/**
- * Where the cache's loader finds a key's file. The cache's load callback gets only a key, so
- * whoever is about to acquire keys registers their refs first and releases them once the
- * acquisitions settled. Counted, so a batch and a preload naming the same key do not unregister
- * it under each other.
- */
-export class AdapterSources {
-  private readonly refs = new Map<string, { ref: AdapterRef; users: number }>();
-
-  retain(refs: readonly AdapterRef[]): void {
-    for (const ref of refs) {
-      const e = this.refs.get(ref.key);
-      if (e === undefined) this.refs.set(ref.key, { ref, users: 1 });
-      else e.users += 1;
-    }
-  }
-
-  release(refs: readonly AdapterRef[]): void {
-    for (const ref of refs) {
-      const e = this.refs.get(ref.key);
-      if (e === undefined) continue;
-      e.users -= 1;
-      if (e.users <= 0) this.refs.delete(ref.key);
-    }
-  }
-
-  get(key: string): AdapterRef | undefined {
-    return this.refs.get(key)?.ref;
-  }
-
-  get size(): number {
-    return this.refs.size;
-  }
-}

@@ -5,7 +5,10 @@
  * suffix → heads), plus the optional prefix-activation cache.
  *
  * Callers name adapters by immutable version id (AdapterRef.key): resolving names and aliases is
- * the service's job, per request, so a newly published version is seen by the next request.
+ * the service's job, per request, so a newly published version is seen by the next request. A
+ * deleted version leaves through `evictVersions` (the adapter and tenant deletes call it). The
+ * engine is the one owner of its state: the executor returns each batch's timings and the engine
+ * sums them here.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Config } from '../config.js';
@@ -13,10 +16,10 @@ import { AppError } from '../errors.js';
 import type { BlobStore } from '../storage/index.js';
 import type { Adapter, Backbone } from '../model/index.js';
 import { AdapterCache, type AdapterCacheStats } from './adapter-cache.js';
-import { AdapterSources, blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
+import { blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
 import { Batcher, type BatcherStats } from './batcher.js';
-import { createExecutor, type BatchTimingTotals, type EngineImage, type EngineRequest, type ItemResult } from './engine.js';
-import { PrefixCache, type PrefixCacheStats } from './prefix-cache.js';
+import { executeBatch, type BatchTimings, type EngineImage, type EngineRequest, type ItemResult } from './batch-executor.js';
+import { PrefixActivationCache, type PrefixActivationCacheStats } from './prefix-activation-cache.js';
 
 export interface ServingEngineOptions {
   readonly backbone: Backbone;
@@ -57,10 +60,15 @@ export interface FanOutRequest {
   readonly deadline?: number;
 }
 
+/** Sums over executed batches. */
+export interface BatchTimingTotals extends BatchTimings {
+  batches: number;
+}
+
 export interface EngineStats {
   adapterCache: AdapterCacheStats;
   batcher: BatcherStats;
-  prefixCache: PrefixCacheStats;
+  prefixCache: PrefixActivationCacheStats;
   /** Sums over executed batches (ms of the whole batch, not per request). */
   batches: BatchTimingTotals;
   /** Live tfjs tensors in the process (backbone + resident adapters + anything in flight). */
@@ -69,27 +77,25 @@ export interface EngineStats {
 }
 
 export class ServingEngine {
-  private readonly cache: AdapterCache<Adapter>;
+  private readonly cache: AdapterCache<Adapter, AdapterRef>;
   private readonly batcher: Batcher<EngineRequest, ItemResult[]>;
-  private readonly prefixCache: PrefixCache;
-  private readonly sources = new AdapterSources();
+  private readonly prefixCache: PrefixActivationCache;
   private readonly totals: BatchTimingTotals = { batches: 0, images: 0, rows: 0, loadMs: 0, prefixMs: 0, adapterMs: 0 };
   private readonly now: () => number;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: ServingEngineOptions) {
     this.now = options.now ?? Date.now;
-    this.cache = new AdapterCache<Adapter>({
+    this.cache = new AdapterCache<Adapter, AdapterRef>({
       budgetBytes: options.adapterCacheBytes,
-      load: (key, signal) => {
-        const ref = this.sources.get(key);
-        if (ref === undefined) return Promise.reject(new AppError('internal', `no source known for adapter version '${key}'`));
+      load: (key, signal, ref) => {
+        if (ref?.key !== key) return Promise.reject(new AppError('internal', `no source known for adapter version '${key}'`));
         return options.loader(ref, signal);
       },
       dispose: (adapter) => adapter.dispose(),
       onLoad: options.onLoad,
     });
-    this.prefixCache = new PrefixCache({ budgetBytes: options.prefixCacheBytes ?? 0, backboneId: options.backbone.identity });
+    this.prefixCache = new PrefixActivationCache({ budgetBytes: options.prefixCacheBytes ?? 0, backboneId: options.backbone.identity });
     this.batcher = new Batcher<EngineRequest, ItemResult[]>({
       maxBatchSize: options.maxBatchSize,
       maxWaitMs: options.maxWaitMs,
@@ -97,14 +103,11 @@ export class ServingEngine {
       queueMaxPerTenant: options.queueMaxPerTenant,
       now: this.now,
       costOf: (req) => req.items.reduce((a, it) => a + it.adapterKeys.length, 0),
-      execute: createExecutor({
-        backbone: options.backbone,
-        cache: this.cache,
-        prefixCache: this.prefixCache,
-        sources: this.sources,
-        now: this.now,
-        totals: this.totals,
-      }),
+      execute: async (batch) => {
+        const run = await executeBatch({ backbone: options.backbone, cache: this.cache, prefixCache: this.prefixCache, now: this.now }, batch);
+        if (run.timings !== undefined) this.addTimings(run.timings);
+        return run.outcomes;
+      },
       onBatch: options.onBatch,
     });
   }
@@ -180,27 +183,47 @@ export class ServingEngine {
 
   /** Load (and optionally pin) adapters ahead of traffic; failures are returned, not thrown. */
   async preload(refs: readonly AdapterRef[], opts: { pin?: boolean } = {}): Promise<Array<{ key: string; error?: Error }>> {
-    this.sources.retain(refs);
-    try {
-      return await Promise.all(
-        refs.map(async (ref) => {
-          if (opts.pin) this.cache.pin(ref.key);
-          try {
-            (await this.cache.acquire(ref.key)).release();
-            return { key: ref.key };
-          } catch (err) {
-            return { key: ref.key, error: err as Error };
-          }
-        }),
-      );
-    } finally {
-      this.sources.release(refs);
-    }
+    return Promise.all(
+      refs.map(async (ref) => {
+        if (opts.pin) this.cache.pin(ref.key);
+        try {
+          (await this.cache.acquire(ref.key, { context: ref })).release();
+          return { key: ref.key };
+        } catch (err) {
+          return { key: ref.key, error: err as Error };
+        }
+      }),
+    );
   }
 
-  /** Forget a version (deleted adapter): the next request for it loads again or fails. */
-  invalidate(key: string): boolean {
-    return this.cache.invalidate(key);
+  /**
+   * Forget deleted adapter versions (by version id): resident ones are dropped now (disposed once
+   * the batches holding them finish), a load in flight is not kept, and a pin is lifted. The next
+   * request naming one loads it again, or fails if its file is gone. Returns how many were resident
+   * or loading. The prefix-activation cache needs nothing: it is keyed by image, not by adapter.
+   */
+  evictVersions(versionIds: Iterable<string>): number {
+    let found = 0;
+    for (const id of versionIds) {
+      if (this.cache.invalidate(id)) found += 1;
+      this.cache.unpin(id);
+    }
+    return found;
+  }
+
+  /** Whether a version is resident in the adapter cache now. */
+  isResident(versionId: string): boolean {
+    return this.cache.has(versionId);
+  }
+
+  private addTimings(t: BatchTimings): void {
+    const s = this.totals;
+    s.batches += 1;
+    s.images += t.images;
+    s.rows += t.rows;
+    s.loadMs += t.loadMs;
+    s.prefixMs += t.prefixMs;
+    s.adapterMs += t.adapterMs;
   }
 
   stats(): EngineStats {

@@ -14,6 +14,7 @@ import { isUuid } from '../db/errors.js';
 import { jobs, storedSpecOf, type Adapter, type AdapterVersion, type Job } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import { loadAdapter } from '../model/index.js';
+import type { ServingEngine } from '../serve/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 import { checkCountQuota, remainingBytes } from './limits.js';
 import { MAX_VERSION } from './version-resolver.js';
@@ -128,16 +129,21 @@ export async function deleteAlias({ deps, ctx, ref, alias }: { deps: Pick<Servic
 
 /**
  * Delete an adapter with every version: its training jobs are cancelled, it disappears at once
- * (name free, classify fails), then its files and finally its rows go.
+ * (name free, classify fails), then its files and finally its rows go. Its versions leave this
+ * process's serving engine (`engine`, when given) as soon as the adapter is hidden, and again once
+ * its files are gone (a request resolved before the delete may have loaded one in between).
  */
-export async function deleteAdapter({ deps, ctx, ref }: { deps: Pick<ServiceDeps, 'database' | 'blobs'>; ctx: TenantCtx; ref: string }): Promise<void> {
+export async function deleteAdapter({ deps, ctx, ref }: { deps: Pick<ServiceDeps, 'database' | 'blobs'> & { engine?: Pick<ServingEngine, 'evictVersions'> }; ctx: TenantCtx; ref: string }): Promise<void> {
   const db = deps.database.db;
   const adapter = await adaptersRepo.getByRef(db, ctx.tenantId, ref);
   for (const job of await jobsFor(deps, ctx.tenantId, [adapter.id])) {
     if (job.status === 'queued' || job.status === 'running') await jobsRepo.cancel(db, ctx.tenantId, job.id).catch(() => {});
   }
   const { objectKeys } = await adaptersRepo.remove(db, ctx.tenantId, adapter.id);
+  const versionIds = (await adaptersRepo.listVersions(db, ctx.tenantId, adapter.id)).map((v) => v.id);
+  deps.engine?.evictVersions(versionIds);
   for (const key of objectKeys) await deps.blobs.delete(key);
+  deps.engine?.evictVersions(versionIds);
   await adaptersRepo.purge(db, ctx.tenantId, adapter.id);
 }
 

@@ -15,6 +15,7 @@ import { adapterVersions, datasets, tenants, type Tenant } from '../db/schema.js
 import { isUuid } from '../db/errors.js';
 import { notFound } from '../errors.js';
 import { nameSchema } from '../text.js';
+import type { ServingEngine } from '../serve/index.js';
 import { deletePrefix } from '../storage/index.js';
 import { invalid, type KeyRevocations } from './auth.js';
 import type { ServiceDeps } from './context.js';
@@ -58,7 +59,8 @@ export async function getTenant({
   return { tenant, usage: await tenantsRepo.usage(deps.database.db, id) };
 }
 
-export async function deleteTenant({ deps, id: tenantId }: { deps: Deps & { auth?: KeyRevocations }; id: string }): Promise<void> {
+/** Its adapter versions leave this process's serving engine (`engine`, when given) before and after its files go. */
+export async function deleteTenant({ deps, id: tenantId }: { deps: Deps & { auth?: KeyRevocations; engine?: Pick<ServingEngine, 'evictVersions'> }; id: string }): Promise<void> {
   const db = deps.database.db;
   if (!isUuid(tenantId)) throw notFound('tenant', tenantId);
   const [row] = await db.select().from(tenants).where(eq(tenants.id, tenantId));
@@ -75,10 +77,14 @@ export async function deleteTenant({ deps, id: tenantId }: { deps: Deps & { auth
     if (d.rawKey !== null) keys.add(d.rawKey);
     if (d.preparedKey !== null) keys.add(d.preparedKey);
   }
-  for (const v of await db.select({ key: adapterVersions.objectKey }).from(adapterVersions).where(eq(adapterVersions.tenantId, tenantId))) {
+  const versionIds: string[] = [];
+  for (const v of await db.select({ id: adapterVersions.id, key: adapterVersions.objectKey }).from(adapterVersions).where(eq(adapterVersions.tenantId, tenantId))) {
     keys.add(v.key);
+    versionIds.push(v.id);
   }
+  deps.engine?.evictVersions(versionIds);
   for (const key of keys) await deps.blobs.delete(key);
+  deps.engine?.evictVersions(versionIds);
   const swept = await deletePrefix(deps.blobs, tenantBlobPrefix(tenantId));
   // The repositories only soft-delete tenants; the hard delete cascades to every owned row.
   await db.delete(tenants).where(eq(tenants.id, tenantId));

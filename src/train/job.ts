@@ -22,7 +22,7 @@ import type { Backbone } from '../model/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { parseHyperparameters } from './hyperparameters.js';
 import { decodePrepared } from './ingest/index.js';
-import type { CachePrecision } from './prefix-cache.js';
+import type { CachePrecision } from './prefix-store.js';
 import { backboneIdentity, publishTrainedAdapter } from './publish.js';
 import { trainAdapter } from './trainer.js';
 

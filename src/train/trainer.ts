@@ -25,7 +25,7 @@ import { examplePixelsFn, planSplits, type SplitPlan } from './examples.js';
 import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters } from './hyperparameters.js';
 import type { PreparedDataset } from './ingest/index.js';
 import { evaluate, type Evaluation } from './metrics.js';
-import { PrefixCache, type CachePrecision, type PrefixCacheStats } from './prefix-cache.js';
+import { TrainingPrefixStore, type CachePrecision, type TrainingPrefixStoreStats } from './prefix-store.js';
 import { learningRate, prng, shuffle, subSeed } from './schedule.js';
 import { countCorrect, evalBatch } from './step.js';
 
@@ -46,7 +46,7 @@ export interface EpochProgress {
   epochSeconds: number;
   /** Remaining planned epochs × mean epoch time so far. */
   etaSeconds: number;
-  cache: Pick<PrefixCacheStats, 'computed' | 'hits' | 'storedRows' | 'storedBytes'>;
+  cache: Pick<TrainingPrefixStoreStats, 'computed' | 'hits' | 'storedRows' | 'storedBytes'>;
 }
 
 export interface LossCurvePoint {
@@ -75,7 +75,7 @@ export interface TrainingMetrics {
   peakTensorBytes: number;
   /** What one training step allocates above what was alive before it. */
   stepPeakBytes: number;
-  cache: PrefixCacheStats;
+  cache: TrainingPrefixStoreStats;
   augment: Hyperparameters['augment'];
 }
 
@@ -146,7 +146,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   const spec = adapterSpecFor(h, cfg, ds.labels);
   const split = splitPoint(spec, cfg.depth);
   const tapeBlocks = h.tapeBlocks ?? defaultTapeBlocks(cfg.depth);
-  const cache = new PrefixCache({
+  const cache = new TrainingPrefixStore({
     backbone,
     split,
     readBlocks: spec.loraBeforeBlocks,

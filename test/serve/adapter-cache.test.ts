@@ -142,6 +142,31 @@ describe('AdapterCache', () => {
     expect(a.value.disposed).toBe(1);
   });
 
+  it('the load context of the acquire that starts a load reaches the loader; acquires that join it share that load', async () => {
+    const seen: Array<{ key: string; context: string | undefined }> = [];
+    const cache = new AdapterCache<string, string>({
+      budgetBytes: 1000,
+      load: async (key, _signal, context) => {
+        seen.push({ key, context });
+        return { value: `${key}@${context}`, bytes: 1 };
+      },
+      dispose: () => {},
+    });
+    const [a, b, c] = await Promise.all([
+      cache.acquire('a', { context: 'file-a' }),
+      cache.acquire('a', { context: 'file-a' }),
+      cache.acquire('b'),
+    ]);
+    expect(seen).toEqual([
+      { key: 'a', context: 'file-a' },
+      { key: 'b', context: undefined },
+    ]);
+    expect([a.value, b.value, c.value]).toEqual(['a@file-a', 'a@file-a', 'b@undefined']);
+    // A hit never calls the loader, whatever context it carries.
+    (await cache.acquire('a', { context: 'elsewhere' })).release();
+    expect(seen).toHaveLength(2);
+  });
+
   it('invalidate drops the entry now, disposes it after its last lease, and the next acquire reloads', async () => {
     const h = harness(1000);
     const old = await h.load('a');

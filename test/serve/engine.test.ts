@@ -230,7 +230,7 @@ describe('ServingEngine: batched answers equal one-at-a-time predictions', () =>
   it('preload and requests naming the same cold adapter at once share one load', async () => {
     const engine = makeEngine(backbone, blobs, { maxWaitMs: 0 });
     for (let round = 0; round < 3; round++) {
-      engine.invalidate(stored[11].ref.key);
+      engine.evictVersions([stored[11].ref.key]);
       const [pre, res] = await Promise.all([
         engine.preload([stored[11].ref]),
         engine.classify({ tenantId: 't', adapter: stored[11].ref, images: [{ pixels: images[0] }] }),

@@ -1,5 +1,6 @@
 /**
- * The shared-prefix cache of one training run. Blocks before the first addition never depend on a
+ * The training prefix store: the shared-prefix rows of one training run (not to be confused with
+ * the serving side's `PrefixActivationCache`, an LRU across requests). Blocks before the first addition never depend on a
  * trainable weight, so an image's prefix state (the block inputs the CSN reads, plus the output of
  * the last prefix block) is the same in every epoch: it is computed once, outside any gradient
  * tape, and every later epoch builds its batches from stored rows.
@@ -16,7 +17,7 @@ import { disposePrefix, floatToHalf, halfToFloat, runPrefix, type Backbone, type
 
 export type CachePrecision = 'float32' | 'float16';
 
-export interface PrefixCacheOptions {
+export interface TrainingPrefixStoreOptions {
   backbone: Backbone;
   /** Prefix split (first block an adapter changes, plus one). */
   split: number;
@@ -30,7 +31,7 @@ export interface PrefixCacheOptions {
   chunk?: number;
 }
 
-export interface PrefixCacheStats {
+export interface TrainingPrefixStoreStats {
   precision: CachePrecision;
   budgetBytes: number;
   /** Bytes of one stored row at this precision. */
@@ -59,7 +60,7 @@ function halfLut(): Float32Array {
   return halfTable;
 }
 
-export class PrefixCache {
+export class TrainingPrefixStore {
   private readonly rows = new Map<number, Float32Array | Uint16Array>();
   /** Slot s holds the input of block slotBlocks[s]; the last slot holds x (the prefix output). */
   private readonly slotBlocks: number[];
@@ -69,10 +70,10 @@ export class PrefixCache {
   private readonly chunk: number;
   private readonly counters = { computed: 0, hits: 0, overflowRows: 0, float32Fallbacks: 0, storedBytes: 0 };
 
-  constructor(private readonly opts: PrefixCacheOptions) {
+  constructor(private readonly opts: TrainingPrefixStoreOptions) {
     const cfg = opts.backbone.config;
     if (!Number.isInteger(opts.split) || opts.split < 1 || opts.split > cfg.depth) {
-      throw new AppError('internal', `prefix cache split ${opts.split} is outside 1..${cfg.depth}`);
+      throw new AppError('internal', `prefix store split ${opts.split} is outside 1..${cfg.depth}`);
     }
     this.tokens = cfg.tokens;
     this.width = cfg.width;
@@ -93,7 +94,7 @@ export class PrefixCache {
     return this.rowFloats * (this.opts.precision === 'float16' ? 2 : 4);
   }
 
-  stats(): PrefixCacheStats {
+  stats(): TrainingPrefixStoreStats {
     return {
       precision: this.opts.precision,
       budgetBytes: this.opts.budgetBytes,
@@ -200,7 +201,7 @@ export class PrefixCache {
    * suffix only reads the inputs of read blocks, and storing the others would waste the budget.
    */
   async batch(keys: number[]): Promise<PrefixState> {
-    if (keys.length === 0) throw new AppError('internal', 'prefix cache: empty batch');
+    if (keys.length === 0) throw new AppError('internal', 'prefix store: empty batch');
     const missing = [...new Set(keys.filter((k) => !this.rows.has(k)))];
     const fresh = missing.length > 0 ? await this.computeMissing(missing, this.seenKeys) : new Map<number, Float32Array>();
     for (const k of missing) this.seenKeys.add(k);

@@ -9,7 +9,11 @@
  * of block s of a longer prefix IS the output of a prefix cut at s).
  *
  * Values live in plain Float32Arrays outside the wasm heap (which never shrinks and tops out near
- * 4 GiB), under a byte budget with LRU eviction. Purely synchronous: one owner (the executor).
+ * 4 GiB), under a byte budget with LRU eviction. Purely synchronous. Owned by the serving engine;
+ * the batch executor reads and fills it within a batch. Keyed by image, not by adapter or tenant,
+ * so an adapter or tenant delete has nothing to evict here.
+ *
+ * Not the training side's `TrainingPrefixStore` (train/prefix-store.ts): one run's rows, per job.
  */
 
 /** One image's prefix activations, [tokens × width] per tensor, row-major. */
@@ -21,7 +25,7 @@ export interface PrefixRows {
   readonly x: Float32Array;
 }
 
-export interface PrefixCacheStats {
+export interface PrefixActivationCacheStats {
   hits: number;
   misses: number;
   insertions: number;
@@ -39,7 +43,7 @@ interface Entry {
 /** Map keys and object headers, counted so the budget is not only the float payload. */
 const ENTRY_OVERHEAD_BYTES = 256;
 
-export class PrefixCache {
+export class PrefixActivationCache {
   private readonly entries = new Map<string, Entry>(); // insertion order = LRU order
   private bytes = 0;
   private readonly counters = { hits: 0, misses: 0, insertions: 0, evictions: 0 };
@@ -99,7 +103,7 @@ export class PrefixCache {
     this.bytes = 0;
   }
 
-  stats(): PrefixCacheStats {
+  stats(): PrefixActivationCacheStats {
     return { ...this.counters, entries: this.entries.size, bytes: this.bytes, budgetBytes: this.options.budgetBytes };
   }
 

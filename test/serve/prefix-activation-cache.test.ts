@@ -1,8 +1,7 @@
-/** The prefix-activation cache's policy (pure data, no tensors) and the loader's source registry. */
+/** The serving prefix-activation cache's policy (pure data, no tensors). */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { AdapterSources } from '../../src/serve/adapter-loader.js';
-import { PrefixCache, type PrefixRows } from '../../src/serve/prefix-cache.js';
+import { PrefixActivationCache, type PrefixRows } from '../../src/serve/prefix-activation-cache.js';
 
 const PER = 10; // floats per token matrix in these tests
 
@@ -13,16 +12,16 @@ function rows(split: number, tag: number): PrefixRows {
 
 const bytesOf = (split: number) => (split + 1) * PER * 4 + 256;
 
-describe('PrefixCache', () => {
+describe('PrefixActivationCache', () => {
   it('is off with a zero budget: stores nothing, counts nothing', () => {
-    const c = new PrefixCache({ budgetBytes: 0, backboneId: 'b' });
+    const c = new PrefixActivationCache({ budgetBytes: 0, backboneId: 'b' });
     c.put('h', rows(2, 1));
     expect(c.get('h', 2)).toBeUndefined();
     expect(c.stats()).toMatchObject({ entries: 0, bytes: 0, hits: 0, misses: 0 });
   });
 
   it('an entry serves its split and every shorter one (x = the input of block split)', () => {
-    const c = new PrefixCache({ budgetBytes: 1 << 20, backboneId: 'b' });
+    const c = new PrefixActivationCache({ budgetBytes: 1 << 20, backboneId: 'b' });
     c.put('h', rows(4, 7));
     const same = c.get('h', 4)!;
     expect(same.inputs).toHaveLength(4);
@@ -36,7 +35,7 @@ describe('PrefixCache', () => {
   });
 
   it('a longer prefix replaces a shorter one; a shorter one never replaces a longer one', () => {
-    const c = new PrefixCache({ budgetBytes: 1 << 20, backboneId: 'b' });
+    const c = new PrefixActivationCache({ budgetBytes: 1 << 20, backboneId: 'b' });
     c.put('h', rows(2, 1));
     c.put('h', rows(5, 2));
     expect(c.stats()).toMatchObject({ entries: 1, bytes: bytesOf(5) });
@@ -45,10 +44,10 @@ describe('PrefixCache', () => {
   });
 
   it('keys include the backbone identity', () => {
-    const a = new PrefixCache({ budgetBytes: 1 << 20, backboneId: 'a' });
+    const a = new PrefixActivationCache({ budgetBytes: 1 << 20, backboneId: 'a' });
     a.put('h', rows(1, 1));
     expect(a.get('h', 1)).toBeDefined();
-    const b = new PrefixCache({ budgetBytes: 1 << 20, backboneId: 'b' });
+    const b = new PrefixActivationCache({ budgetBytes: 1 << 20, backboneId: 'b' });
     expect(b.get('h', 1)).toBeUndefined();
   });
 
@@ -58,7 +57,7 @@ describe('PrefixCache', () => {
         fc.integer({ min: bytesOf(0), max: 6 * bytesOf(3) }),
         fc.array(fc.tuple(fc.boolean(), fc.nat(6), fc.integer({ min: 0, max: 3 })), { maxLength: 60 }),
         (budget, ops) => {
-          const c = new PrefixCache({ budgetBytes: budget, backboneId: 'b' });
+          const c = new PrefixActivationCache({ budgetBytes: budget, backboneId: 'b' });
           const model = new Map<string, number>(); // key → split, in LRU order
           for (const [isPut, k, split] of ops) {
             const key = `k${k}`;
@@ -94,21 +93,5 @@ describe('PrefixCache', () => {
       ),
       { numRuns: 200 },
     );
-  });
-});
-
-describe('AdapterSources', () => {
-  it('keeps a ref while any holder retains it', () => {
-    const s = new AdapterSources();
-    const ref = { key: 'v1', objectKey: 'a/1' };
-    s.retain([ref]);
-    s.retain([ref]);
-    s.release([ref]);
-    expect(s.get('v1')).toEqual(ref);
-    s.release([ref]);
-    expect(s.get('v1')).toBeUndefined();
-    expect(s.size).toBe(0);
-    s.release([ref]); // extra releases are harmless
-    expect(s.size).toBe(0);
   });
 });

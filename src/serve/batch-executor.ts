@@ -10,7 +10,10 @@
  *   4. softmax per group, results routed back to (request, image, adapter) slots.
  * Leases are released and every tensor of the batch is disposed before it returns.
  *
- * Images arrive preprocessed (decoding happens in the service, before enqueue).
+ * Images arrive preprocessed (decoding happens in the service, before enqueue). The executor owns
+ * no state: it reads the caller's requests without writing to them, tells the adapter cache where a
+ * cold adapter's file is through the acquire's load context, and returns the batch's timings with
+ * its outcomes; the serving engine keeps the totals.
  */
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
@@ -30,16 +33,15 @@ import {
   type SuffixGroup,
 } from '../model/index.js';
 import type { AdapterCache, Lease } from './adapter-cache.js';
-import type { AdapterRef, AdapterSources } from './adapter-loader.js';
-import type { BatchExecutor } from './batcher.js';
-import type { PrefixCache, PrefixRows } from './prefix-cache.js';
+import type { AdapterRef } from './adapter-loader.js';
+import type { PrefixActivationCache, PrefixRows } from './prefix-activation-cache.js';
 import type { BatchEntry, ItemOutcome, ServeRequest } from './types.js';
 
 /** A preprocessed image: HWC float32 at the backbone's resolution, optionally with a content hash. */
 export interface EngineImage {
   readonly pixels: Float32Array;
-  /** Content hash (e.g. sha256 of the upload); computed from the pixels when the prefix cache needs one. */
-  hash?: string;
+  /** Content hash (e.g. sha256 of the upload); without it the executor hashes the pixels when the prefix cache needs a key. */
+  readonly hash?: string;
 }
 
 /** A request as the batcher queues it: items name adapter-version keys; `refs` say how to load them. */
@@ -75,53 +77,56 @@ export interface ItemResult {
   readonly batch: { images: number; rows: number; adapters: number; split: number; prefixCached: boolean };
 }
 
-export interface BatchTimingTotals {
-  batches: number;
+/** What one computed batch cost (whole-batch figures; the engine sums them for its stats). */
+export interface BatchTimings {
+  /** Distinct images that went through the prefix. */
   images: number;
+  /** Suffix rows (an image counts once per adapter it went to). */
   rows: number;
   loadMs: number;
   prefixMs: number;
   adapterMs: number;
 }
 
+/** One outcome per entry of the batch, in order; `timings` when the forward ran (absent when every request failed before it). */
+export interface BatchRun {
+  readonly outcomes: ItemOutcome<ItemResult[]>[];
+  readonly timings?: BatchTimings;
+}
+
 export interface ExecutorDeps {
   readonly backbone: Backbone;
-  readonly cache: AdapterCache<Adapter>;
-  readonly prefixCache: PrefixCache;
-  /** Where the loader finds a key's file: registered here before acquire, read by the cache's loader. */
-  readonly sources: AdapterSources;
+  /** Resident adapters; a cold one is loaded from the AdapterRef passed as the acquire's load context. */
+  readonly cache: AdapterCache<Adapter, AdapterRef>;
+  readonly prefixCache: PrefixActivationCache;
   /** Same clock as the batcher (request deadlines, queue time). */
   readonly now: () => number;
-  /** Accumulates timings for stats. */
-  readonly totals: BatchTimingTotals;
 }
 
 export function pixelHash(pixels: Float32Array): string {
   return createHash('sha256').update(new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength)).digest('hex');
 }
 
-export function createExecutor(deps: ExecutorDeps): BatchExecutor<EngineRequest, ItemResult[]> {
-  return (batch) => executeBatch(deps, batch);
-}
-
-async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntry<EngineRequest>[]): Promise<ItemOutcome<ItemResult[]>[]> {
+export async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntry<EngineRequest>[]): Promise<BatchRun> {
   const { cache } = deps;
   const outcomes: Array<ItemOutcome<ItemResult[]> | undefined> = batch.map(() => undefined);
   const leases = new Map<string, Lease<Adapter>>();
   const failures = new Map<string, Error>();
+  let timings: BatchTimings | undefined;
   const t0 = performance.now();
   try {
-    // 1. Adapters: one acquire per distinct key; a failure is recorded against its key only.
+    // 1. Adapters: one acquire per distinct key, carrying its ref; a failure is recorded against its key only.
     const keys = new Set<string>();
+    const refs = new Map<string, AdapterRef>();
     for (const entry of batch) {
-      deps.sources.retain(entry.request.refs);
+      for (const ref of entry.request.refs) refs.set(ref.key, ref);
       for (const item of entry.request.items) for (const k of item.adapterKeys) keys.add(k);
     }
     const latest = Math.max(...batch.map((e) => e.deadline));
     // One signal for the batch's waits: a load that hangs cannot hold the batch past every deadline.
     const signal = AbortSignal.timeout(Math.max(1, latest - deps.now()));
     setMaxListeners(0, signal); // one listener per adapter key of the batch, by design
-    const settled = await Promise.allSettled([...keys].map((k) => cache.acquire(k, { signal })));
+    const settled = await Promise.allSettled([...keys].map((k) => cache.acquire(k, { signal, context: refs.get(k) })));
     [...keys].forEach((k, i) => {
       const s = settled[i];
       if (s.status === 'fulfilled') leases.set(k, s.value);
@@ -137,8 +142,9 @@ async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntry<Engin
     });
     if (live.length > 0) {
       try {
-        const results = compute(deps, batch, live, leases, loadMs);
-        live.forEach((r, i) => (outcomes[r] = { ok: true, value: results[i] }));
+        const computed = compute(deps, batch, live, leases, loadMs);
+        live.forEach((r, i) => (outcomes[r] = { ok: true, value: computed.results[i] }));
+        timings = computed.timings;
       } catch (err) {
         const error = err instanceof Error ? err : new AppError('internal', 'batch failed', { cause: err });
         for (const r of live) outcomes[r] = { ok: false, error };
@@ -146,14 +152,22 @@ async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntry<Engin
     }
   } finally {
     for (const lease of leases.values()) lease.release();
-    for (const entry of batch) deps.sources.release(entry.request.refs);
   }
-  return outcomes.map((o) => o ?? { ok: false, error: new AppError('internal', 'request was not answered') });
+  return {
+    outcomes: outcomes.map((o) => o ?? { ok: false, error: new AppError('internal', 'request was not answered') }),
+    timings,
+  };
 }
 
 interface Slot {
   readonly group: number;
   readonly pos: number;
+}
+
+/** A distinct image of the batch; `hash` is its prefix-cache key (the caller's, or computed here). */
+interface BatchImage {
+  readonly pixels: Float32Array;
+  readonly hash: string | undefined;
 }
 
 /** Steps 2–4 for the requests `live` (indices into batch); synchronous, so nothing interleaves. */
@@ -163,25 +177,33 @@ function compute(
   live: number[],
   leases: Map<string, Lease<Adapter>>,
   loadMs: number,
-): ItemResult[][] {
+): { results: ItemResult[][]; timings: BatchTimings } {
   const { backbone, prefixCache } = deps;
   const depth = backbone.config.depth;
 
-  // Distinct images (by content hash when known, else by object) → prefix row.
+  // Distinct images (by content hash when known, else by object) → prefix row. Hashes computed
+  // here stay here: the caller's image objects are read, never written.
   const useCache = prefixCache.enabled;
+  const computedHash = new Map<EngineImage, string>();
+  const hashOf = (img: EngineImage): string | undefined => {
+    if (img.hash !== undefined || !useCache) return img.hash;
+    let h = computedHash.get(img);
+    if (h === undefined) computedHash.set(img, (h = pixelHash(img.pixels)));
+    return h;
+  };
   const imageIndex = new Map<EngineImage | string, number>();
-  const images: EngineImage[] = [];
+  const images: BatchImage[] = [];
   const rowOfItem: number[][] = [];
   for (const r of live) {
     rowOfItem.push(
       batch[r].request.items.map((item) => {
         const img = item.payload;
-        if (useCache && img.hash === undefined) img.hash = pixelHash(img.pixels);
-        const id = img.hash ?? img;
+        const hash = hashOf(img);
+        const id = hash ?? img;
         let idx = imageIndex.get(id);
         if (idx === undefined) {
           idx = images.length;
-          images.push(img);
+          images.push({ pixels: img.pixels, hash });
           imageIndex.set(id, idx);
         }
         return idx;
@@ -228,16 +250,9 @@ function compute(
   const prefixMs = tSuffix - tPrefix;
   const adapterMs = tEnd - tSuffix;
   const rows = groups.reduce((a, g) => a + g.images.length, 0);
-  const t = deps.totals;
-  t.batches += 1;
-  t.images += images.length;
-  t.rows += rows;
-  t.loadMs += loadMs;
-  t.prefixMs += prefixMs;
-  t.adapterMs += adapterMs;
 
   const done = deps.now();
-  return live.map((r, li) => {
+  const results = live.map((r, li) => {
     const entry = batch[r];
     return entry.request.items.map((_, j) => ({
       answers: slots[li][j].map(({ group, pos }) => {
@@ -260,6 +275,7 @@ function compute(
       batch: { images: images.length, rows, adapters: groups.length, split, prefixCached: cached[rowOfItem[li][j]] },
     }));
   });
+  return { results, timings: { images: images.length, rows, loadMs, prefixMs, adapterMs } };
 }
 
 /**
@@ -268,8 +284,8 @@ function compute(
  */
 function buildPrefix(
   backbone: Backbone,
-  prefixCache: PrefixCache,
-  images: EngineImage[],
+  prefixCache: PrefixActivationCache,
+  images: BatchImage[],
   split: number,
 ): { state: PrefixState; rowOfImage: number[]; cached: boolean[] } {
   const hits: Array<{ image: number; rows: PrefixRows }> = [];
@@ -324,7 +340,7 @@ function stateFromRows(backbone: Backbone, rows: PrefixRows[], split: number): P
   }
 }
 
-function storeRows(prefixCache: PrefixCache, state: PrefixState, hashes: string[]): void {
+function storeRows(prefixCache: PrefixActivationCache, state: PrefixState, hashes: string[]): void {
   const per = state.x.shape[1] * state.x.shape[2];
   const arrays = [...state.inputs, state.x].map((t) => t.dataSync() as Float32Array);
   hashes.forEach((hash, row) => {

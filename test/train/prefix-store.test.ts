@@ -1,8 +1,8 @@
-/** The shared-prefix cache: same numbers as runPrefix, computed once, byte-bounded, half precision, no leaks. */
+/** The training prefix store: same numbers as runPrefix, computed once, byte-bounded, half precision, no leaks. */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { disposePrefix, initBackend, runPrefix, type Backbone, type PrefixState } from '../../src/model/index.js';
-import { PrefixCache, type CachePrecision } from '../../src/train/prefix-cache.js';
+import { TrainingPrefixStore, type CachePrecision } from '../../src/train/prefix-store.js';
 import { rng, tinyBackbone } from '../helpers/tiny-backbone.js';
 import { TINY } from './helpers.js';
 
@@ -18,8 +18,8 @@ beforeAll(async () => {
 });
 afterAll(() => backbone.dispose());
 
-function makeCache(precision: CachePrecision, budgetBytes: number, readBlocks = [0, 1, 2, 3], split = 3): PrefixCache {
-  return new PrefixCache({ backbone, split, readBlocks, budgetBytes, precision, pixels: (k) => images[k], chunk: 4 });
+function makeCache(precision: CachePrecision, budgetBytes: number, readBlocks = [0, 1, 2, 3], split = 3): TrainingPrefixStore {
+  return new TrainingPrefixStore({ backbone, split, readBlocks, budgetBytes, precision, pixels: (k) => images[k], chunk: 4 });
 }
 
 /** runPrefix on the given images, as plain arrays: [inputs..., x]. */
@@ -38,7 +38,7 @@ function arrays(state: PrefixState): Float32Array[] {
 
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
-describe('PrefixCache', () => {
+describe('TrainingPrefixStore', () => {
   it('serves the same prefix state as runPrefix, computing each row once', async () => {
     const cache = makeCache('float32', 1 << 30);
     const keys = [3, 1, 4, 1, 5];
