@@ -7,16 +7,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
-import { z } from 'zod';
 import * as adaptersRepo from '../db/repos/adapters.js';
 import * as jobsRepo from '../db/repos/jobs.js';
-import { isUuid } from '../db/errors.js';
 import { jobs, storedSpecOf, type Adapter, type AdapterVersion, type Job } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import { loadAdapter } from '../model/index.js';
 import type { ServingEngine } from '../serve/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 import { checkCountQuota, remainingBytes } from './limits.js';
+import { parseAdapterName } from './names.js';
 import { MAX_VERSION } from './version-resolver.js';
 
 export type AdapterStatus = 'training' | 'ready' | 'failed' | 'empty';
@@ -34,12 +33,6 @@ export interface AdapterView {
   /** Its most recent training job. */
   lastJob: Job | null;
 }
-
-/** The name rule training uses too; a UUID-shaped name would be ambiguous with ids. */
-export const adapterNameSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, '1–100 characters: letters, digits, ".", "_" or "-", starting with a letter or digit')
-  .refine((n) => !isUuid(n), 'a name must not look like an id (UUID)');
 
 type Deps = Pick<ServiceDeps, 'database' | 'blobs' | 'log' | 'config' | 'backbone'>;
 
@@ -203,8 +196,7 @@ export const ADAPTER_FILE_MAX_BYTES = 128 * 1024 * 1024;
  * 'adapter_backbone_mismatch'), store it, and publish it as the next version (alias 'latest').
  */
 export async function importAdapter({ deps, ctx, input }: { deps: Deps; ctx: TenantCtx; input: ImportAdapterInput }): Promise<{ adapter: Adapter; version: AdapterVersion; created: boolean }> {
-  const name = adapterNameSchema.safeParse(input.name);
-  if (!name.success) throw new AppError('validation_failed', `name: ${name.error.issues[0].message}`);
+  const name = parseAdapterName(input.name);
   const db = deps.database.db;
   const left = await remainingBytes(deps, deps.config, ctx);
   const max = Math.min(deps.config.UPLOAD_MAX_BYTES, ADAPTER_FILE_MAX_BYTES, left);
@@ -228,16 +220,16 @@ export async function importAdapter({ deps, ctx, input }: { deps: Deps; ctx: Ten
   let adapter: Adapter;
   let created = false;
   try {
-    adapter = await adaptersRepo.getByName(db, ctx.tenantId, name.data);
+    adapter = await adaptersRepo.getByName(db, ctx.tenantId, name);
   } catch (err) {
     if (!isAppError(err) || err.code !== 'not_found') throw err;
     await checkCountQuota(deps, deps.config, ctx, 'adapters');
     try {
-      adapter = await adaptersRepo.create(db, ctx.tenantId, { name: name.data, description: input.description });
+      adapter = await adaptersRepo.create(db, ctx.tenantId, { name: name, description: input.description });
       created = true;
     } catch (e) {
       if (!isAppError(e) || e.code !== 'already_exists') throw e;
-      adapter = await adaptersRepo.getByName(db, ctx.tenantId, name.data);
+      adapter = await adaptersRepo.getByName(db, ctx.tenantId, name);
     }
   }
   const objectKey = `tenants/${ctx.tenantId}/adapters/${adapter.id}/import-${randomUUID()}.safetensors`;

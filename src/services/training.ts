@@ -12,6 +12,7 @@ import { AppError, isAppError } from '../errors.js';
 import { parseHyperparameters, resolveBlocks, type Hyperparameters } from '../train/hyperparameters.js';
 import { TRAIN_JOB_KIND, type TrainJobPayload } from '../train/job.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
+import { parseAdapterName } from './names.js';
 
 export interface StartTrainingInput {
   datasetId: string;
@@ -62,7 +63,6 @@ export function toJobView(j: Job): JobView {
   };
 }
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 async function findOrCreateAdapter(deps: ServiceDeps, ctx: TenantCtx, name: string, description?: string): Promise<Adapter> {
   const db = deps.database.db;
@@ -91,9 +91,7 @@ async function findOrCreateAdapter(deps: ServiceDeps, ctx: TenantCtx, name: stri
  * is the tenant's and ready, the quota) so a bad request fails here, not minutes later in a job.
  */
 export async function startTraining({ deps, ctx, input }: { deps: ServiceDeps; ctx: TenantCtx; input: StartTrainingInput }): Promise<{ adapter: Adapter; job: JobView }> {
-  if (typeof input.adapterName !== 'string' || !NAME_RE.test(input.adapterName)) {
-    throw new AppError('validation_failed', 'adapterName: 1–100 characters: letters, digits, ".", "_" or "-", starting with a letter or digit');
-  }
+  const adapterName = parseAdapterName(input.adapterName);
   const h: Hyperparameters = parseHyperparameters(input.hyperparameters ?? {});
   resolveBlocks(h, deps.backbone.config);
   const db = deps.database.db;
@@ -103,7 +101,7 @@ export async function startTraining({ deps, ctx, input }: { deps: ServiceDeps; c
       details: { status: dataset.status },
     });
   }
-  const adapter = await findOrCreateAdapter(deps, ctx, input.adapterName, input.description);
+  const adapter = await findOrCreateAdapter(deps, ctx, adapterName, input.description);
   const payload: TrainJobPayload = { datasetId: dataset.id, adapterId: adapter.id, hyperparameters: h };
   const job = await jobsRepo.enqueue(db, {
     kind: TRAIN_JOB_KIND,
