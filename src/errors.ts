@@ -4,6 +4,8 @@
  * code never changes meaning between routes. Add a code here (and only here) when a new failure mode
  * needs its own stable name.
  */
+import type { ZodError } from 'zod';
+
 export const ERROR_CODES = {
   // 400 — the request itself is malformed
   bad_request: 400,
@@ -90,7 +92,50 @@ export function publicMessage(code: ErrorCode): string {
   return PUBLIC_5XX[code] ?? 'internal error';
 }
 
+/**
+ * Seconds a client should wait before retrying a temporary failure whose thrower did not say:
+ * every 503 carries Retry-After, so clients and proxies back off instead of hammering an outage.
+ */
+const DEFAULT_RETRY_AFTER: Partial<Record<ErrorCode, number>> = {
+  unavailable: 2,
+  storage_error: 5,
+  database_locked: 2,
+  deadline_exceeded: 1,
+};
+
+export function retryAfterOf(err: AppError): number | undefined {
+  return err.retryAfterSeconds ?? DEFAULT_RETRY_AFTER[err.code];
+}
+
 /** Shorthand for the most common throw: a typed not-found that names the kind of object. */
 export function notFound(kind: string, id?: string): AppError {
   return new AppError('not_found', id === undefined ? `${kind} not found` : `${kind} '${id}' not found`);
 }
+
+export interface ValidationIssue {
+  /** Dotted path to the offending value ('' for the value as a whole). */
+  path: string;
+  message: string;
+}
+
+/** Each issue of a zod failure; `field` names the value parsed when it was a single field. */
+export function zodIssues(err: ZodError, field?: string): ValidationIssue[] {
+  return err.issues.map((i) => ({ path: [...(field === undefined ? [] : [field]), ...i.path.map(String)].join('.'), message: i.message }));
+}
+
+/** 'a.b: message; c: message' (a whole-value failure shows its message alone). */
+export function describeZodError(err: ZodError, field?: string): string {
+  return zodIssues(err, field)
+    .map((i) => (i.path === '' ? i.message : `${i.path}: ${i.message}`))
+    .join('; ');
+}
+
+/**
+ * The one conversion of a zod failure on caller input into the error family: validation_failed
+ * naming each field, the issues in `details`. `context` prefixes the message ('invalid hyperparameters').
+ */
+export function validationError(err: ZodError, opts: { field?: string; context?: string } = {}): AppError {
+  const text = describeZodError(err, opts.field);
+  return new AppError('validation_failed', opts.context === undefined ? text : `${opts.context}: ${text}`, { details: { issues: zodIssues(err, opts.field) } });
+}
+

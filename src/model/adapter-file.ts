@@ -4,7 +4,7 @@
  * head.weight (classes, d), head.bias) and `__metadata__.dtl` = JSON of the spec plus whatever
  * the service adds — so adapters move between this service and the authors' code unchanged.
  */
-import { AppError } from '../errors.js';
+import { AppError, describeZodError } from '../errors.js';
 import {
   adapterFromWeights,
   adapterSpecSchema,
@@ -74,7 +74,7 @@ export function loadAdapter(bytes: Uint8Array, backbone: BackboneConfig, opts: {
   }
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) bad("the 'dtl' metadata is not a JSON object");
   const parsed = adapterSpecSchema.safeParse(meta);
-  if (!parsed.success) bad(`invalid 'dtl' metadata: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success) bad(`invalid 'dtl' metadata: ${describeZodError(parsed.error)}`);
   const spec = parsed.data!;
 
   // Width first: a wrong width makes every shape below wrong, and the real problem is the pairing.

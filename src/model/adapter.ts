@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { AppError, type ErrorCode } from '../errors.js';
+import { AppError, validationError, type ErrorCode } from '../errors.js';
 import type { BackboneConfig } from './backbone-config.js';
 
 const blockList = z
@@ -171,9 +171,7 @@ export function mulberry32(seed: number): () => number {
  */
 export function createAdapter(cfg: BackboneConfig, spec: AdapterSpec, opts: { seed?: number } = {}): Adapter {
   const parsed = adapterSpecSchema.safeParse(spec);
-  if (!parsed.success) {
-    throw new AppError('validation_failed', `invalid adapter spec: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
+  if (!parsed.success) throw validationError(parsed.error, { context: 'invalid adapter spec' });
   const s = parsed.data;
   checkSpecAgainstBackbone(s, cfg, 'validation_failed');
   const rng = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 32));

@@ -3,7 +3,7 @@
  * format (Hugging Face `config.json` + `preprocessor_config.json`, or timm's `config.json`).
  */
 import { z } from 'zod';
-import { AppError } from '../errors.js';
+import { AppError, describeZodError } from '../errors.js';
 
 export type BackboneLayout = 'hf' | 'timm';
 
@@ -76,9 +76,7 @@ function squareSide(v: number | [number, number], what: string): number {
   return v[0];
 }
 
-function describe(err: z.ZodError): string {
-  return err.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-}
+const describe = (err: z.ZodError): string => describeZodError(err);
 
 function finish(c: Omit<BackboneConfig, 'gridSize' | 'numPatches' | 'tokens'>): BackboneConfig {
   if (c.imageSize % c.patchSize !== 0) fail(`image size ${c.imageSize} is not a multiple of patch size ${c.patchSize}`);

@@ -6,9 +6,8 @@
  */
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { AppError } from '../errors.js';
+import { AppError, validationError } from '../errors.js';
 import { ACCEPTED_IMAGE_FORMATS, ImageTextError, decodeImageText } from '../model/index.js';
-import { invalid } from '../services/auth.js';
 import { MAX_VERSION } from '../services/version-resolver.js';
 import { MAX_FANOUT_ADAPTERS, MAX_IMAGES_PER_REQUEST, classify, classifyFanOut, type ClassifyAnswer } from '../services/classify.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
@@ -129,7 +128,7 @@ async function readJson<S extends z.ZodType>(c: Context<AppEnv>, schema: S, maxB
     throw new AppError('bad_request', 'the body is not valid JSON');
   }
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw invalid(parsed.error);
+  if (!parsed.success) throw validationError(parsed.error);
   return parsed.data;
 }
 
@@ -206,7 +205,7 @@ export function classifyRouter() {
         throw new AppError('validation_failed', 'adapters: a JSON array or a comma-separated list');
       }
       const parsed = z.array(AdapterSelector).min(1).max(MAX_FANOUT_ADAPTERS).safeParse(adapters);
-      if (!parsed.success) throw invalid(parsed.error);
+      if (!parsed.success) throw validationError(parsed.error);
       input = { image: files[0], adapters: parsed.data, topK: num(fields.topK, 'topK'), threshold: num(fields.threshold, 'threshold') };
     } else {
       throw unsupported(c);

@@ -1,8 +1,7 @@
 /** Data sets ('train' scope): streamed upload (raw zip/JSONL or multipart), list, get, delete. */
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { AppError } from '../errors.js';
-import { invalid } from '../services/auth.js';
+import { AppError, validationError } from '../errors.js';
 import { createDataset, deleteDataset, getDataset, listDatasets, type CreateDatasetResult } from '../services/datasets.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 import type { AppEnv } from './env.js';
@@ -108,7 +107,7 @@ async function upload(c: Context<AppEnv>, query: UploadQueryT): Promise<CreateDa
     onFile: async (part, fields, failed) => {
       // Fields before the file override the query; both pass the same checks.
       const parsed = UploadQuery.safeParse({ ...query, ...pick(fields, ['name', 'policy', 'minPerClass']) });
-      if (!parsed.success) throw invalid(parsed.error);
+      if (!parsed.success) throw validationError(parsed.error);
       const { name, policy, minPerClass } = parsed.data;
       if (name === undefined) throw new AppError('validation_failed', "name: required (query parameter, or a 'name' field before the file)");
       result = await createDataset({

@@ -6,9 +6,9 @@
  */
 import { OpenAPIHono, createRoute, type RouteConfig } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
-import { AppError } from '../errors.js';
+import { AppError, validationError } from '../errors.js';
 import type { ZodError } from 'zod';
-import { invalid, type Scope } from '../services/auth.js';
+import type { Scope } from '../services/auth.js';
 import type { AppEnv } from './env.js';
 import { authenticate, labelRoute, type RouteAuth } from './middleware.js';
 import { ErrorSchema } from './schemas.js';
@@ -74,7 +74,7 @@ export function defineRoute<const R extends Omit<RouteConfig, 'middleware' | 'se
 
 /** Validation failures become one AppError shape, naming every field that failed. */
 function validationHook(result: { success: true } | { success: false; error: ZodError }): void {
-  if (!result.success) throw invalid(result.error);
+  if (!result.success) throw validationError(result.error);
 }
 
 export function newRouter(): OpenAPIHono<AppEnv> {

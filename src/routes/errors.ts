@@ -8,9 +8,8 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
 import { dbUnavailable, mapDbError } from '../db/errors.js';
-import { AppError, ERROR_CODES, isAppError, publicMessage, type ErrorCode } from '../errors.js';
+import { AppError, ERROR_CODES, isAppError, publicMessage, retryAfterOf, validationError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
-import { invalid } from '../services/auth.js';
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string; requestId: string; details?: Record<string, unknown> };
@@ -43,7 +42,7 @@ export function toAppError(err: unknown): AppError {
   if (isAppError(err)) return err.code === 'internal' ? (dbUnavailable(err) ?? err) : err;
   if (err instanceof HTTPException) return fromHttpException(err);
   // A schema check below the routes that threw instead of returning an AppError: still the caller's input.
-  if (err instanceof ZodError) return invalid(err);
+  if (err instanceof ZodError) return validationError(err);
   // A database error raised outside dbCall (most reads): mapped by the same rules, so an outage is 503 and
   // a value the database refuses is the caller's 400, never 500.
   const mapped = mapDbError(err);
@@ -74,6 +73,7 @@ export function errorResponse(
     log.error({ err: raw, code: err.code, requestId }, 'request failed');
   }
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
-  if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)));
+  const retryAfter = retryAfterOf(err);
+  if (retryAfter !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(retryAfter)));
   return c.body(JSON.stringify(body), status as 400, headers);
 }

@@ -181,9 +181,3 @@ export function requireScope(principal: Principal, anyOf: readonly Scope[]): voi
     details: { required: anyOf, granted: principal.scopes },
   });
 }
-
-/** A zod failure on service input as the one error family: validation_failed naming each field. */
-export function invalid(err: z.ZodError): AppError {
-  const issues = err.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
-  return new AppError('validation_failed', issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; '), { details: { issues } });
-}

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import type { AdapterVersion } from '../db/schema.js';
-import { AppError, isAppError } from '../errors.js';
+import { AppError, isAppError, validationError } from '../errors.js';
 import { preprocessImage } from '../model/index.js';
 import type { AdapterRef, ItemResult, ServingEngine } from '../serve/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
@@ -119,11 +119,7 @@ export async function classifyFanOut({ deps, engine, ctx, input }: { deps: Deps;
 
 function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   const r = schema.safeParse(input);
-  if (!r.success) {
-    throw new AppError('validation_failed', r.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; '), {
-      details: { issues: r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
-    });
-  }
+  if (!r.success) throw validationError(r.error);
   return r.data;
 }
 

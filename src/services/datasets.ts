@@ -13,7 +13,7 @@ import { z } from 'zod';
 import * as datasetsRepo from '../db/repos/datasets.js';
 import * as tenantsRepo from '../db/repos/tenants.js';
 import type { ClassCounts, Dataset, DatasetStatus } from '../db/schema.js';
-import { AppError, isAppError } from '../errors.js';
+import { AppError, isAppError, validationError } from '../errors.js';
 import { nameSchema } from '../text.js';
 import type { Page } from '../db/repos/util.js';
 import {
@@ -116,7 +116,7 @@ async function checkQuotas(deps: ServiceDeps, ctx: TenantCtx): Promise<number> {
 
 export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; ctx: TenantCtx; input: CreateDatasetInput }): Promise<CreateDatasetResult> {
   const name = datasetName.safeParse(input.name);
-  if (!name.success) throw new AppError('validation_failed', `dataset name: ${name.error.issues[0].message}`);
+  if (!name.success) throw validationError(name.error, { field: 'name' });
   const policy = policySchema.safeParse(input.policy ?? 'skip');
   if (!policy.success) throw new AppError('validation_failed', "policy must be 'skip' or 'reject'");
   const { config, blobs, database } = deps;

@@ -5,9 +5,9 @@
 import { z } from 'zod';
 import * as keysRepo from '../db/repos/keys.js';
 import type { ApiKey } from '../db/schema.js';
-import { isAppError } from '../errors.js';
+import { isAppError, validationError } from '../errors.js';
 import { nameSchema } from '../text.js';
-import { generateKey, invalid, scopeSchema, type KeyRevocations, type Scope } from './auth.js';
+import { generateKey, scopeSchema, type KeyRevocations, type Scope } from './auth.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 
 export const createKeyInput = z.object({
@@ -27,7 +27,7 @@ export interface CreatedKey {
 
 export async function createKey({ deps, ctx, input }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; input: CreateKeyInput }): Promise<CreatedKey> {
   const parsed = createKeyInput.safeParse(input);
-  if (!parsed.success) throw invalid(parsed.error);
+  if (!parsed.success) throw validationError(parsed.error);
   const { name, scopes } = parsed.data;
   // A 48-bit prefix collision is rare but possible; one retry makes it a non-event.
   for (let attempt = 0; ; attempt++) {

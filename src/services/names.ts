@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { isUuid } from '../db/errors.js';
-import { AppError } from '../errors.js';
+import { validationError } from '../errors.js';
 
 export const adapterNameSchema = z
   .string()
@@ -16,6 +16,6 @@ export const adapterNameSchema = z
 /** The name, or 400 validation_failed naming the rule it breaks. */
 export function parseAdapterName(raw: unknown): string {
   const parsed = adapterNameSchema.safeParse(raw);
-  if (!parsed.success) throw new AppError('validation_failed', `name: ${parsed.error.issues[0].message}`);
+  if (!parsed.success) throw validationError(parsed.error, { field: 'name' });
   return parsed.data;
 }

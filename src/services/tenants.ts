@@ -13,11 +13,11 @@ import * as tenantsRepo from '../db/repos/tenants.js';
 import * as jobsRepo from '../db/repos/jobs.js';
 import { adapterVersions, datasets, tenants, type Tenant } from '../db/schema.js';
 import { isUuid } from '../db/errors.js';
-import { notFound } from '../errors.js';
+import { notFound, validationError } from '../errors.js';
 import { nameSchema } from '../text.js';
 import type { ServingEngine } from '../serve/index.js';
 import { deletePrefix } from '../storage/index.js';
-import { invalid, type KeyRevocations } from './auth.js';
+import type { KeyRevocations } from './auth.js';
 import type { ServiceDeps } from './context.js';
 
 export const createTenantInput = z.object({
@@ -40,7 +40,7 @@ type Deps = Pick<ServiceDeps, 'database' | 'blobs' | 'log'>;
 
 export function createTenant({ deps, input }: { deps: Pick<ServiceDeps, 'database'>; input: CreateTenantInput }): Promise<Tenant> {
   const parsed = createTenantInput.safeParse(input);
-  if (!parsed.success) throw invalid(parsed.error);
+  if (!parsed.success) throw validationError(parsed.error);
   return tenantsRepo.create(deps.database.db, parsed.data);
 }
 

@@ -9,7 +9,7 @@
  * trains on CPUs; early stopping (`patience`) ends runs that stopped improving.
  */
 import { z } from 'zod';
-import { AppError } from '../errors.js';
+import { AppError, validationError } from '../errors.js';
 import type { AdapterSpec, BackboneConfig } from '../model/index.js';
 
 const blockList = z
@@ -67,10 +67,7 @@ export type HyperparametersInput = z.input<typeof hyperparametersSchema>;
 /** Parses client input (unknown keys refused); a bad value → AppError 'validation_failed' naming the field. */
 export function parseHyperparameters(input: unknown): Hyperparameters {
   const parsed = hyperparametersSchema.safeParse(input ?? {});
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new AppError('validation_failed', `invalid hyperparameters: ${issues.join('; ')}`, { details: { issues } });
-  }
+  if (!parsed.success) throw validationError(parsed.error, { context: 'invalid hyperparameters' });
   return parsed.data;
 }
 

@@ -15,7 +15,7 @@ import type { Database } from '../db/open.js';
 import * as adaptersRepo from '../db/repos/adapters.js';
 import * as datasetsRepo from '../db/repos/datasets.js';
 import type { AdapterVersion } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { AppError, validationError } from '../errors.js';
 import type { JobContext, JobHandler } from '../jobs/worker.js';
 import type { Logger } from '../log.js';
 import type { Backbone } from '../model/index.js';
@@ -79,7 +79,7 @@ export function trainJobHandler(deps: TrainDeps, options: TrainHandlerOptions = 
     const tenantId = job.tenantId;
     if (tenantId === null) throw new AppError('validation_failed', 'a train job must belong to a tenant');
     const parsed = trainJobPayloadSchema.safeParse(job.payload);
-    if (!parsed.success) throw new AppError('validation_failed', `train job payload: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    if (!parsed.success) throw validationError(parsed.error, { context: 'train job payload' });
     const payload = parsed.data;
     const h = parseHyperparameters(payload.hyperparameters);
     const db = deps.database.db;

@@ -183,31 +183,34 @@ describe.each(dbTargets())('worker on %s', (kind) => {
     expect(logged.filter((o) => (o as { job?: string }).job === job.id && (o as { failure?: string }).failure === 'transient')).toHaveLength(failures.length);
   });
 
-  it.runIf(kind === 'postgres')('an outcome reached during a database outage is recorded once the database is back', async () => {
-    const q = queue(20_000);
-    const k = `blip-${randomUUID().slice(0, 6)}`;
-    worker({
-      queue: q,
-      handlers: {
-        [k]: async () => {
-          // The handler's work is done just as the database goes away for a second.
-          await setConnectable(t, false);
-          setTimeout(() => void setConnectable(t, true), 1_000);
-          return 'done';
+  // PostgreSQL only: PGlite's database cannot be made to refuse connections and come back.
+  if (kind === 'postgres') {
+    it('an outcome reached during a database outage is recorded once the database is back', async () => {
+      const q = queue(20_000);
+      const k = `blip-${randomUUID().slice(0, 6)}`;
+      worker({
+        queue: q,
+        handlers: {
+          [k]: async () => {
+            // The handler's work is done just as the database goes away for a second.
+            await setConnectable(t, false);
+            setTimeout(() => void setConnectable(t, true), 1_000);
+            return 'done';
+          },
         },
-      },
+      });
+      const job = await q.enqueue({ kind: k, tenantId });
+      const end = Date.now() + 15_000;
+      let done: Job | undefined;
+      while (Date.now() < end) {
+        done = await q.get(job.id, tenantId).catch(() => undefined);
+        if (done !== undefined && isTerminal(done.status)) break;
+        await sleep(100);
+      }
+      // Recorded by the worker that ran it, not left to lease recovery (which would run it again).
+      expect([done?.status, done?.attempts, done?.result]).toEqual(['succeeded', 1, 'done']);
     });
-    const job = await q.enqueue({ kind: k, tenantId });
-    const end = Date.now() + 15_000;
-    let done: Job | undefined;
-    while (Date.now() < end) {
-      done = await q.get(job.id, tenantId).catch(() => undefined);
-      if (done !== undefined && isTerminal(done.status)) break;
-      await sleep(100);
-    }
-    // Recorded by the worker that ran it, not left to lease recovery (which would run it again).
-    expect([done?.status, done?.attempts, done?.result]).toEqual(['succeeded', 1, 'done']);
-  });
+  }
 
   it('cancelling a running job aborts its handler at the next heartbeat', async () => {
     const q = queue(1_000);

@@ -56,17 +56,20 @@ describe.each(dbTargets())('database outage on %s', (kind) => {
     for (const [name, call] of Object.entries(calls)) expectUnavailable(name, await call());
   });
 
-  it.runIf(kind === 'postgres')('recovers once the database accepts connections again', async () => {
-    await setConnectable(h.db, true);
-    for (const [name, call] of Object.entries(calls)) {
-      // A pooled session terminated during the outage may fail one more call — as a 503.
-      let r = await call();
-      for (let i = 0; i < 20 && r.status !== ok[name]; i++) {
-        expectUnavailable(name, r);
-        await new Promise((res) => setTimeout(res, 100));
-        r = await call();
+  // PostgreSQL only: PGlite's database cannot be made to refuse connections and come back.
+  if (kind === 'postgres') {
+    it('recovers once the database accepts connections again', async () => {
+      await setConnectable(h.db, true);
+      for (const [name, call] of Object.entries(calls)) {
+        // A pooled session terminated during the outage may fail one more call — as a 503.
+        let r = await call();
+        for (let i = 0; i < 20 && r.status !== ok[name]; i++) {
+          expectUnavailable(name, r);
+          await new Promise((res) => setTimeout(res, 100));
+          r = await call();
+        }
+        expect([name, r.status]).toEqual([name, ok[name]]);
       }
-      expect([name, r.status]).toEqual([name, ok[name]]);
-    }
-  });
+    });
+  }
 });

@@ -7,7 +7,7 @@ import { open, stat } from 'node:fs/promises';
 import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
-import { AppError, isAppError } from '../../errors.js';
+import { AppError, isAppError, validationError } from '../../errors.js';
 import { checkPlan, PreparedBuilder, type LoadedItem } from './builder.js';
 import { assertAcceptableContentType, detectKind } from './detect.js';
 import { readDirEntry, walkDirectory, type DirFileEntry } from './directory.js';
@@ -86,10 +86,7 @@ export interface IngestDirectoryOptions extends Omit<IngestFileOptions, 'path' |
 
 function parseCommon(opts: Omit<IngestFileOptions, 'path'>): { limits: IngestLimits; concurrency: number } {
   const parsed = commonSchema.safeParse({ ...opts, limits: opts.limits ?? {} });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new AppError('validation_failed', `ingest options: ${issue.path.join('.')}: ${issue.message}`);
-  }
+  if (!parsed.success) throw validationError(parsed.error, { context: 'ingest options' });
   return {
     limits: parsed.data.limits ?? ingestLimitsSchema.parse({}),
     concurrency: parsed.data.concurrency ?? Math.max(1, Math.min(4, os.availableParallelism())),
