@@ -8,8 +8,7 @@ import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { AppError, validationError } from '../errors.js';
 import { ACCEPTED_IMAGE_FORMATS, ImageTextError, decodeImageText } from '../model/index.js';
-import { MAX_VERSION } from '../services/version-resolver.js';
-import { MAX_FANOUT_ADAPTERS, MAX_IMAGES_PER_REQUEST, classify, classifyFanOut, type ClassifyAnswer } from '../services/classify.js';
+import { MAX_FANOUT_ADAPTERS, MAX_IMAGES_PER_REQUEST, adapterRefSchema, answerFields, classify, versionFields, classifyFanOut, type ClassifyAnswer } from '../services/classify.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
 import type { AppEnv } from './env.js';
 import { idParam, uuid } from './schemas.js';
@@ -20,12 +19,12 @@ const base64Image = z
   .min(1)
   .openapi({ description: `An image (${ACCEPTED_IMAGE_FORMATS}, by content) as base64, or a base64 data: URL declaring an image type (data:image/png;base64,…).`, format: 'byte' });
 const versionSelector = {
-  version: z.union([z.number().int().min(1).max(MAX_VERSION), z.string().regex(/^\d{1,9}$/)]).optional().openapi({ description: 'Pin a version number.' }),
-  alias: z.string().min(1).max(64).optional().openapi({ description: "An alias (default 'latest')." }),
+  version: versionFields.version.openapi({ description: 'Pin a version number.' }),
+  alias: versionFields.alias.openapi({ description: "An alias (default 'latest')." }),
 };
 const answerOptions = {
-  topK: z.number().int().min(1).max(1000).optional().openapi({ description: 'Labels per answer, most probable first (default 5).' }),
-  threshold: z.number().min(0).max(1).optional().openapi({ description: 'Drop labels below this probability.' }),
+  topK: answerFields.topK.openapi({ description: 'Labels per answer, most probable first (default 5).' }),
+  threshold: answerFields.threshold.openapi({ description: 'Drop labels below this probability.' }),
 };
 
 export const ClassifyJson = z
@@ -33,10 +32,7 @@ export const ClassifyJson = z
   .strict()
   .openapi('ClassifyRequest');
 
-const AdapterSelector = z.union([
-  z.string().min(1).max(200),
-  z.object({ adapter: z.string().min(1).max(200), ...versionSelector }).strict(),
-]);
+const AdapterSelector = z.union([adapterRefSchema, z.object({ adapter: adapterRefSchema, ...versionSelector }).strict()]);
 export const FanOutJson = z
   .object({ image: base64Image, adapters: z.array(AdapterSelector).min(1).max(MAX_FANOUT_ADAPTERS), ...answerOptions })
   .strict()

@@ -24,31 +24,36 @@ const imageSchema = z
   .custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'an image must be bytes' })
   .refine((b) => b.byteLength > 0, 'an image must not be empty');
 
-/** An adapter (id or name) and which version: a number, or an alias (default 'latest'). */
-const adapterSelector = z
-  .object({
-    adapter: z.string().min(1).max(200),
-    version: z.union([z.number().int().min(1).max(MAX_VERSION), z.string().regex(/^\d{1,9}$/, 'a version is a number')]).optional(),
-    alias: z.string().min(1).max(64).optional(),
-  })
-  .refine((s) => s.version === undefined || s.alias === undefined, 'give a version or an alias, not both');
-
-const answerOptions = {
+/**
+ * The fields every classify request shares, defined once: the route builds its wire schemas
+ * (images as base64 text or file parts) from these, and this module parses the decoded input.
+ */
+export const adapterRefSchema = z.string().min(1).max(200);
+export const versionFields = {
+  version: z.union([z.number().int().min(1).max(MAX_VERSION), z.string().regex(/^\d{1,9}$/, 'a version is a number')]).optional(),
+  alias: z.string().min(1).max(64).optional(),
+};
+export const answerFields = {
   /** How many labels to return per answer, most probable first. */
   topK: z.number().int().min(1).max(1000).default(5),
   /** Drop labels below this probability (after top-k). */
   threshold: z.number().min(0).max(1).optional(),
 };
 
+/** An adapter (id or name) and which version: a number, or an alias (default 'latest'). */
+const adapterSelector = z
+  .object({ adapter: adapterRefSchema, ...versionFields })
+  .refine((s) => s.version === undefined || s.alias === undefined, 'give a version or an alias, not both');
+
 export const classifyInputSchema = adapterSelector.and(
-  z.object({ images: z.array(imageSchema).min(1).max(MAX_IMAGES_PER_REQUEST), ...answerOptions }),
+  z.object({ images: z.array(imageSchema).min(1).max(MAX_IMAGES_PER_REQUEST), ...answerFields }),
 );
 export type ClassifyInput = z.input<typeof classifyInputSchema>;
 
 export const fanOutInputSchema = z.object({
   image: imageSchema,
-  adapters: z.array(z.union([z.string().min(1).max(200).transform((adapter) => ({ adapter })), adapterSelector])).min(1).max(MAX_FANOUT_ADAPTERS),
-  ...answerOptions,
+  adapters: z.array(z.union([adapterRefSchema.transform((adapter) => ({ adapter })), adapterSelector])).min(1).max(MAX_FANOUT_ADAPTERS),
+  ...answerFields,
 });
 export type FanOutInput = z.input<typeof fanOutInputSchema>;
 
