@@ -4,8 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { OpenAPIHono } from '@hono/zod-openapi';
-import { count, eq } from 'drizzle-orm';
-import { jobs } from './db/schema.js';
+import { JobQueue } from './jobs/queue.js';
 import { TRAIN_JOB_KIND } from './train/job.js';
 import { AppError } from './errors.js';
 import { newRouter } from './routes/define.js';
@@ -40,14 +39,7 @@ export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'engine' | 'datab
       return { queueDepth: s.queueDepth, queueDepthByTenant: s.queueDepthByTenant, inFlight: s.inFlight };
     },
     cache: () => deps.engine.stats().adapterCache,
-    jobs: async () => {
-      const rows = await deps.database.db
-        .select({ status: jobs.status, n: count() })
-        .from(jobs)
-        .where(eq(jobs.kind, TRAIN_JOB_KIND))
-        .groupBy(jobs.status);
-      return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
-    },
+    jobs: () => JobQueue.of(deps).countByStatus(TRAIN_JOB_KIND),
   });
 }
 

@@ -5,6 +5,7 @@
 import type { Config } from '../config.js';
 import type { Db } from '../db/open.js';
 import * as repo from '../db/repos/jobs.js';
+import * as views from '../db/repos/job-views.js';
 import type { Backoff, FailureKind, JobError, JobScope, NewJob, TransientBackoff } from '../db/repos/jobs.js';
 import type { Job, JobEvent, JobStatus } from '../db/schema.js';
 import type { Page } from '../db/repos/util.js';
@@ -46,6 +47,15 @@ export class JobQueue {
     return new JobQueue(db, { leaseMs: config.JOB_LEASE_MS, maxAttempts: config.JOB_MAX_ATTEMPTS, backoff });
   }
 
+  /**
+   * The queue as the services see it: enqueue, read, cancel. It holds no state of its own (the
+   * database does), so a verb may build one from its deps; the lease and attempt policy are the
+   * config's, or the defaults where a caller has no config (deletes, which only cancel).
+   */
+  static of(deps: { database: { db: Db }; config?: Pick<Config, 'JOB_LEASE_MS' | 'JOB_MAX_ATTEMPTS'> }): JobQueue {
+    return new JobQueue(deps.database.db, { leaseMs: deps.config?.JOB_LEASE_MS ?? 30_000, maxAttempts: deps.config?.JOB_MAX_ATTEMPTS ?? 3 });
+  }
+
   enqueue(job: NewJob): Promise<Job> {
     return repo.enqueue(this.db, { ...job, maxAttempts: job.maxAttempts ?? this.maxAttempts });
   }
@@ -61,6 +71,23 @@ export class JobQueue {
   /** Queued → cancelled now; running → cancel requested (the worker aborts at its next heartbeat). */
   cancel(id: string, scope: JobScope): Promise<Job> {
     return repo.cancel(this.db, scope, id);
+  }
+
+  /** Cancel every queued or running job in `jobs` (best effort: one that ended meanwhile is left alone). */
+  async cancelActive(jobs: readonly Job[], scope: JobScope): Promise<void> {
+    for (const job of jobs) {
+      if (job.status === 'queued' || job.status === 'running') await this.cancel(job.id, scope).catch(() => {});
+    }
+  }
+
+  /** A tenant's jobs that trained any of `adapterIds`, newest first. */
+  listForAdapters(tenantId: string, adapterIds: readonly string[]): Promise<Job[]> {
+    return views.listForAdapters(this.db, tenantId, adapterIds);
+  }
+
+  /** Jobs of `kind` by status (for metrics; all processes sharing the database). */
+  countByStatus(kind: string): Promise<Partial<Record<JobStatus, number>>> {
+    return views.countByStatus(this.db, kind);
   }
 
   claim(owner: string, kinds?: readonly string[]): Promise<Job | undefined> {

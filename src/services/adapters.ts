@@ -6,11 +6,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import * as adaptersRepo from '../db/repos/adapters.js';
-import * as jobsRepo from '../db/repos/jobs.js';
-import { jobs, storedSpecOf, type Adapter, type AdapterVersion, type Job } from '../db/schema.js';
+import { storedSpecOf, type Adapter, type AdapterVersion, type Job } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
+import { JobQueue } from '../jobs/queue.js';
 import { loadAdapter } from '../model/index.js';
 import type { ServingEngine } from '../serve/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
@@ -35,15 +34,6 @@ export interface AdapterView {
 }
 
 type Deps = Pick<ServiceDeps, 'database' | 'blobs' | 'log' | 'config' | 'backbone'>;
-
-async function jobsFor(deps: Pick<ServiceDeps, 'database'>, tenantId: string, adapterIds: string[]): Promise<Job[]> {
-  if (adapterIds.length === 0) return [];
-  return deps.database.db
-    .select()
-    .from(jobs)
-    .where(and(eq(jobs.tenantId, tenantId), inArray(sql<string>`${jobs.payload}->>'adapterId'`, adapterIds)))
-    .orderBy(desc(jobs.createdAt));
-}
 
 function statusOf(versions: AdapterVersion[], lastJob: Job | undefined, active: boolean): AdapterStatus {
   if (active) return 'training';
@@ -74,14 +64,14 @@ async function view(deps: Pick<ServiceDeps, 'database'>, tenantId: string, adapt
 
 export async function listAdapters({ deps, ctx, page }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; page?: { limit?: number; offset?: number } }): Promise<AdapterView[]> {
   const adapters = await adaptersRepo.list(deps.database.db, ctx.tenantId, page);
-  const allJobs = await jobsFor(deps, ctx.tenantId, adapters.map((a) => a.id));
+  const allJobs = await JobQueue.of(deps).listForAdapters(ctx.tenantId, adapters.map((a) => a.id));
   return Promise.all(adapters.map((a) => view(deps, ctx.tenantId, a, allJobs)));
 }
 
 /** By id or name. */
 export async function getAdapter({ deps, ctx, ref }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; ref: string }): Promise<AdapterView> {
   const adapter = await adaptersRepo.getByRef(deps.database.db, ctx.tenantId, ref);
-  return view(deps, ctx.tenantId, adapter, await jobsFor(deps, ctx.tenantId, [adapter.id]));
+  return view(deps, ctx.tenantId, adapter, await JobQueue.of(deps).listForAdapters(ctx.tenantId, [adapter.id]));
 }
 
 export async function listVersions({ deps, ctx, ref }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; ref: string }): Promise<{ adapter: Adapter; versions: AdapterVersion[] }> {
@@ -129,9 +119,8 @@ export async function deleteAlias({ deps, ctx, ref, alias }: { deps: Pick<Servic
 export async function deleteAdapter({ deps, ctx, ref }: { deps: Pick<ServiceDeps, 'database' | 'blobs'> & { engine?: Pick<ServingEngine, 'evictVersions'> }; ctx: TenantCtx; ref: string }): Promise<void> {
   const db = deps.database.db;
   const adapter = await adaptersRepo.getByRef(db, ctx.tenantId, ref);
-  for (const job of await jobsFor(deps, ctx.tenantId, [adapter.id])) {
-    if (job.status === 'queued' || job.status === 'running') await jobsRepo.cancel(db, ctx.tenantId, job.id).catch(() => {});
-  }
+  const queue = JobQueue.of(deps);
+  await queue.cancelActive(await queue.listForAdapters(ctx.tenantId, [adapter.id]), ctx.tenantId);
   const { objectKeys } = await adaptersRepo.remove(db, ctx.tenantId, adapter.id);
   const versionIds = (await adaptersRepo.listVersions(db, ctx.tenantId, adapter.id)).map((v) => v.id);
   deps.engine?.evictVersions(versionIds);

@@ -10,7 +10,7 @@
 import { eq } from 'drizzle-orm';
 import { z } from 'zod';
 import * as tenantsRepo from '../db/repos/tenants.js';
-import * as jobsRepo from '../db/repos/jobs.js';
+import { JobQueue } from '../jobs/queue.js';
 import { adapterVersions, datasets, tenants, type Tenant } from '../db/schema.js';
 import { isUuid } from '../db/errors.js';
 import { notFound, validationError } from '../errors.js';
@@ -69,9 +69,8 @@ export async function deleteTenant({ deps, id: tenantId }: { deps: Deps & { auth
   deps.auth?.forgetTenant(tenantId);
 
   // Stop its training first, so no worker publishes into a tenant being purged.
-  for (const job of await jobsRepo.list(db, tenantId, { status: ['queued', 'running'], limit: 1000 })) {
-    await jobsRepo.cancel(db, tenantId, job.id).catch(() => {});
-  }
+  const queue = JobQueue.of(deps);
+  await queue.cancelActive(await queue.list(tenantId, { status: ['queued', 'running'], limit: 1000 }), tenantId);
   const keys = new Set<string>();
   for (const d of await db.select().from(datasets).where(eq(datasets.tenantId, tenantId))) {
     if (d.rawKey !== null) keys.add(d.rawKey);

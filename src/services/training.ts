@@ -5,10 +5,10 @@
  */
 import * as adaptersRepo from '../db/repos/adapters.js';
 import * as datasetsRepo from '../db/repos/datasets.js';
-import * as jobsRepo from '../db/repos/jobs.js';
 import * as tenantsRepo from '../db/repos/tenants.js';
 import type { Adapter, Job, JobEvent } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
+import { JobQueue, jobErrorOf, type JobError } from '../jobs/queue.js';
 import { parseHyperparameters, resolveBlocks, type Hyperparameters } from '../train/hyperparameters.js';
 import { TRAIN_JOB_KIND, type TrainJobPayload } from '../train/job.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
@@ -32,7 +32,7 @@ export interface JobView {
   progress: unknown;
   result: unknown;
   /** Why the last attempt failed, as the tenant may see it (details are in the worker's log). */
-  error: jobsRepo.JobError | null;
+  error: JobError | null;
   cancelRequested: boolean;
   createdAt: Date;
   startedAt: Date | null;
@@ -55,7 +55,7 @@ export function toJobView(j: Job): JobView {
     maxAttempts: j.maxAttempts,
     progress: j.progress ?? null,
     result: j.result ?? null,
-    error: jobsRepo.jobErrorOf(j.error),
+    error: jobErrorOf(j.error),
     cancelRequested: j.cancelRequested,
     createdAt: j.createdAt,
     startedAt: j.startedAt,
@@ -103,34 +103,29 @@ export async function startTraining({ deps, ctx, input }: { deps: ServiceDeps; c
   }
   const adapter = await findOrCreateAdapter(deps, ctx, adapterName, input.description);
   const payload: TrainJobPayload = { datasetId: dataset.id, adapterId: adapter.id, hyperparameters: h };
-  const job = await jobsRepo.enqueue(db, {
-    kind: TRAIN_JOB_KIND,
-    tenantId: ctx.tenantId,
-    payload,
-    maxAttempts: deps.config.JOB_MAX_ATTEMPTS,
-  });
+  const job = await JobQueue.of(deps).enqueue({ kind: TRAIN_JOB_KIND, tenantId: ctx.tenantId, payload });
   deps.log.info({ tenantId: ctx.tenantId, job: job.id, adapterId: adapter.id, datasetId: dataset.id }, 'training job queued');
   return { adapter, job: toJobView(job) };
 }
 
 export async function getJob({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<JobView> {
-  return toJobView(await jobsRepo.get(deps.database.db, ctx.tenantId, id));
+  return toJobView(await JobQueue.of(deps).get(id, ctx.tenantId));
 }
 
 export async function listJobs({ deps, ctx, limit, offset }: { deps: ServiceDeps; ctx: TenantCtx; limit?: number; offset?: number }): Promise<JobView[]> {
-  return (await jobsRepo.list(deps.database.db, ctx.tenantId, { kind: TRAIN_JOB_KIND, limit, offset })).map(toJobView);
+  return (await JobQueue.of(deps).list(ctx.tenantId, { kind: TRAIN_JOB_KIND, limit, offset })).map(toJobView);
 }
 
 /** Queued → cancelled now; running → cancel requested (the worker stops between batches; no version is published). */
 export async function cancelJob({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<JobView> {
-  return toJobView(await jobsRepo.cancel(deps.database.db, ctx.tenantId, id));
+  return toJobView(await JobQueue.of(deps).cancel(id, ctx.tenantId));
 }
 
 /** Events after `afterId` (0 = from the start), oldest first; a foreign or unknown job is 'not_found'. */
 /** Status events written before errors were stored tenant-safe carry the raw text: read it through the same rule. */
 function safeEventData(data: unknown): unknown {
   if (data === null || typeof data !== 'object' || typeof (data as { error?: unknown }).error !== 'string') return data;
-  return { ...data, error: jobsRepo.jobErrorOf((data as { error: string }).error) };
+  return { ...data, error: jobErrorOf((data as { error: string }).error) };
 }
 
 export async function listJobEvents({
@@ -146,8 +141,9 @@ export async function listJobEvents({
   afterId?: number;
   limit?: number;
 }): Promise<JobEventView[]> {
-  await jobsRepo.get(deps.database.db, ctx.tenantId, id);
+  const queue = JobQueue.of(deps);
+  await queue.get(id, ctx.tenantId);
   if (!Number.isSafeInteger(afterId) || afterId < 0) throw new AppError('validation_failed', 'afterId must be a non-negative integer');
-  const rows: JobEvent[] = await jobsRepo.listEvents(deps.database.db, id, ctx.tenantId, afterId, limit);
+  const rows: JobEvent[] = await queue.listEvents(id, ctx.tenantId, afterId, limit);
   return rows.map((e) => ({ id: e.id, at: e.at, type: e.type, data: safeEventData(e.data) }));
 }
