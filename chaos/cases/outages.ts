@@ -95,8 +95,9 @@ export async function storageOutage(svc: Service, s3: OwnS3, t: TenantFixture, i
   const zip = await datasetZip();
   const list = probes(t, image, zip);
   const client = () => makeClientFor(svc);
-  const jobId = await startTraining(client(), t, `during-s3-outage-${Date.now()}`, { epochs: 2, warmupEpochs: 0, lr: 0.01 });
   await s3.kill();
+  // Started with S3 already down: the job cannot read its data set, so it must wait the outage out.
+  const jobId = await startTraining(client(), t, `during-s3-outage-${Date.now()}`, { epochs: 2, warmupEpochs: 0, lr: 0.01 });
   const { answers, problems } = await duringOutage(svc, list, seconds, new Set());
   const jobDuring = await jobStatus(client(), t, jobId);
   await s3.restart();
@@ -111,7 +112,7 @@ export async function storageOutage(svc: Service, s3: OwnS3, t: TenantFixture, i
   tally.crashes += svc.crashes.length;
   return {
     case: `S3 server stopped for ${seconds} s`,
-    sent: `a training job started as S3 went down; ${answers.length} requests during the outage`,
+    sent: `a training job started while S3 was down; ${answers.length} requests during the outage`,
     answered: `${JSON.stringify(countStatuses(answers))}; recovered ${(recoveryMs / 1000).toFixed(1)} s after S3 came back; the job was ${jobDuring ?? '?'} during it and ended ${end}; ${integrity.versions} versions whole`,
     goal: '503 storage_error with Retry-After on what needs storage, /healthz 200; the job succeeds after the outage; nothing lost',
     pass: outside === 0 && problems.length === 0 && end === 'succeeded' && Number.isFinite(recoveryMs) && integrity.problems.length === 0 && svc.crashes.length === 0,
