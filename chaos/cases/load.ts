@@ -36,11 +36,13 @@ export async function loadCase(svc: Service, tenants: TenantFixture[], images: B
   client.close();
   await new Promise((r) => setTimeout(r, 3000));
   rss.end = svc.rssMiB();
+  // The sampler may have missed the top by a few KiB: the end reading is a sample too.
+  rss.peak = Math.max(rss.peak, rss.end);
   const outside = answers.filter(outsideContract).length + probes.filter(outsideContract).length;
   tally.outsideContract += outside;
   const ms = answers.filter((a) => a.status === 200).map((a) => a.ms);
   const probeWorst = Math.max(...probes.map((p) => p.ms));
-  const rssBounded = rss.peak < rss.start + 1024 && rss.end <= rss.peak;
+  const rssBounded = rss.peak < rss.start + 1024;
   const crashes = svc.crashes.length;
   tally.crashes += crashes;
   const statuses = countStatuses(answers);
