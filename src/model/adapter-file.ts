@@ -136,7 +136,7 @@ export function loadAdapter(bytes: Uint8Array, backbone: BackboneConfig, opts: {
   for (const name of file.tensors.keys()) {
     if (!used.has(name)) bad(`unexpected tensor '${name}' (not described by the 'dtl' metadata)`);
   }
-  const temperature = m.temperature ?? 1;
+  const temperature = m.temperature === undefined ? 1 : m.temperature;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature <= 0) {
     bad("'temperature' in the 'dtl' metadata must be a positive number");
   }
