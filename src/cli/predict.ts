@@ -19,9 +19,11 @@ export interface Prediction {
   top: Array<{ label: string; probability: number }>;
 }
 
-export function softmax(logits: number[]): number[] {
-  const max = Math.max(...logits);
-  const exps = logits.map((l) => Math.exp(l - max));
+/** softmax(logits / temperature); the adapter file's calibrated temperature, 1 when it has none. */
+export function softmax(logits: number[], temperature = 1): number[] {
+  const scaled = logits.map((l) => l / temperature);
+  const max = Math.max(...scaled);
+  const exps = scaled.map((l) => Math.exp(l - max));
   const sum = exps.reduce((a, b) => a + b, 0);
   return exps.map((e) => e / sum);
 }
@@ -100,7 +102,7 @@ export const predictCommand: Command = {
         }
         names.forEach((image, i) => {
           const logits = values2d[i];
-          const probabilities = softmax(logits);
+          const probabilities = softmax(logits, adapter.temperature);
           const order = probabilities.map((p, j) => [p, j] as const).sort((a, b) => b[0] - a[0]);
           results.push({
             image,

@@ -34,7 +34,7 @@ export function formatEpoch(p: EpochProgress, barWidth = 0): string {
   parts.push(
     `loss ${p.trainLoss.toFixed(4)}`,
     `train ${pct(p.trainAccuracy)}`,
-    `val ${pct(p.valAccuracy)}`,
+    p.valAccuracy === null ? 'val n/a' : `val ${pct(p.valAccuracy)}`,
     `lr ${p.lr.toExponential(2)}`,
     `${p.imagesPerSecond.toFixed(0)} img/s`,
     `ETA ${formatDuration(p.etaSeconds)}`,

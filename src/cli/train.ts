@@ -32,6 +32,7 @@ const HYPERPARAMETER_FLAGS: Record<keyof HyperparametersInput, { flag: string; k
   seed: { flag: 'seed', kind: 'int', help: 'seeds initialisation, split, batch order, augmentation (default 0)' },
   patience: { flag: 'patience', kind: 'int', help: 'early-stopping patience in epochs, 0 = never (default 5)' },
   valFraction: { flag: 'val-fraction', kind: 'number', help: 'share of each class held out when there is no val split (default 0.2)' },
+  classWeights: { flag: 'class-weights', kind: 'string', help: 'balanced (inverse class frequency) or none (default balanced)' },
   augment: { flag: 'augment', kind: 'string', help: 'none or flip (default none)' },
   tapeBlocks: { flag: 'tape-blocks', kind: 'int', help: 'last blocks kept on the gradient tape, earlier ones recomputed (default depth/4)' },
 };
@@ -237,12 +238,15 @@ export const trainCommand: Command = {
           epochsPlanned: m.epochsPlanned,
           stoppedEarly: m.stoppedEarly,
           split: m.split,
+          temperature: m.calibration.temperature,
+          classWeights: m.classWeighting.weights,
           trainableParams: m.trainableParams,
           trainSeconds: m.trainSeconds,
           wallSeconds: (performance.now() - started) / 1000,
         },
       };
-      progress.note(`wrote ${out} (${m.evaluation.split} accuracy ${(m.evaluation.accuracy * 100).toFixed(1)}%)`);
+      if (m.split.valSource === 'none') progress.note('too few images to hold out a validation set: the accuracy below is on the training images');
+      progress.note(`wrote ${out} (${m.evaluation.split} accuracy ${(m.evaluation.accuracy * 100).toFixed(1)}%, temperature ${m.calibration.temperature})`);
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     } catch (err) {
       progress.finish();

@@ -3,6 +3,8 @@
  * (lora_dict.{i}.lora_A (r, d), lora_dict.{i}.lora_B (d, r), lora_fusion.weight (d, 1, k, k),
  * head.weight (classes, d), head.bias) and `__metadata__.dtl` = JSON of the spec plus whatever
  * the service adds — so adapters move between this service and the authors' code unchanged.
+ * `temperature` (optional, > 0; absent = 1) is the calibrated softmax temperature of the
+ * probabilities; it is metadata, not a tensor, so the authors' loader ignores it.
  */
 import { AppError, describeZodError } from '../errors.js';
 import {
@@ -43,6 +45,9 @@ export function saveAdapter(adapter: Adapter, extraMeta: Record<string, unknown>
   // The spec's own keys win over anything the caller passes under the same name.
   const meta: Record<string, unknown> = { backboneWidth: d, backboneDepth: adapter.depth, ...extraMeta };
   for (const key of SPEC_KEYS) meta[key] = spec[key];
+  // Only a calibrated adapter names it, so an uncalibrated file is byte for byte what it was.
+  if (adapter.temperature !== 1) meta.temperature = adapter.temperature;
+  else delete meta.temperature;
   return writeSafetensors(tensors, { dtl: JSON.stringify(meta) });
 }
 
@@ -131,6 +136,11 @@ export function loadAdapter(bytes: Uint8Array, backbone: BackboneConfig, opts: {
   for (const name of file.tensors.keys()) {
     if (!used.has(name)) bad(`unexpected tensor '${name}' (not described by the 'dtl' metadata)`);
   }
+  const temperature = m.temperature === undefined ? 1 : m.temperature;
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature <= 0) {
+    bad("'temperature' in the 'dtl' metadata must be a positive number");
+  }
   const adapter = adapterFromWeights(backbone, spec, { reads, fusion, headW, headB }, opts.trainable ?? false);
+  adapter.temperature = temperature as number;
   return { adapter, meta: meta as Record<string, unknown> };
 }

@@ -52,6 +52,12 @@ export interface Adapter {
   readonly headW: tf.Tensor2D;
   /** [classes] */
   readonly headB: tf.Tensor1D;
+  /**
+   * Softmax temperature T of its probabilities, softmax(logits / T): fitted on the validation
+   * split after training (train/calibrate.ts), stored in the file's `dtl` metadata as
+   * `temperature`; 1 (raw softmax) for files without it. Logits themselves never change.
+   */
+  temperature: number;
   /** Bytes held by its tensors. */
   readonly byteSize: number;
   /** Whether the tensors are tf.Variables (training) or plain kept tensors (serving). */
@@ -116,6 +122,7 @@ export function adapterFromWeights(cfg: BackboneConfig, spec: AdapterSpec, w: Ad
       fusion,
       headW,
       headB,
+      temperature: 1,
       byteSize: made.reduce((s, x) => s + x.size * 4, 0),
       trainable,
       get disposed() {

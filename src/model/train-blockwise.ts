@@ -43,6 +43,7 @@ export function blockwiseGradients(
   state: PrefixState,
   labels: Int32Array | number[],
   tapeBlocks: number | undefined,
+  weights?: Float32Array,
 ): BlockwiseResult {
   const cfg = backbone.config;
   const stages = adapterSuffix(backbone, adapter, state);
@@ -84,7 +85,7 @@ export function blockwiseGradients(
         for (let i = tail; i < cfg.depth; i++) p = stages.block(i, p);
         const logits = linear(pool(backbone, p.x), adapter.headW, adapter.headB);
         predictedT = tf.keep(tf.argMax(logits, 1));
-        return crossEntropy(logits, labels);
+        return crossEntropy(logits, labels, weights);
       },
       headXs,
       undefined,

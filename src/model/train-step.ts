@@ -33,6 +33,8 @@ export interface TrainStepArgs {
    * 0 recomputes every block (least memory); unset tapes the whole suffix (no recomputation).
    */
   tapeBlocks?: number;
+  /** Loss weight of each row (class weighting); unset = 1 for every row. */
+  weights?: Float32Array;
 }
 
 export interface TrainStepResult {
@@ -63,12 +65,13 @@ function apply(adapter: Adapter, optimizer: AdamW, grads: Map<tf.Variable, tf.Te
 }
 
 /** Trains the CSN + head on one batch; gradients flow through the suffix only. */
-export function trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks }: TrainStepArgs): TrainStepResult {
+export function trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks, weights }: TrainStepArgs): TrainStepResult {
   checkLabels(labels, state.x.shape[0], adapter.spec.labels.length);
   trainableVariables(adapter);
   // Adapter/prefix compatibility, before any work.
   checkSuffixGroups(backbone, state, [{ adapter, rows: [0] }]);
-  const r = blockwiseGradients(backbone, adapter, state, labels, tapeBlocks);
+  if (weights !== undefined && weights.length !== labels.length) throw new AppError('internal', `${weights.length} weights for ${labels.length} labels`);
+  const r = blockwiseGradients(backbone, adapter, state, labels, tapeBlocks, weights);
   try {
     apply(adapter, optimizer, r.grads);
   } finally {

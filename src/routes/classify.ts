@@ -24,7 +24,7 @@ const versionSelector = {
 };
 const answerOptions = {
   topK: answerFields.topK.openapi({ description: 'Labels per answer, most probable first (default 5).' }),
-  threshold: answerFields.threshold.openapi({ description: 'Drop labels below this probability.' }),
+  threshold: answerFields.threshold.openapi({ description: "Drop labels below this probability (calibrated: softmax of logits / the adapter's temperature fitted on validation)." }),
 };
 
 export const ClassifyJson = z

@@ -7,7 +7,7 @@
  *      among the batch's adapters (cached rows from the prefix cache + fresh rows);
  *   3. ONE suffix call: a group per adapter (rows repeat for fan-out), each with its own CSN,
  *      additions and head;
- *   4. softmax per group, results routed back to (request, image, adapter) slots.
+ *   4. softmax per group (logits / the adapter's calibrated temperature), results routed back to (request, image, adapter) slots.
  * Leases are released and every tensor of the batch is disposed before it returns.
  *
  * Images arrive preprocessed (decoding happens in the service, before enqueue). The executor owns
@@ -238,10 +238,14 @@ function compute(
   try {
     const suffixGroups: SuffixGroup[] = groups.map((g) => ({ adapter: g.adapter, rows: g.images.map((i) => rowOfImage[i]) }));
     logits = forwardSuffix(backbone, state, suffixGroups);
-    data = logits.map((l) => ({
-      logits: l.dataSync() as Float32Array,
-      probs: tf.tidy(() => tf.softmax(l).dataSync() as Float32Array),
-    }));
+    data = logits.map((l, g) => {
+      // The adapter's calibrated temperature (1 = raw softmax): probabilities mean what a threshold says.
+      const t = groups[g].adapter.temperature;
+      return {
+        logits: l.dataSync() as Float32Array,
+        probs: tf.tidy(() => tf.softmax(t === 1 ? l : tf.div(l, t)).dataSync() as Float32Array),
+      };
+    });
   } finally {
     for (const l of logits) l.dispose();
     disposePrefix(state);

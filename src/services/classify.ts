@@ -36,7 +36,7 @@ export const versionFields = {
 export const answerFields = {
   /** How many labels to return per answer, most probable first. */
   topK: z.number().int().min(1).max(1000).default(5),
-  /** Drop labels below this probability (after top-k). */
+  /** Drop labels below this probability (after top-k); probabilities use the adapter's calibrated temperature. */
   threshold: z.number().min(0).max(1).optional(),
 };
 

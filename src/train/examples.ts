@@ -13,13 +13,25 @@ export interface SplitPlan {
   train: number[];
   val: number[];
   test: number[];
-  /** 'split': the data set's own val split; 'held-out': a stratified share of the training images. */
-  valSource: 'split' | 'held-out';
+  /**
+   * 'split': the data set's own val split; 'held-out': a stratified share of the training images;
+   * 'none': too few images to hold any out (fewer than MIN_HELD_OUT_VAL would be) — every image
+   * trains, no epoch is chosen by validation and no temperature is fitted.
+   */
+  valSource: 'split' | 'held-out' | 'none';
 }
 
 /**
+ * The smallest held-out validation set worth its images: below it (2 classes × 5 images holds out
+ * 2) a validation accuracy moves in steps of 25 % or more, picks epochs by noise and reads as a
+ * meaningless 100 %; those images train instead.
+ */
+export const MIN_HELD_OUT_VAL = 4;
+
+/**
  * Train = the 'train' and unassigned examples; test = the 'test' split (final metrics only);
- * val = the 'val' split when the data set has one, else a stratified `valFraction` of train.
+ * val = the 'val' split when the data set has one, else a stratified `valFraction` of train, else
+ * (too few images for MIN_HELD_OUT_VAL) none.
  */
 export function planSplits(ds: PreparedDataset, valFraction: number, seed: number): SplitPlan {
   const n = ds.labelIds.length;
@@ -36,14 +48,13 @@ export function planSplits(ds: PreparedDataset, valFraction: number, seed: numbe
   if (val.length > 0) plan = { train: pool, val, test, valSource: 'split' };
   else {
     const held = stratifiedSplit(pool, (i) => ds.labelIds[i], valFraction, seed);
-    plan = { train: held.train, val: held.val, test, valSource: 'held-out' };
+    plan = held.val.length >= MIN_HELD_OUT_VAL
+      ? { train: held.train, val: held.val, test, valSource: 'held-out' }
+      : { train: pool, val: [], test, valSource: 'none' };
   }
   const classes = new Set(plan.train.map((i) => ds.labelIds[i]));
   if (classes.size < 2) {
     throw new AppError('invalid_dataset', `training needs images of at least 2 classes in the training split; found ${classes.size}`);
-  }
-  if (plan.val.length === 0) {
-    throw new AppError('invalid_dataset', 'too few images to hold out a validation set (every class needs at least 2 training images, or give a val/ split)');
   }
   return plan;
 }

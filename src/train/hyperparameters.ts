@@ -48,6 +48,12 @@ export const hyperparametersSchema = z
     patience: z.number().int().min(0).max(1000).default(5),
     /** Share of each class held out for validation when the data set has no val split. */
     valFraction: z.number().min(0.05).max(0.5).default(0.2),
+    /**
+     * 'balanced': each class's loss weight is N / (C · n_c) over the training split, so a minority
+     * class counts as much as a majority one (exactly 1 for every class of a balanced set);
+     * 'none': plain cross-entropy.
+     */
+    classWeights: z.enum(['balanced', 'none']).default('balanced'),
     /** 'flip': random horizontal flips (both prefixes are cached: 2× cache memory). */
     augment: z.enum(['none', 'flip']).default('none'),
     /**

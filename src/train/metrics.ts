@@ -10,8 +10,11 @@ export interface ClassMetrics {
 }
 
 export interface Evaluation {
-  /** Which split these numbers come from. */
-  split: 'test' | 'val';
+  /**
+   * Which split these numbers come from: 'train' only when the data set had neither a test split
+   * nor enough images for validation — then they are training accuracy, not an estimate.
+   */
+  split: 'test' | 'val' | 'train';
   count: number;
   accuracy: number;
   /** Mean cross-entropy. */

@@ -12,20 +12,20 @@ export function countCorrect(predicted: Int32Array, labels: Int32Array): number 
   return correct;
 }
 
-/** Predicted class per row and the summed cross-entropy of a batch (no gradient tape). */
+/** Predicted class per row, the summed cross-entropy and the logits [n × classes] of a batch (no gradient tape). */
 export function evalBatch(
   backbone: Backbone,
   adapter: Adapter,
   state: PrefixState,
   labels: Int32Array,
-): { predicted: Int32Array; lossSum: number } {
+): { predicted: Int32Array; lossSum: number; logits: Float32Array } {
   const rows = [...Array(labels.length).keys()];
   const [logits] = forwardSuffix(backbone, state, [{ adapter, rows }]);
   try {
     const arg = tf.argMax(logits, 1);
     const loss = crossEntropy(logits, labels);
     try {
-      return { predicted: Int32Array.from(arg.dataSync()), lossSum: loss.dataSync()[0] * labels.length };
+      return { predicted: Int32Array.from(arg.dataSync()), lossSum: loss.dataSync()[0] * labels.length, logits: Float32Array.from(logits.dataSync()) };
     } finally {
       arg.dispose();
       loss.dispose();

@@ -24,6 +24,8 @@ import {
 import { examplePixelsFn, planSplits, type SplitPlan } from './examples.js';
 import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters } from './hyperparameters.js';
 import type { PreparedDataset } from './ingest/index.js';
+import { fitTemperature, calibrationQuality, type Calibration, type NoCalibration } from './calibrate.js';
+import { classWeighting, rowWeights, type ClassWeighting } from './class-weights.js';
 import { evaluate, type Evaluation } from './metrics.js';
 import { TrainingPrefixStore, type CachePrecision, type TrainingPrefixStoreStats } from './prefix-store.js';
 import { learningRate, prng, shuffle, subSeed } from './schedule.js';
@@ -37,10 +39,11 @@ export interface EpochProgress {
   lr: number;
   trainLoss: number;
   trainAccuracy: number;
-  valLoss: number;
-  valAccuracy: number;
+  /** null when the data set was too small to validate (split.valSource 'none'). */
+  valLoss: number | null;
+  valAccuracy: number | null;
   bestEpoch: number;
-  bestValAccuracy: number;
+  bestValAccuracy: number | null;
   /** Training images per second in this epoch (validation excluded). */
   imagesPerSecond: number;
   epochSeconds: number;
@@ -52,18 +55,20 @@ export interface EpochProgress {
 export interface LossCurvePoint {
   epoch: number;
   lr: number;
+  /** Class-weighted when classWeighting's weights are not all 1. */
   trainLoss: number;
   trainAccuracy: number;
-  valLoss: number;
-  valAccuracy: number;
+  valLoss: number | null;
+  valAccuracy: number | null;
   seconds: number;
 }
 
 export interface TrainingMetrics {
-  /** The final evaluation: on the test split when the data set has one, else on val. */
+  /** The final evaluation: on the test split when the data set has one, else on val, else (no validation) on train. */
   evaluation: Evaluation;
+  /** The last epoch when there is no validation. */
   bestEpoch: number;
-  bestValAccuracy: number;
+  bestValAccuracy: number | null;
   epochsRun: number;
   epochsPlanned: number;
   stoppedEarly: boolean;
@@ -77,6 +82,10 @@ export interface TrainingMetrics {
   stepPeakBytes: number;
   cache: TrainingPrefixStoreStats;
   augment: Hyperparameters['augment'];
+  /** The loss weight each class trained with (class-weights.ts). */
+  classWeighting: ClassWeighting;
+  /** The softmax temperature fitted on val, with NLL / ECE before and after (calibrate.ts). */
+  calibration: Calibration | NoCalibration;
 }
 
 export interface TrainOptions {
@@ -138,6 +147,19 @@ async function announceFirstBatch(opts: TrainOptions, adapter: Adapter, pixels: 
   await opts.onBatch((performance.now() - t0) * batchSize * 3);
 }
 
+/** Fits the adapter's temperature on the validation logits (sets adapter.temperature), or says why not. */
+function calibrate(
+  adapter: Adapter,
+  plan: SplitPlan,
+  valLogits: Float32Array | null,
+  labelsOf: (idx: number[]) => Int32Array,
+): Calibration | NoCalibration {
+  if (valLogits === null) return { temperature: 1, fittedOn: 'none', reason: 'too few images to hold out a validation set' };
+  const c = fitTemperature(valLogits, labelsOf(plan.val), adapter.spec.labels.length);
+  adapter.temperature = c.temperature;
+  return c;
+}
+
 export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   const { backbone, dataset: ds, hyperparameters: h, signal } = opts;
   const cfg = backbone.config;
@@ -156,6 +178,8 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
     chunk: h.batchSize,
   });
   const labelsOf = (idx: number[]) => Int32Array.from(idx, (i) => ds.labelIds[i]);
+  const weighting = classWeighting(h.classWeights, labelsOf(plan.train), ds.labels.length);
+  const validates = plan.val.length > 0;
   const total = h.warmupEpochs + h.epochs;
   const started = performance.now();
 
@@ -164,9 +188,10 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   const optimizer = new AdamW({ lr: h.lr, weightDecay: h.weightDecay });
   let ok = false;
   try {
-    /** Predictions and mean loss over a split (unmirrored prefixes). */
+    /** Predictions, logits and mean loss over a split (unmirrored prefixes). */
     const predict = async (idx: number[]) => {
       const predicted = new Int32Array(idx.length);
+      const logits = new Float32Array(idx.length * ds.labels.length);
       let lossSum = 0;
       let at = 0;
       for (const part of batches(idx, h.batchSize)) {
@@ -176,6 +201,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         try {
           const r = evalBatch(backbone, adapter, state, labelsOf(part));
           predicted.set(r.predicted, at);
+          logits.set(r.logits, at * ds.labels.length);
           lossSum += r.lossSum;
         } finally {
           disposePrefix(state);
@@ -184,13 +210,13 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         await opts.onBatch?.(performance.now() - t0);
         await yieldToLoop();
       }
-      return { predicted, loss: lossSum / Math.max(1, idx.length) };
+      return { predicted, logits, loss: lossSum / Math.max(1, idx.length) };
     };
 
     await announceFirstBatch(opts, adapter, pixelsOf(plan.train[0] ?? 0, false), Math.min(h.batchSize, plan.train.length));
 
     const curve: LossCurvePoint[] = [];
-    let best = { epoch: 0, valAccuracy: -1, valLoss: Infinity, weights: [] as Float32Array[] };
+    let best = { epoch: 0, valAccuracy: -1, valLoss: Infinity, weights: [] as Float32Array[], valLogits: new Float32Array(0) };
     let peak = { peakTensorBytes: 0, stepPeakBytes: 0 };
     let stoppedEarly = false;
     let epochSecondsSum = 0;
@@ -210,7 +236,8 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         try {
           const labels = labelsOf(part);
           // Block-wise back-propagation with the last `tapeBlocks` blocks on one tape.
-          const step = () => trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks });
+          const weights = rowWeights(weighting, labels);
+          const step = () => trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks, weights });
           let r: { loss: number; predicted: Int32Array };
           if (peak.peakTensorBytes === 0) {
             // Measured once: the first step allocates what every step does (same shapes).
@@ -231,8 +258,8 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         await opts.onBatch?.(busy);
         await yieldToLoop();
       }
-      const val = await predict(plan.val);
-      const valAccuracy = val.predicted.reduce((a, p, i) => a + (p === ds.labelIds[plan.val[i]] ? 1 : 0), 0) / plan.val.length;
+      const val = validates ? await predict(plan.val) : null;
+      const valAccuracy = val ? val.predicted.reduce((a, p, i) => a + (p === ds.labelIds[plan.val[i]] ? 1 : 0), 0) / plan.val.length : null;
       const seconds = (performance.now() - epochStart) / 1000;
       epochSecondsSum += seconds;
       const point: LossCurvePoint = {
@@ -240,40 +267,49 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         lr: optimizer.lr,
         trainLoss: lossSum / plan.train.length,
         trainAccuracy: correct / plan.train.length,
-        valLoss: val.loss,
+        valLoss: val?.loss ?? null,
         valAccuracy,
         seconds,
       };
       curve.push(point);
       // Ties go to the lower validation loss: with few val images accuracy plateaus early.
-      if (valAccuracy > best.valAccuracy || (valAccuracy === best.valAccuracy && val.loss < best.valLoss)) {
-        best = { epoch: e + 1, valAccuracy, valLoss: val.loss, weights: snapshot(adapter) };
+      // Without validation the last epoch is the one kept (no snapshot needed).
+      if (val === null || valAccuracy === null) best = { ...best, epoch: e + 1 };
+      else if (valAccuracy > best.valAccuracy || (valAccuracy === best.valAccuracy && val.loss < best.valLoss)) {
+        best = { epoch: e + 1, valAccuracy, valLoss: val.loss, weights: snapshot(adapter), valLogits: val.logits };
       }
       const s = cache.stats();
       await opts.onEpoch?.({
         ...point,
         epochs: total,
         bestEpoch: best.epoch,
-        bestValAccuracy: best.valAccuracy,
+        bestValAccuracy: validates ? best.valAccuracy : null,
         imagesPerSecond: trainMs > 0 ? (plan.train.length * 1000) / trainMs : 0,
         epochSeconds: seconds,
         etaSeconds: (total - e - 1) * (epochSecondsSum / (e + 1)),
         cache: { computed: s.computed, hits: s.hits, storedRows: s.storedRows, storedBytes: s.storedBytes },
       });
-      if (h.patience > 0 && e + 1 < total && e >= h.warmupEpochs && e + 1 - best.epoch >= h.patience) {
+      if (validates && h.patience > 0 && e + 1 < total && e >= h.warmupEpochs && e + 1 - best.epoch >= h.patience) {
         stoppedEarly = true;
         break;
       }
     }
 
-    restore(adapter, best.weights);
-    const evalIdx = plan.test.length > 0 ? plan.test : plan.val;
+    if (validates) restore(adapter, best.weights);
+    const evalSplit = plan.test.length > 0 ? 'test' : validates ? 'val' : 'train';
+    const evalIdx = evalSplit === 'test' ? plan.test : evalSplit === 'val' ? plan.val : plan.train;
+    // The best epoch's validation logits are the restored weights' (same pass, same numbers).
+    const calibration = calibrate(adapter, plan, validates ? best.valLogits : null, labelsOf);
     const final = await predict(evalIdx);
-    const evaluation = evaluate(plan.test.length > 0 ? 'test' : 'val', ds.labels, labelsOf(evalIdx), final.predicted, final.loss);
+    const evaluation = evaluate(evalSplit, ds.labels, labelsOf(evalIdx), final.predicted, final.loss);
+    if (calibration.fittedOn === 'val' && evalSplit === 'test') {
+      const q = (t: number) => calibrationQuality(final.logits, labelsOf(evalIdx), ds.labels.length, t);
+      calibration.test = { before: q(1), after: q(calibration.temperature) };
+    }
     const metrics: TrainingMetrics = {
       evaluation,
       bestEpoch: best.epoch,
-      bestValAccuracy: best.valAccuracy,
+      bestValAccuracy: validates ? best.valAccuracy : null,
       epochsRun: curve.length,
       epochsPlanned: total,
       stoppedEarly,
@@ -284,6 +320,8 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
       ...peak,
       cache: cache.stats(),
       augment: h.augment,
+      classWeighting: weighting,
+      calibration,
     };
     ok = true;
     return { adapter, spec, metrics };

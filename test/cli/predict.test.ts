@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAdapter, initBackend, saveAdapter } from '../../src/model/index.js';
+import { createAdapter, initBackend, loadAdapter, loadBackboneFromDir, saveAdapter } from '../../src/model/index.js';
 import { tinyBackbone, tinySpec } from '../helpers/tiny-backbone.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -90,6 +90,29 @@ describe('dtl-host predict', () => {
       const r = await cli(['predict', '--backbone', hf, '--adapter', adapter, path.join(hf, 'input-1.png')]);
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout)[0].top).toHaveLength(3);
+    });
+
+    it("applies the adapter file's calibrated temperature to the probabilities, not to the logits", async () => {
+      await initBackend('wasm');
+      const b = await loadBackboneFromDir(hf);
+      const { adapter: a, meta } = loadAdapter(await readFile(adapter), b.config);
+      a.temperature = 2.5;
+      const hot = path.join(tmp, 'hot.safetensors');
+      await writeFile(hot, saveAdapter(a, meta));
+      a.dispose();
+      b.dispose();
+      const image = path.join(hf, 'input-0.png');
+      const [plain, warm] = await Promise.all([
+        cli(['predict', '--backbone', hf, '--adapter', adapter, image]),
+        cli(['predict', '--backbone', hf, '--adapter', hot, image]),
+      ]);
+      expect(warm.code, warm.stderr).toBe(0);
+      const p = JSON.parse(plain.stdout)[0] as { logits: number[]; probabilities: number[] };
+      const w = JSON.parse(warm.stdout)[0] as { logits: number[]; probabilities: number[] };
+      expect(w.logits).toEqual(p.logits);
+      const e = p.logits.map((l) => Math.exp(l / 2.5));
+      const sum = e.reduce((x, y) => x + y, 0);
+      w.probabilities.forEach((q, j) => expect(q).toBeCloseTo(e[j] / sum, 10));
     });
 
     it('usage errors exit 2', async () => {

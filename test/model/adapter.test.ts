@@ -140,6 +140,33 @@ describe('adapters', () => {
     }
   });
 
+  it('temperature: files without it load with T = 1; a calibrated one round-trips in the metadata; a bad one is refused', async () => {
+    for (const name of ['dtl-golden-hf', 'dtl-golden-timm-plus']) {
+      const b = await loadBackboneFromDir(path.join(FIXTURES, name));
+      const bytes = readFileSync(path.join(FIXTURES, name, 'adapter.safetensors'));
+      const { adapter, meta } = loadAdapter(bytes, b.config);
+      expect(adapter.temperature).toBe(1);
+      expect(meta.temperature).toBeUndefined();
+      // Saved at T = 1 the metadata names no temperature (uncalibrated files stay as they were).
+      expect(JSON.parse(readSafetensors(saveAdapter(adapter)).metadata.dtl)).not.toHaveProperty('temperature');
+      adapter.temperature = 2.5;
+      const hot = loadAdapter(saveAdapter(adapter, { temperature: 9 }), b.config);
+      expect(hot.adapter.temperature).toBe(2.5);
+      expect(hot.meta.temperature).toBe(2.5);
+      expect(weights(hot.adapter)).toEqual(weights(adapter));
+      hot.adapter.dispose();
+      adapter.dispose();
+      for (const bad of [0, -1, 'warm', null]) {
+        await expectAppError(
+          () => loadAdapter(edit(bytes, (ts, m) => ((m.temperature = bad), ts)), b.config),
+          'invalid_adapter',
+          /'temperature' in the 'dtl' metadata must be a positive number/,
+        );
+      }
+      b.dispose();
+    }
+  });
+
   it('frees its tensors on dispose (idempotent)', () => {
     const b = backbone();
     const before = tf.memory().numTensors;

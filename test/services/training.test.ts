@@ -144,6 +144,11 @@ describe.each(dbTargets())('training service on %s', (kind) => {
     const bytes = await f.blobs.getBuffer(v.objectKey);
     expect(bytes.length).toBe(v.byteSize);
     const loaded = loadAdapter(bytes, f.deps.backbone.config);
+    // The version's metrics record the class weights and the temperature fitted on val, which the file carries.
+    expect(m.classWeighting).toMatchObject({ mode: 'balanced' });
+    expect(m.calibration).toMatchObject({ fittedOn: 'val', count: m.split.val });
+    for (const k of ['before', 'after']) expect(Object.keys(m.calibration[k]).sort(), k).toEqual(['ece', 'nll']);
+    expect(loaded.adapter.temperature).toBe(m.calibration.temperature);
     loaded.adapter.dispose();
     expect(loaded.meta).toMatchObject({
       labels: ['circle', 'cross', 'square', 'triangle'],

@@ -57,7 +57,7 @@ describe('trainAdapter', () => {
     expect(m.evaluation.accuracy).toBeGreaterThanOrEqual(0.75);
     expect(m.evaluation.confusionMatrix.flat().reduce((a, b) => a + b, 0)).toBe(16);
     expect(m.evaluation.perClass.map((c) => c.support)).toEqual([4, 4, 4, 4]);
-    expect(m.bestValAccuracy).toBe(Math.max(...m.lossCurve.map((p) => p.valAccuracy)));
+    expect(m.bestValAccuracy).toBe(Math.max(...m.lossCurve.map((p) => p.valAccuracy!)));
     // width 32, rank 2: 4 read blocks × (32·2 + 2·32) + head 32·4 + 4
     expect(m.trainableParams).toBe(4 * 128 + 128 + 4);
     expect(m.peakTensorBytes).toBeGreaterThan(m.stepPeakBytes);
