@@ -97,6 +97,8 @@ export async function startWorkerHttp(opts: {
   live: () => boolean;
   /** Bearer token /metrics requires (METRICS_TOKEN); unset → open. */
   metricsToken?: string;
+  /** Told why a scrape failed (the answer itself says only that it did). */
+  onError?: (err: unknown) => void;
 }): Promise<WorkerHttp> {
   const server: Server = createServer((req, res) => {
     const route = (req.url ?? '/').split('?')[0];
@@ -118,7 +120,11 @@ export async function startWorkerHttp(opts: {
       }
       opts.registry.metrics().then(
         (text) => send(200, opts.registry.contentType, text),
-        (err: unknown) => send(500, 'text/plain', `metrics failed: ${(err as Error).message}\n`),
+        // The cause is for the operator's log (the caller of /metrics may be anyone who holds the token).
+        (err: unknown) => {
+          opts.onError?.(err);
+          send(500, 'text/plain', 'metrics failed\n');
+        },
       );
       return;
     }

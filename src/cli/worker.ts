@@ -58,7 +58,7 @@ export const workerCommand: Command = {
       });
       // Listening first: a taken port fails the start before any job is claimed.
       let live = false;
-      http = await startWorkerHttp({ host: config.HOST, port: config.PORT, registry: metrics.registry, live: () => live, metricsToken: config.METRICS_TOKEN });
+      http = await startWorkerHttp({ host: config.HOST, port: config.PORT, registry: metrics.registry, live: () => live, metricsToken: config.METRICS_TOKEN, onError: (err) => log.error({ err }, 'metrics scrape failed') });
       const sweeper = new Sweeper({ database, blobs, log }, { intervalMs: config.SWEEP_INTERVAL_MS, graceMs: config.SWEEP_GRACE_MS });
       runtime.start();
       sweeper.start();

@@ -5,6 +5,7 @@ import { streamSSE } from 'hono/streaming';
 import { AppError } from '../errors.js';
 import { cancelJob, getJob, listJobEvents, listJobs } from '../services/training.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { errorBody, toAppError } from './errors.js';
 import { JobListSchema, JobSchema, PageQuery, idParam, isoOf, jobDto } from './schemas.js';
 
 const JobParams = z.object({ jobId: idParam('jobId', 'Job id') });
@@ -123,8 +124,10 @@ export function jobsRouter() {
       },
       async (err, stream) => {
         // Headers are gone already: report in-band, log with the request id, close.
-        log.error({ err }, 'job event stream failed');
-        await stream.writeSSE({ event: 'error', data: JSON.stringify({ error: { code: 'internal', message: 'the event stream failed', requestId: c.get('requestId') } }) });
+        // The same mapping as any other answer: a database outage mid-stream is 'unavailable', not 'internal'.
+        const { body } = errorBody(toAppError(err), c.get('requestId'));
+        log.error({ err, code: body.error.code }, 'job event stream failed');
+        await stream.writeSSE({ event: 'error', data: JSON.stringify(body) });
       },
     );
   });

@@ -123,9 +123,11 @@ export async function cancelJob({ deps, ctx, id }: { deps: ServiceDeps; ctx: Ten
 
 /** Events after `afterId` (0 = from the start), oldest first; a foreign or unknown job is 'not_found'. */
 /** Status events written before errors were stored tenant-safe carry the raw text: read it through the same rule. */
+/** Which worker (host/pid) held the lease is the operator's business (it is in the log), not the tenant's. */
 function safeEventData(data: unknown): unknown {
-  if (data === null || typeof data !== 'object' || typeof (data as { error?: unknown }).error !== 'string') return data;
-  return { ...data, error: jobErrorOf((data as { error: string }).error) };
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return data;
+  const { owner: _owner, ...rest } = data as Record<string, unknown>;
+  return typeof rest.error === 'string' ? { ...rest, error: jobErrorOf(rest.error) } : rest;
 }
 
 export async function listJobEvents({

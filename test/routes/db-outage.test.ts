@@ -8,11 +8,13 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeShapesDataset, zipClassFolders } from '../helpers/datasets.js';
 import { dbTargets, setConnectable } from '../helpers/db.js';
+import { JobQueue } from '../../src/jobs/queue.js';
 import { fixturePath, startHarness, type Harness, type Reply } from './harness.js';
+import { readSse } from './sse.js';
 
 describe.each(dbTargets())('database outage on %s', (kind) => {
   let h: Harness;
-  let t: { token: string };
+  let t: { id: string; token: string };
   let image: string;
   let zip: Buffer;
   beforeAll(async () => {
@@ -44,8 +46,14 @@ describe.each(dbTargets())('database outage on %s', (kind) => {
     expect(r.text).not.toMatch(/dtl_t_|pglite|postgres|ECONN|select/i);
   };
 
+  /** A job event stream opened before the outage (a job of a kind no worker runs, so it stays queued and the stream polls). */
+  let stream: Response;
+
   it('works before the outage', async () => {
     for (const [name, call] of Object.entries(calls)) expect([name, (await call()).status]).toEqual([name, ok[name]]);
+    const job = await JobQueue.of(h.deps).enqueue({ kind: 'outage-probe', tenantId: t.id });
+    stream = await h.app.request(`/v1/jobs/${job.id}/events`, { headers: { authorization: `Bearer ${t.token}` } });
+    expect(stream.status).toBe(200);
   });
 
   it('answers 503 unavailable with Retry-After while the database is down', async () => {
@@ -54,6 +62,11 @@ describe.each(dbTargets())('database outage on %s', (kind) => {
     for (const [name, call] of Object.entries(calls)) expectUnavailable(name, await call());
     // Asked again: still a clean 503 (no stale state turns it into a 500).
     for (const [name, call] of Object.entries(calls)) expectUnavailable(name, await call());
+    // The open event stream reports the outage in-band with the same code, not as 'internal'.
+    const events = await readSse(stream, (e) => e.event === 'error', 15_000);
+    const error = JSON.parse(events.find((e) => e.event === 'error')!.data) as { error: { code: string; message: string } };
+    expect(error.error.code).toBe('unavailable');
+    expect(error.error.message).not.toMatch(/dtl_t_|pglite|postgres|ECONN|select/i);
   });
 
   // PostgreSQL only: PGlite's database cannot be made to refuse connections and come back.
