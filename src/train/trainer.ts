@@ -4,30 +4,35 @@
  * every epoch, the best epoch's weights kept (outside the wasm heap) and restored at the end,
  * early stopping. Every batch's prefix comes from the shared-prefix cache.
  *
+ * With lr or variant 'auto' the run starts with every candidate recipe of the search (search.ts)
+ * training side by side on the same batches — grouped steps through one suffix — and drops the
+ * weaker ones at the rungs of successive halving (halving.ts); the last one continues its run.
+ *
  * Deterministic for a seed on one backend: all randomness is drawn from seeded streams, and the
  * event loop is only yielded to between batches (so heartbeats and cancels get through).
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  AdamW,
-  createAdapter,
   disposePrefix,
   imagesToTensor,
   measurePeakBytes,
   predictLogits,
   splitPoint,
-  trainStep,
   type Adapter,
   type AdapterSpec,
   type Backbone,
 } from '../model/index.js';
+import { Candidate, candidatesPerStep, chunks, stepGroup, type LossCurvePoint } from './candidates.js';
 import { examplePixelsFn, planSplits, type SplitPlan } from './examples.js';
-import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters } from './hyperparameters.js';
+import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters, type Recipe } from './hyperparameters.js';
 import type { PreparedDataset } from './ingest/index.js';
 import { evaluate, type Evaluation } from './metrics.js';
 import { TrainingPrefixStore, type CachePrecision, type TrainingPrefixStoreStats } from './prefix-store.js';
 import { learningRate, prng, shuffle, subSeed } from './schedule.js';
-import { countCorrect, evalBatch } from './step.js';
+import { planSearch, rankCandidates, type SearchEvent, type SearchRecord } from './search.js';
+import { evalBatch } from './step.js';
+
+export type { LossCurvePoint } from './candidates.js';
 
 export interface EpochProgress {
   /** 1-based. */
@@ -47,16 +52,9 @@ export interface EpochProgress {
   /** Remaining planned epochs × mean epoch time so far. */
   etaSeconds: number;
   cache: Pick<TrainingPrefixStoreStats, 'computed' | 'hits' | 'storedRows' | 'storedBytes'>;
-}
-
-export interface LossCurvePoint {
-  epoch: number;
-  lr: number;
-  trainLoss: number;
-  trainAccuracy: number;
-  valLoss: number;
-  valAccuracy: number;
-  seconds: number;
+  /** While the search runs: candidates still training; the numbers above are the leader's. */
+  candidates?: number;
+  recipe?: { lr: number; variant: Recipe['variant'] };
 }
 
 export interface TrainingMetrics {
@@ -77,6 +75,8 @@ export interface TrainingMetrics {
   stepPeakBytes: number;
   cache: TrainingPrefixStoreStats;
   augment: Hyperparameters['augment'];
+  /** The recipe search, when lr or variant was 'auto'. */
+  search?: SearchRecord;
 }
 
 export interface TrainOptions {
@@ -95,47 +95,37 @@ export interface TrainOptions {
    * to keep its lease longer than a batch on slow backends.
    */
   onBatch?: (busyMs: number) => void | Promise<void>;
+  /** The recipe search as it goes (nothing when the recipe is explicit). */
+  onSearch?: (e: SearchEvent) => void | Promise<void>;
 }
 
 export interface TrainResult {
   /** Trainable adapter holding the best epoch's weights; the caller saves and disposes it. */
   adapter: Adapter;
   spec: AdapterSpec;
+  /** The recipe trained: the search's choice where lr or variant was 'auto'. */
+  hyperparameters: Recipe;
   metrics: TrainingMetrics;
 }
 
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
-function batches<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
 /** Row keys of the prefix cache: image index × 2 + (1 if mirrored). */
 const keyOf = (index: number, flip: boolean) => index * 2 + (flip ? 1 : 0);
-
-function snapshot(adapter: Adapter): Float32Array[] {
-  return adapter.trainableVariables().map((v) => Float32Array.from(v.dataSync() as Float32Array));
-}
-
-function restore(adapter: Adapter, weights: Float32Array[]): void {
-  adapter.trainableVariables().forEach((v, i) => tf.tidy(() => v.assign(tf.tensor(weights[i], v.shape, 'float32'))));
-}
 
 /**
  * The first batch also fills its rows of the prefix cache, and nothing is known of its cost yet:
  * time one image's forward (no tape, nothing cached, no randomness drawn) and announce a batch as
  * three forwards per image — the prefix once, the suffix forward and backward.
  */
-async function announceFirstBatch(opts: TrainOptions, adapter: Adapter, pixels: Float32Array, batchSize: number): Promise<void> {
-  if (opts.onBatch === undefined || batchSize === 0) return;
+async function announceFirstBatch(opts: TrainOptions, adapter: Adapter, pixels: Float32Array, rows: number): Promise<void> {
+  if (opts.onBatch === undefined || rows === 0) return;
   const t0 = performance.now();
   // The suffix keeps its output out of tidy's reach: dispose it by hand.
   const logits = tf.tidy(() => predictLogits(opts.backbone, adapter, imagesToTensor([pixels], opts.backbone.config)));
   logits.dataSync();
   logits.dispose();
-  await opts.onBatch((performance.now() - t0) * batchSize * 3);
+  await opts.onBatch((performance.now() - t0) * rows * 3);
 }
 
 export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
@@ -143,40 +133,47 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   const cfg = backbone.config;
   const pixelsOf = examplePixelsFn(ds, cfg);
   const plan = planSplits(ds, h.valFraction, subSeed(h.seed, 1));
-  const spec = adapterSpecFor(h, cfg, ds.labels);
-  const split = splitPoint(spec, cfg.depth);
+  const total = h.warmupEpochs + h.epochs;
+  const search = planSearch(h, cfg, total);
+  const specs = search.recipes.map((r) => adapterSpecFor(r, cfg, ds.labels));
+  // Candidates differ in lr and variant only: one split and one set of cached rows for all.
+  const split = Math.min(...specs.map((s) => splitPoint(s, cfg.depth)));
   const tapeBlocks = h.tapeBlocks ?? defaultTapeBlocks(cfg.depth);
+  const perStep = candidatesPerStep(h.batchSize, cfg.tokens, cfg.width);
   const cache = new TrainingPrefixStore({
     backbone,
     split,
-    readBlocks: spec.loraBeforeBlocks,
+    readBlocks: specs[0].loraBeforeBlocks,
     budgetBytes: opts.cacheBytes,
     precision: opts.cachePrecision ?? 'float16',
     pixels: (key) => pixelsOf(key >> 1, (key & 1) === 1),
     chunk: h.batchSize,
   });
   const labelsOf = (idx: number[]) => Int32Array.from(idx, (i) => ds.labelIds[i]);
-  const total = h.warmupEpochs + h.epochs;
   const started = performance.now();
 
   signal?.throwIfAborted();
-  const adapter = createAdapter(cfg, spec, { seed: subSeed(h.seed, 2) });
-  const optimizer = new AdamW({ lr: h.lr, weightDecay: h.weightDecay });
-  let ok = false;
+  // Every candidate starts from the same seeded initialisation: they differ in recipe only.
+  const all = search.recipes.map((r, i) => new Candidate(i, r, specs[i], backbone, subSeed(h.seed, 2)));
+  let alive = all;
+  let winner: Candidate | undefined;
+  let searchSeconds = 0;
   try {
-    /** Predictions and mean loss over a split (unmirrored prefixes). */
-    const predict = async (idx: number[]) => {
-      const predicted = new Int32Array(idx.length);
-      let lossSum = 0;
+    /** Predictions and mean loss over a split (unmirrored prefixes), per candidate. */
+    const predict = async (idx: number[], cands: Candidate[]) => {
+      const out = cands.map(() => ({ predicted: new Int32Array(idx.length), loss: 0 }));
       let at = 0;
-      for (const part of batches(idx, h.batchSize)) {
+      for (const part of chunks(idx, h.batchSize)) {
         signal?.throwIfAborted();
         const t0 = performance.now();
         const state = await cache.batch(part.map((i) => keyOf(i, false)));
         try {
-          const r = evalBatch(backbone, adapter, state, labelsOf(part));
-          predicted.set(r.predicted, at);
-          lossSum += r.lossSum;
+          for (const [g, group] of chunks(cands, perStep).entries()) {
+            evalBatch(backbone, group.map((c) => c.adapter), state, labelsOf(part)).forEach((r, k) => {
+              out[g * perStep + k].predicted.set(r.predicted, at);
+              out[g * perStep + k].loss += r.lossSum / Math.max(1, idx.length);
+            });
+          }
         } finally {
           disposePrefix(state);
         }
@@ -184,112 +181,133 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         await opts.onBatch?.(performance.now() - t0);
         await yieldToLoop();
       }
-      return { predicted, loss: lossSum / Math.max(1, idx.length) };
+      return out;
     };
+    await announceFirstBatch(opts, all[0].adapter, pixelsOf(plan.train[0] ?? 0, false), Math.min(h.batchSize, plan.train.length) * Math.min(perStep, all.length));
+    if (search.searched) {
+      await opts.onSearch?.({ stage: 'start', budget: h.budget, grid: search.grid, candidates: all.length, rungs: search.rungs });
+    }
 
-    await announceFirstBatch(opts, adapter, pixelsOf(plan.train[0] ?? 0, false), Math.min(h.batchSize, plan.train.length));
-
-    const curve: LossCurvePoint[] = [];
-    let best = { epoch: 0, valAccuracy: -1, valLoss: Infinity, weights: [] as Float32Array[] };
     let peak = { peakTensorBytes: 0, stepPeakBytes: 0 };
     let stoppedEarly = false;
     let epochSecondsSum = 0;
+    let rung = 0;
     for (let e = 0; e < total; e++) {
       const epochStart = performance.now();
-      optimizer.lr = learningRate(e, h);
+      for (const c of alive) c.optimizer.lr = learningRate(e, c.recipe);
       const rand = prng(subSeed(h.seed, 100 + e));
       const order = shuffle([...plan.train], rand);
-      let lossSum = 0;
-      let correct = 0;
       let trainMs = 0;
-      for (const part of batches(order, h.batchSize)) {
+      for (const part of chunks(order, h.batchSize)) {
         signal?.throwIfAborted();
         const keys = part.map((i) => keyOf(i, h.augment === 'flip' && rand() < 0.5));
-        const t0 = performance.now();
+        let t0 = performance.now();
         const state = await cache.batch(keys);
         try {
           const labels = labelsOf(part);
-          // Block-wise back-propagation with the last `tapeBlocks` blocks on one tape.
-          const step = () => trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks });
-          let r: { loss: number; predicted: Int32Array };
-          if (peak.peakTensorBytes === 0) {
-            // Measured once: the first step allocates what every step does (same shapes).
-            const before = tf.memory().numBytes;
-            const m = await measurePeakBytes(step);
-            r = m.result;
-            peak = { peakTensorBytes: before + m.peakBytes, stepPeakBytes: m.peakBytes };
-          } else {
-            r = step();
+          for (const group of chunks(alive, perStep)) {
+            const step = () => stepGroup(backbone, group, state, labels, tapeBlocks);
+            if (peak.peakTensorBytes === 0) {
+              // Measured once: the first step allocates what every step of its size does.
+              const before = tf.memory().numBytes;
+              const m = await measurePeakBytes(step);
+              peak = { peakTensorBytes: before + m.peakBytes, stepPeakBytes: m.peakBytes };
+            } else {
+              step();
+            }
+            // A grouped step of many candidates is long: the lease hears of each one.
+            const busy = performance.now() - t0;
+            trainMs += busy;
+            await opts.onBatch?.(busy);
+            t0 = performance.now();
           }
-          lossSum += r.loss * part.length;
-          correct += countCorrect(r.predicted, labels);
         } finally {
           disposePrefix(state);
         }
-        const busy = performance.now() - t0;
-        trainMs += busy;
-        await opts.onBatch?.(busy);
         await yieldToLoop();
       }
-      const val = await predict(plan.val);
-      const valAccuracy = val.predicted.reduce((a, p, i) => a + (p === ds.labelIds[plan.val[i]] ? 1 : 0), 0) / plan.val.length;
+      const vals = await predict(plan.val, alive);
       const seconds = (performance.now() - epochStart) / 1000;
       epochSecondsSum += seconds;
-      const point: LossCurvePoint = {
-        epoch: e + 1,
-        lr: optimizer.lr,
-        trainLoss: lossSum / plan.train.length,
-        trainAccuracy: correct / plan.train.length,
-        valLoss: val.loss,
-        valAccuracy,
-        seconds,
-      };
-      curve.push(point);
-      // Ties go to the lower validation loss: with few val images accuracy plateaus early.
-      if (valAccuracy > best.valAccuracy || (valAccuracy === best.valAccuracy && val.loss < best.valLoss)) {
-        best = { epoch: e + 1, valAccuracy, valLoss: val.loss, weights: snapshot(adapter) };
-      }
+      alive.forEach((c, k) => {
+        const valAccuracy = vals[k].predicted.reduce((a, p, i) => a + (p === ds.labelIds[plan.val[i]] ? 1 : 0), 0) / plan.val.length;
+        const trainLoss = c.lossSum / plan.train.length;
+        const trainAccuracy = c.correct / plan.train.length;
+        c.endEpoch({ epoch: e + 1, lr: c.optimizer.lr, trainLoss, trainAccuracy, valLoss: vals[k].loss, valAccuracy, seconds });
+      });
+      const ranked = rankCandidates(alive.map((c) => ({ index: c.index, valAccuracy: c.best.valAccuracy, valLoss: c.best.valLoss, c }))).map((x) => x.c);
+      const lead = ranked[0];
       const s = cache.stats();
       await opts.onEpoch?.({
-        ...point,
+        ...lead.curve[lead.curve.length - 1],
         epochs: total,
-        bestEpoch: best.epoch,
-        bestValAccuracy: best.valAccuracy,
-        imagesPerSecond: trainMs > 0 ? (plan.train.length * 1000) / trainMs : 0,
+        bestEpoch: lead.best.epoch,
+        bestValAccuracy: lead.best.valAccuracy,
+        imagesPerSecond: trainMs > 0 ? (plan.train.length * alive.length * 1000) / trainMs : 0,
         epochSeconds: seconds,
         etaSeconds: (total - e - 1) * (epochSecondsSum / (e + 1)),
         cache: { computed: s.computed, hits: s.hits, storedRows: s.storedRows, storedBytes: s.storedBytes },
+        ...(alive.length > 1 ? { candidates: alive.length, recipe: { lr: lead.recipe.lr, variant: lead.recipe.variant } } : {}),
       });
-      if (h.patience > 0 && e + 1 < total && e >= h.warmupEpochs && e + 1 - best.epoch >= h.patience) {
+      const r = search.rungs[rung];
+      if (r !== undefined && e + 1 === r.until) {
+        rung++;
+        const kept = ranked.slice(0, r.keep);
+        for (const c of ranked.slice(r.keep)) c.droppedAtRung = rung;
+        for (const c of ranked) await opts.onSearch?.({ stage: 'candidate', rung, epoch: e + 1, kept: kept.includes(c), candidate: c.record() });
+        searchSeconds = (performance.now() - started) / 1000;
+        await opts.onSearch?.({ stage: 'rung', rung, epoch: e + 1, kept: kept.length, dropped: ranked.length - kept.length, seconds: searchSeconds });
+        for (const c of ranked.slice(r.keep)) c.dispose();
+        alive = alive.filter((c) => kept.includes(c));
+        if (alive.length === 1) {
+          const w = alive[0];
+          await opts.onSearch?.({ stage: 'chosen', lr: w.recipe.lr, variant: w.recipe.variant, valAccuracy: w.best.valAccuracy, epoch: e + 1, seconds: searchSeconds });
+        }
+      }
+      const only = alive.length === 1 ? alive[0] : null;
+      if (only && h.patience > 0 && e + 1 < total && e >= h.warmupEpochs && e + 1 - only.best.epoch >= h.patience) {
         stoppedEarly = true;
         break;
       }
     }
 
-    restore(adapter, best.weights);
+    const w = alive[0];
+    w.restoreBest();
     const evalIdx = plan.test.length > 0 ? plan.test : plan.val;
-    const final = await predict(evalIdx);
+    const [final] = await predict(evalIdx, [w]);
     const evaluation = evaluate(plan.test.length > 0 ? 'test' : 'val', ds.labels, labelsOf(evalIdx), final.predicted, final.loss);
     const metrics: TrainingMetrics = {
       evaluation,
-      bestEpoch: best.epoch,
-      bestValAccuracy: best.valAccuracy,
-      epochsRun: curve.length,
+      bestEpoch: w.best.epoch,
+      bestValAccuracy: w.best.valAccuracy,
+      epochsRun: w.curve.length,
       epochsPlanned: total,
       stoppedEarly,
-      lossCurve: curve,
+      lossCurve: w.curve,
       split: { train: plan.train.length, val: plan.val.length, test: plan.test.length, valSource: plan.valSource },
-      trainableParams: adapter.trainableVariables().reduce((a, v) => a + v.size, 0),
+      trainableParams: w.adapter.trainableVariables().reduce((a, v) => a + v.size, 0),
       trainSeconds: (performance.now() - started) / 1000,
       ...peak,
       cache: cache.stats(),
       augment: h.augment,
+      ...(search.searched
+        ? {
+            search: {
+              budget: h.budget,
+              grid: search.grid,
+              rungs: search.rungs,
+              candidates: all.map((c) => c.record()),
+              chosen: { lr: w.recipe.lr, variant: w.recipe.variant },
+              searchSeconds,
+              winner: 'continued' as const,
+            },
+          }
+        : {}),
     };
-    ok = true;
-    return { adapter, spec, metrics };
+    winner = w;
+    return { adapter: w.adapter, spec: w.spec, hyperparameters: w.recipe, metrics };
   } finally {
-    optimizer.dispose();
+    for (const c of alive) c.dispose(c === winner);
     cache.clear();
-    if (!ok) adapter.dispose();
   }
 }
