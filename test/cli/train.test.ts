@@ -177,11 +177,11 @@ describe('dtl-host train', () => {
     expect(summary.hyperparameters).toMatchObject(search.chosen);
     const lines = r.stderr.split('\n');
     expect(lines).toContain('searching 8 recipes (lr 0.0003, 0.003, 0.03, 0.3 × dtl, dtl+; budget fast; rungs after epochs 2)');
-    expect(lines.filter((l) => /^  rung 1: (dtl |dtl\+) lr \S+ +val [\d.]+% \(epoch \d+\)/.test(l))).toHaveLength(8);
+    expect(lines.filter((l) => /^ {2}rung 1: (dtl |dtl\+) lr \S+ +val [\d.]+% \(epoch \d+\)/.test(l))).toHaveLength(8);
     expect(lines.find((l) => l.startsWith('chose '))).toBe(
       lines.find((l) => l.startsWith(`chose ${search.chosen.variant} lr ${search.chosen.lr} `)),
     );
-    expect(lines.filter((l) => l.startsWith('epoch'))[0]).toMatch(/^epoch 1\/2  8 candidates, leader (dtl|dtl\+) lr \S+  loss /);
+    expect(lines.filter((l) => l.startsWith('epoch'))[0]).toMatch(/^epoch 1\/2 {2}8 candidates, leader (dtl|dtl\+) lr \S+ {2}loss /);
   });
 
   it('trains from a zip with --hparams (flags override it), default --out, quiet', async () => {
