@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AdamW, createAdapter, trainStep, type Adapter, type AdapterSpec, type Backbone, type PrefixState } from '../model/index.js';
 import type { Recipe } from './hyperparameters.js';
-import type { CandidateRecord } from './search.js';
+import type { CandidateRecord, SearchEvent } from './search.js';
 import { countCorrect } from './step.js';
 
 export interface LossCurvePoint {
@@ -98,4 +98,29 @@ export function stepGroup(backbone: Backbone, group: Candidate[], state: PrefixS
     c.lossSum += r.groups[k].loss * labels.length;
     c.correct += countCorrect(r.groups[k].predicted, labels);
   });
+}
+
+/**
+ * A rung of the search: `ranked` (best first) keeps its first `keep`; every candidate's standing
+ * is reported, the dropped ones are freed, and a single survivor is announced as the choice.
+ */
+export async function closeRung(
+  ranked: Candidate[],
+  keep: number,
+  rung: number,
+  epoch: number,
+  seconds: number,
+  onSearch?: (e: SearchEvent) => void | Promise<void>,
+): Promise<Candidate[]> {
+  const kept = ranked.slice(0, keep);
+  const dropped = ranked.slice(keep);
+  for (const c of dropped) c.droppedAtRung = rung;
+  for (const c of ranked) await onSearch?.({ stage: 'candidate', rung, epoch, kept: kept.includes(c), candidate: c.record() });
+  await onSearch?.({ stage: 'rung', rung, epoch, kept: kept.length, dropped: dropped.length, seconds });
+  for (const c of dropped) c.dispose();
+  if (kept.length === 1) {
+    const [w] = kept;
+    await onSearch?.({ stage: 'chosen', lr: w.recipe.lr, variant: w.recipe.variant, valAccuracy: w.best.valAccuracy, epoch, seconds });
+  }
+  return kept;
 }

@@ -22,7 +22,7 @@ import {
   type AdapterSpec,
   type Backbone,
 } from '../model/index.js';
-import { Candidate, candidatesPerStep, chunks, stepGroup, type LossCurvePoint } from './candidates.js';
+import { Candidate, candidatesPerStep, chunks, closeRung, stepGroup, type LossCurvePoint } from './candidates.js';
 import { examplePixelsFn, planSplits, type SplitPlan } from './examples.js';
 import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters, type Recipe } from './hyperparameters.js';
 import type { PreparedDataset } from './ingest/index.js';
@@ -251,18 +251,9 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
       });
       const r = search.rungs[rung];
       if (r !== undefined && e + 1 === r.until) {
-        rung++;
-        const kept = ranked.slice(0, r.keep);
-        for (const c of ranked.slice(r.keep)) c.droppedAtRung = rung;
-        for (const c of ranked) await opts.onSearch?.({ stage: 'candidate', rung, epoch: e + 1, kept: kept.includes(c), candidate: c.record() });
         searchSeconds = (performance.now() - started) / 1000;
-        await opts.onSearch?.({ stage: 'rung', rung, epoch: e + 1, kept: kept.length, dropped: ranked.length - kept.length, seconds: searchSeconds });
-        for (const c of ranked.slice(r.keep)) c.dispose();
-        alive = alive.filter((c) => kept.includes(c));
-        if (alive.length === 1) {
-          const w = alive[0];
-          await opts.onSearch?.({ stage: 'chosen', lr: w.recipe.lr, variant: w.recipe.variant, valAccuracy: w.best.valAccuracy, epoch: e + 1, seconds: searchSeconds });
-        }
+        const kept = await closeRung(ranked, r.keep, ++rung, e + 1, searchSeconds, opts.onSearch);
+        alive = alive.filter((c) => kept.includes(c)); // grid order: the same groups every run
       }
       const only = alive.length === 1 ? alive[0] : null;
       if (only && h.patience > 0 && e + 1 < total && e >= h.warmupEpochs && e + 1 - only.best.epoch >= h.patience) {
