@@ -46,7 +46,7 @@ export interface EpochProgress {
   valAccuracy: number;
   bestEpoch: number;
   bestValAccuracy: number;
-  /** Training images per second in this epoch (validation excluded). */
+  /** Training images per second in this epoch (validation excluded; during the search, × candidates). */
   imagesPerSecond: number;
   epochSeconds: number;
   /** Remaining planned epochs × mean epoch time so far. */

@@ -89,7 +89,12 @@ describe('trainAdapter with the search', () => {
   }
 
   it('searches lr × variant, reports every candidate per rung, records the choice, and is deterministic for a seed', async () => {
-    const a = await run({});
+    const busy: number[] = [];
+    const a = await run({}, { onBatch: (ms) => void busy.push(ms) });
+    // The lease hears of every grouped step (and of the first batch before it runs: × 8 candidates).
+    const trainBatches = Math.ceil(a.metrics.split.train / 16);
+    expect(busy.length).toBeGreaterThanOrEqual(1 + 3 * trainBatches);
+    expect(busy.every((ms) => ms > 0)).toBe(true);
     const s = a.metrics.search!;
     expect(s.grid).toEqual({ lr: [3e-4, 3e-3, 3e-2, 0.3], variant: ['dtl', 'dtl+'] });
     expect(s.candidates).toHaveLength(8);
