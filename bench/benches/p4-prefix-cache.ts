@@ -59,7 +59,8 @@ const bench: Bench = {
     await initBackend('wasm');
     const backbone = syntheticBackbone(size);
     const dataset = syntheticDataset(images, 10, size.imageSize, 5);
-    const h = parseHyperparameters({ epochs, warmupEpochs: 0, patience: 0, seed: 1 });
+    // One recipe (the pre-search defaults), so both runs train one adapter.
+    const h = parseHyperparameters({ epochs, warmupEpochs: 0, patience: 0, seed: 1, lr: 1e-3, variant: 'dtl' });
     try {
       // Two trainAdapter runs in this process, taking turns epoch by epoch (each waits inside its
       // onEpoch callback, which the trainer awaits, until the other has run an epoch): the cached

@@ -3,6 +3,7 @@
  * after every epoch, with a bar over the planned epochs. Anywhere else (a log file, CI, a pipe):
  * one plain line per epoch, so logs stay readable and nothing is overwritten.
  */
+import type { SearchEvent } from '../train/search.js';
 import type { EpochProgress } from '../train/trainer.js';
 
 export interface ProgressStream {
@@ -23,10 +24,25 @@ export function formatDuration(seconds: number): string {
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
+/** One line per search event: the plan, each candidate at each rung, the rung, the choice. */
+export function formatSearch(e: SearchEvent): string {
+  switch (e.stage) {
+    case 'start':
+      return `searching ${e.candidates} recipes (lr ${e.grid.lr.join(', ')} × ${e.grid.variant.join(', ')}; budget ${e.budget}; rungs after epochs ${e.rungs.map((r) => r.until).join(', ')})`;
+    case 'candidate':
+      return `  rung ${e.rung}: ${e.candidate.variant.padEnd(4)} lr ${String(e.candidate.lr).padEnd(7)} val ${pct(e.candidate.valAccuracy)} (epoch ${e.candidate.bestEpoch})${e.kept ? '  kept' : ''}`;
+    case 'rung':
+      return `rung ${e.rung} after epoch ${e.epoch}: ${e.kept} kept, ${e.dropped} dropped (${formatDuration(e.seconds)})`;
+    case 'chosen':
+      return `chose ${e.variant} lr ${e.lr} (val ${pct(e.valAccuracy)}); search took ${formatDuration(e.seconds)}, continuing its run`;
+  }
+}
+
 /** One epoch as text; `barWidth` > 0 prefixes a bar over the planned epochs. */
 export function formatEpoch(p: EpochProgress, barWidth = 0): string {
   const width = String(p.epochs).length;
   const parts = [`epoch ${String(p.epoch).padStart(width)}/${p.epochs}`];
+  if (p.candidates !== undefined && p.recipe) parts.push(`${p.candidates} candidates, leader ${p.recipe.variant} lr ${p.recipe.lr}`);
   if (barWidth > 0) {
     const filled = Math.round((p.epoch / p.epochs) * barWidth);
     parts.push(`[${'#'.repeat(filled)}${'.'.repeat(barWidth - filled)}]`);
@@ -75,6 +91,10 @@ export class ProgressReporter {
     if (columns > 0 && line.length >= columns) line = formatEpoch(p).slice(0, columns - 1);
     this.stream.write(`\r${line}\x1b[K`);
     this.open = true;
+  }
+
+  search(e: SearchEvent): void {
+    this.note(formatSearch(e));
   }
 
   /** Ends a bar line (call once training is over, before printing anything else). */

@@ -13,13 +13,13 @@ import { adapterSpecFor, hyperparametersSchema, type Hyperparameters, type Hyper
 import { CommandExit, UsageError, type Command, type OptionSpec } from './command.js';
 import { ProgressReporter } from './progress.js';
 
-type FlagKind = 'int' | 'number' | 'string' | 'blocks';
+type FlagKind = 'int' | 'number' | 'numberOrAuto' | 'string' | 'blocks';
 
 /** Every hyperparameter as a flag (a new schema key fails to compile until it is listed here). */
 const HYPERPARAMETER_FLAGS: Record<keyof HyperparametersInput, { flag: string; kind: FlagKind; help: string }> = {
   epochs: { flag: 'epochs', kind: 'int', help: 'cosine epochs after the warm-up (default 20)' },
   warmupEpochs: { flag: 'warmup-epochs', kind: 'int', help: 'linear warm-up epochs (default 2)' },
-  lr: { flag: 'lr', kind: 'number', help: 'peak learning rate (default 1e-3)' },
+  lr: { flag: 'lr', kind: 'numberOrAuto', help: "peak learning rate, or 'auto': searched on the validation split (default auto)" },
   minLr: { flag: 'min-lr', kind: 'number', help: 'learning rate at the end of the cosine (default 1e-8)' },
   weightDecay: { flag: 'weight-decay', kind: 'number', help: 'AdamW weight decay, none on biases (default 0.05)' },
   batchSize: { flag: 'batch-size', kind: 'int', help: 'images per step (default 32)' },
@@ -27,7 +27,8 @@ const HYPERPARAMETER_FLAGS: Record<keyof HyperparametersInput, { flag: string; k
   beta: { flag: 'beta', kind: 'number', help: 'Swish sharpness β (default 100)' },
   readBlocks: { flag: 'read-blocks', kind: 'blocks', help: "blocks the CSN reads: 'all' or a list like 0,1,2 (default all)" },
   addBlocks: { flag: 'add-blocks', kind: 'blocks', help: "blocks after which θ(h) is added: 'default' (second half) or a list" },
-  variant: { flag: 'variant', kind: 'string', help: 'dtl or dtl+ (default dtl)' },
+  variant: { flag: 'variant', kind: 'string', help: "dtl, dtl+ or 'auto': both searched (default auto)" },
+  budget: { flag: 'budget', kind: 'string', help: 'recipe search width: fast, balanced or best (default balanced)' },
   kernel: { flag: 'kernel', kind: 'int', help: 'DTL+ depthwise kernel size (default 3)' },
   seed: { flag: 'seed', kind: 'int', help: 'seeds initialisation, split, batch order, augmentation (default 0)' },
   patience: { flag: 'patience', kind: 'int', help: 'early-stopping patience in epochs, 0 = never (default 5)' },
@@ -80,6 +81,8 @@ function flagValue(kind: FlagKind, flag: string, raw: string): unknown {
     case 'int':
     case 'number':
       return number(raw);
+    case 'numberOrAuto':
+      return raw === 'auto' ? raw : number(raw);
     case 'string':
       return raw;
     case 'blocks':
@@ -202,11 +205,12 @@ export const trainCommand: Command = {
         cacheBytes: config.TRAIN_CACHE_BYTES,
         signal: abort.signal,
         onEpoch: (p) => progress.epoch(p),
+        onSearch: (e) => progress.search(e),
       });
       progress.finish();
       let bytes: Buffer;
       try {
-        bytes = saveAdapter(trained.adapter, trainedAdapterMetadata(backbone, h, trained.metrics));
+        bytes = saveAdapter(trained.adapter, trainedAdapterMetadata(backbone, trained.hyperparameters, trained.metrics));
       } finally {
         trained.adapter.dispose();
       }
@@ -226,8 +230,9 @@ export const trainCommand: Command = {
         labels: ds.labels,
         backbone: backboneIdentity(backbone),
         data: { path: path.resolve(dataPath), form: ds.form, images: ds.totals, problems: ds.problemCount },
-        hyperparameters: h,
+        hyperparameters: trained.hyperparameters,
         metrics: {
+          search: m.search ?? null,
           accuracy: m.evaluation.accuracy,
           evaluatedOn: m.evaluation.split,
           valAccuracy: m.bestValAccuracy,

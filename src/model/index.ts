@@ -37,7 +37,7 @@ export { type SuffixGroup } from './suffix.js';
 export { suffixFeatures, forwardSuffix, predictLogits, backboneFeatures } from './forward.js';
 export { layerNorm, gelu, swish, attention, vitBlock, depthwiseSame } from './layers.js';
 export { AdamW, type AdamWOptions, type GradientItem } from './optim.js';
-export { trainStep, trainStepFullTape, type TrainStepArgs, type TrainStepResult } from './train-step.js';
+export { trainStep, trainStepFullTape, type TrainStepArgs, type TrainStepResult, type TrainGroup, type GroupStepResult } from './train-step.js';
 export { crossEntropy } from './loss.js';
 export { measurePeakBytes } from './kernels/memory.js';
 // The tfjs patches: installed by initBackend; the toggles are for tests and A/B measurements.

@@ -1,6 +1,7 @@
 /**
- * The gradients of one training step of one adapter, back-propagated block by block with
- * recomputation (activation checkpointing). train-step.ts is its only caller.
+ * The gradients of one training step — of one adapter, or of K adapters grouped in one suffix
+ * (suffix-grouped.ts) — back-propagated block by block with recomputation (activation
+ * checkpointing). train-step.ts is its only caller.
  *
  * Why: one gradient tape over the suffix keeps every suffix block's saved activations until the
  * backward pass reaches them. Here the suffix runs forward without a tape, keeping only each
@@ -15,15 +16,17 @@
  * the whole suffix and recomputes none. The stages are suffix.ts's, the forward pass's own.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Adapter } from './adapter.js';
 import type { Backbone } from './backbone.js';
-import { linear, pool } from './layers.js';
 import { crossEntropy } from './loss.js';
 import type { PrefixState } from './prefix.js';
-import { adapterSuffix, StageKeeper, type Stage } from './suffix.js';
+import { StageKeeper, type Stage } from './suffix.js';
+import type { TrainableSuffix } from './suffix-grouped.js';
 
 export interface BlockwiseResult {
+  /** Σ over groups of each group's mean cross-entropy (one group: the mean). */
   loss: number;
+  /** The logits the loss came from, [rows, classes] (owned by the caller). */
+  logits: tf.Tensor2D;
   /** Gradient per variable the loss reaches (owned by the caller). */
   grads: Map<tf.Variable, tf.Tensor>;
   /** Arg-max class of each row's logits (the same logits the loss was computed from). */
@@ -39,14 +42,14 @@ function surrogate(out: Stage, dx: tf.Tensor, dh: tf.Tensor | null): tf.Scalar {
 /** Suffix blocks from `tapeBlocks` before the end (all of them when undefined) are taped with the head. */
 export function blockwiseGradients(
   backbone: Backbone,
-  adapter: Adapter,
+  suffix: TrainableSuffix,
   state: PrefixState,
   labels: Int32Array | number[],
   tapeBlocks: number | undefined,
   weights?: Float32Array,
 ): BlockwiseResult {
   const cfg = backbone.config;
-  const stages = adapterSuffix(backbone, adapter, state);
+  const { stages } = suffix;
   const keeper = new StageKeeper(state);
   const grads = new Map<tf.Variable, tf.Tensor>();
   const accumulate = (v: tf.Variable, g: tf.Tensor | undefined) => {
@@ -61,6 +64,7 @@ export function blockwiseGradients(
     g.dispose();
   };
   const engine = tf.engine();
+  let logitsT: tf.Tensor2D | null = null;
   let dx: tf.Tensor | null = null;
   let dh: tf.Tensor | null = null;
   try {
@@ -77,15 +81,18 @@ export function blockwiseGradients(
     // The tail (blocks tail..depth−1, then the head) under one tape.
     const last = cur;
     const tailVars = [...new Set([...Array(cfg.depth - tail).keys()].flatMap((k) => stages.blockVariables(tail + k)))];
-    const headXs: tf.Tensor[] = [last.x, ...(last.h ? [last.h] : []), ...tailVars, adapter.headW, adapter.headB];
+    const headVars = suffix.headVariables();
+    const headXs: tf.Tensor[] = [last.x, ...(last.h ? [last.h] : []), ...tailVars, ...headVars];
     let predictedT: tf.Tensor | null = null;
     const head = engine.gradients(
       () => {
         let p = last;
         for (let i = tail; i < cfg.depth; i++) p = stages.block(i, p);
-        const logits = linear(pool(backbone, p.x), adapter.headW, adapter.headB);
+        const logits = suffix.logits(p.x);
         predictedT = tf.keep(tf.argMax(logits, 1));
-        return crossEntropy(logits, labels, weights);
+        logitsT = tf.keep(logits);
+        const ce = crossEntropy(logits, labels, weights);
+        return suffix.groups === 1 ? ce : tf.mul(ce, suffix.groups);
       },
       headXs,
       undefined,
@@ -99,8 +106,7 @@ export function blockwiseGradients(
     let at = 1;
     if (last.h) dh = head.grads[at++] ?? null;
     for (const v of tailVars) accumulate(v, head.grads[at++]);
-    accumulate(adapter.headW as tf.Variable, head.grads[at++]);
-    accumulate(adapter.headB as tf.Variable, head.grads[at++]);
+    for (const v of headVars) accumulate(v, head.grads[at++]);
     keeper.release(last.x);
     if (!inputs.some((q) => q.h === last.h)) keeper.release(last.h);
     // Blocks, last to first, each re-run under its own tape.
@@ -132,9 +138,10 @@ export function blockwiseGradients(
       r.value.dispose();
       preVars.forEach((v, j) => accumulate(v, r.grads[j]));
     }
-    return { loss, grads, predicted };
+    return { loss, grads, predicted, logits: logitsT! };
   } catch (err) {
     for (const g of grads.values()) g.dispose();
+    (logitsT as tf.Tensor | null)?.dispose();
     throw err;
   } finally {
     dx?.dispose();

@@ -49,7 +49,10 @@ const AliasParams = AdapterParams.extend({
 const Hyperparameters = z
   .record(z.string(), z.unknown())
   .optional()
-  .openapi({ description: 'Training hyperparameters (epochs, lr, rank, variant dtl|dtl+, …); anything left out takes the recipe default.' });
+  .openapi({
+    description:
+      "Training hyperparameters (epochs, lr, rank, variant dtl|dtl+, budget fast|balanced|best, …); anything left out takes the recipe default. lr and variant default to 'auto': the job searches them on the validation split (job events 'search'; the version's metrics.search).",
+  });
 
 const TrainBody = z
   .object({

@@ -12,6 +12,9 @@ import { z } from 'zod';
 import { AppError, validationError } from '../errors.js';
 import type { AdapterSpec, BackboneConfig } from '../model/index.js';
 
+/** The largest learning rate of every search grid (search.ts BUDGETS). */
+export const AUTO_LR_MAX = 0.3;
+
 const blockList = z
   .array(z.number().int().min(0).max(1023))
   .min(1)
@@ -24,8 +27,11 @@ export const hyperparametersSchema = z
     epochs: z.number().int().min(1).max(1000).default(20),
     /** Linear warm-up epochs before the cosine decay. */
     warmupEpochs: z.number().int().min(0).max(100).default(2),
-    /** Peak learning rate (reached at the end of the warm-up). */
-    lr: z.number().positive().max(1).default(1e-3),
+    /**
+     * Peak learning rate (reached at the end of the warm-up). 'auto' (default): chosen by the
+     * recipe search on the validation split (search.ts); a number skips the search on this axis.
+     */
+    lr: z.union([z.literal('auto'), z.number().positive().max(1)]).default('auto'),
     /** Learning rate at the end of the cosine. */
     minLr: z.number().min(0).max(1).default(1e-8),
     /** AdamW decoupled weight decay; biases get none. */
@@ -39,8 +45,13 @@ export const hyperparametersSchema = z
     readBlocks: z.union([z.literal('all'), blockList]).default('all'),
     /** Blocks after which θ(h) is added back ('default' = the second half of the blocks). */
     addBlocks: z.union([z.literal('default'), blockList]).default('default'),
-    /** 'dtl+' fuses the addition with a depthwise kernel×kernel conv over the patch grid. */
-    variant: z.enum(['dtl', 'dtl+']).default('dtl'),
+    /**
+     * 'dtl+' fuses the addition with a depthwise kernel×kernel conv over the patch grid. 'auto'
+     * (default): both are searched (dtl+ only where the kernel fits the patch grid).
+     */
+    variant: z.enum(['auto', 'dtl', 'dtl+']).default('auto'),
+    /** Width of the recipe search when lr or variant is 'auto': more candidates for more time. */
+    budget: z.enum(['fast', 'balanced', 'best']).default('balanced'),
     kernel: z.number().int().min(1).max(15).default(3),
     /** Seeds the adapter's initialisation, the train/val split, batch order and augmentation. */
     seed: z.number().int().min(0).max(0xffff_ffff).default(0),
@@ -65,10 +76,17 @@ export const hyperparametersSchema = z
     tapeBlocks: z.number().int().min(0).max(1024).optional(),
   })
   .strict()
-  .refine((h) => h.minLr <= h.lr, { message: 'minLr must not exceed lr', path: ['minLr'] });
+  .refine((h) => h.lr === 'auto' || h.minLr <= h.lr, { message: 'minLr must not exceed lr', path: ['minLr'] })
+  // The search leaves out rates below minLr (their cosine would run upwards); none left = an empty grid.
+  .refine((h) => h.lr !== 'auto' || h.minLr <= AUTO_LR_MAX, {
+    message: `with lr 'auto', minLr must not exceed ${AUTO_LR_MAX} (the largest rate searched): no learning rate would be left to search`,
+    path: ['minLr'],
+  });
 
 export type Hyperparameters = z.infer<typeof hyperparametersSchema>;
 export type HyperparametersInput = z.input<typeof hyperparametersSchema>;
+/** One concrete recipe: what a single training run (and a published version) uses. */
+export type Recipe = Omit<Hyperparameters, 'lr' | 'variant'> & { lr: number; variant: 'dtl' | 'dtl+' };
 
 /** Parses client input (unknown keys refused); a bad value → AppError 'validation_failed' naming the field. */
 export function parseHyperparameters(input: unknown): Hyperparameters {
@@ -106,6 +124,7 @@ export interface ResolvedBlocks {
  * rank at most the width, the DTL+ kernel at most the patch grid. → 'validation_failed'.
  */
 export function resolveBlocks(h: Hyperparameters, cfg: BackboneConfig): ResolvedBlocks {
+  // 'auto' is checked as plain DTL: the search drops dtl+ where its kernel does not fit the grid.
   const fail = (msg: string): never => {
     throw new AppError('validation_failed', `invalid hyperparameters: ${msg}`);
   };
@@ -127,6 +146,6 @@ export function resolveBlocks(h: Hyperparameters, cfg: BackboneConfig): Resolved
 }
 
 /** The model's adapter spec for these hyperparameters, labels and backbone. */
-export function adapterSpecFor(h: Hyperparameters, cfg: BackboneConfig, labels: string[]): AdapterSpec {
+export function adapterSpecFor(h: Recipe | Hyperparameters, cfg: BackboneConfig, labels: string[]): AdapterSpec {
   return { rank: h.rank, beta: h.beta, labels, ...resolveBlocks(h, cfg) };
 }

@@ -112,6 +112,7 @@ export function trainJobHandler(deps: TrainDeps, options: TrainHandlerOptions = 
       signal: ctx.signal,
       onEpoch: (p) => ctx.progress({ phase: 'training', ...p }),
       onBatch: (busyMs) => ctx.keepAlive(busyMs),
+      onSearch: (e) => ctx.event('search', e),
     });
     try {
       // A cancel or lost lease that arrived during the last epoch must not publish.
@@ -125,7 +126,8 @@ export function trainJobHandler(deps: TrainDeps, options: TrainHandlerOptions = 
         datasetId: dataset.id,
         adapter: trained.adapter,
         backbone: deps.backbone,
-        hyperparameters: h,
+        // The recipe trained (the search's choice), not 'auto'.
+        hyperparameters: trained.hyperparameters,
         metrics: trained.metrics,
       });
       const result = resultOf(version, created);

@@ -4,32 +4,37 @@
  * every epoch, the best epoch's weights kept (outside the wasm heap) and restored at the end,
  * early stopping. Every batch's prefix comes from the shared-prefix cache.
  *
+ * With lr or variant 'auto' the run starts with every candidate recipe of the search (search.ts)
+ * training side by side on the same batches — grouped steps through one suffix — and drops the
+ * weaker ones at the rungs of successive halving (halving.ts); the last one continues its run.
+ *
  * Deterministic for a seed on one backend: all randomness is drawn from seeded streams, and the
  * event loop is only yielded to between batches (so heartbeats and cancels get through).
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  AdamW,
-  createAdapter,
   disposePrefix,
   imagesToTensor,
   measurePeakBytes,
   predictLogits,
   splitPoint,
-  trainStep,
   type Adapter,
   type AdapterSpec,
   type Backbone,
 } from '../model/index.js';
+import { Candidate, candidatesPerStep, chunks, closeRung, stepGroup, type LossCurvePoint } from './candidates.js';
 import { examplePixelsFn, planSplits, type SplitPlan } from './examples.js';
-import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters } from './hyperparameters.js';
+import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters, type Recipe } from './hyperparameters.js';
 import type { PreparedDataset } from './ingest/index.js';
-import { fitTemperature, calibrationQuality, type Calibration, type NoCalibration } from './calibrate.js';
+import { calibrationQuality, fitTemperature, type Calibration, type NoCalibration } from './calibrate.js';
 import { classWeighting, rowWeights, type ClassWeighting } from './class-weights.js';
 import { evaluate, type Evaluation } from './metrics.js';
 import { TrainingPrefixStore, type CachePrecision, type TrainingPrefixStoreStats } from './prefix-store.js';
 import { learningRate, prng, shuffle, subSeed } from './schedule.js';
-import { countCorrect, evalBatch } from './step.js';
+import { planSearch, rankCandidates, type SearchEvent, type SearchRecord } from './search.js';
+import { evalBatch } from './step.js';
+
+export type { LossCurvePoint } from './candidates.js';
 
 export interface EpochProgress {
   /** 1-based. */
@@ -44,23 +49,15 @@ export interface EpochProgress {
   valAccuracy: number | null;
   bestEpoch: number;
   bestValAccuracy: number | null;
-  /** Training images per second in this epoch (validation excluded). */
+  /** Training images per second in this epoch (validation excluded; during the search, × candidates). */
   imagesPerSecond: number;
   epochSeconds: number;
   /** Remaining planned epochs × mean epoch time so far. */
   etaSeconds: number;
   cache: Pick<TrainingPrefixStoreStats, 'computed' | 'hits' | 'storedRows' | 'storedBytes'>;
-}
-
-export interface LossCurvePoint {
-  epoch: number;
-  lr: number;
-  /** Class-weighted when classWeighting's weights are not all 1. */
-  trainLoss: number;
-  trainAccuracy: number;
-  valLoss: number | null;
-  valAccuracy: number | null;
-  seconds: number;
+  /** While the search runs: candidates still training; the numbers above are the leader's. */
+  candidates?: number;
+  recipe?: { lr: number; variant: Recipe['variant'] };
 }
 
 export interface TrainingMetrics {
@@ -86,6 +83,8 @@ export interface TrainingMetrics {
   classWeighting: ClassWeighting;
   /** The softmax temperature fitted on val, with NLL / ECE before and after (calibrate.ts). */
   calibration: Calibration | NoCalibration;
+  /** The recipe search, when lr or variant was 'auto'. */
+  search?: SearchRecord;
 }
 
 export interface TrainOptions {
@@ -104,58 +103,51 @@ export interface TrainOptions {
    * to keep its lease longer than a batch on slow backends.
    */
   onBatch?: (busyMs: number) => void | Promise<void>;
+  /** The recipe search as it goes (nothing when the recipe is explicit). */
+  onSearch?: (e: SearchEvent) => void | Promise<void>;
 }
 
 export interface TrainResult {
   /** Trainable adapter holding the best epoch's weights; the caller saves and disposes it. */
   adapter: Adapter;
   spec: AdapterSpec;
+  /** The recipe trained: the search's choice where lr or variant was 'auto'. */
+  hyperparameters: Recipe;
   metrics: TrainingMetrics;
 }
 
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
-function batches<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
 /** Row keys of the prefix cache: image index × 2 + (1 if mirrored). */
 const keyOf = (index: number, flip: boolean) => index * 2 + (flip ? 1 : 0);
-
-function snapshot(adapter: Adapter): Float32Array[] {
-  return adapter.trainableVariables().map((v) => Float32Array.from(v.dataSync() as Float32Array));
-}
-
-function restore(adapter: Adapter, weights: Float32Array[]): void {
-  adapter.trainableVariables().forEach((v, i) => tf.tidy(() => v.assign(tf.tensor(weights[i], v.shape, 'float32'))));
-}
 
 /**
  * The first batch also fills its rows of the prefix cache, and nothing is known of its cost yet:
  * time one image's forward (no tape, nothing cached, no randomness drawn) and announce a batch as
  * three forwards per image — the prefix once, the suffix forward and backward.
  */
-async function announceFirstBatch(opts: TrainOptions, adapter: Adapter, pixels: Float32Array, batchSize: number): Promise<void> {
-  if (opts.onBatch === undefined || batchSize === 0) return;
+async function announceFirstBatch(opts: TrainOptions, adapter: Adapter, pixels: Float32Array, rows: number): Promise<void> {
+  if (opts.onBatch === undefined || rows === 0) return;
   const t0 = performance.now();
   // The suffix keeps its output out of tidy's reach: dispose it by hand.
   const logits = tf.tidy(() => predictLogits(opts.backbone, adapter, imagesToTensor([pixels], opts.backbone.config)));
   logits.dataSync();
   logits.dispose();
-  await opts.onBatch((performance.now() - t0) * batchSize * 3);
+  await opts.onBatch((performance.now() - t0) * rows * 3);
 }
 
-/** Fits the adapter's temperature on the validation logits (sets adapter.temperature), or says why not. */
-function calibrate(
-  adapter: Adapter,
-  plan: SplitPlan,
-  valLogits: Float32Array | null,
-  labelsOf: (idx: number[]) => Int32Array,
-): Calibration | NoCalibration {
+/** The recipe a run without validation trains: explicit values kept, 'auto' replaced by a middle-of-the-grid choice. */
+function withoutSearch(h: Hyperparameters): Hyperparameters {
+  return { ...h, lr: h.lr === 'auto' ? NO_VALIDATION_LR : h.lr, variant: h.variant === 'auto' ? 'dtl' : h.variant };
+}
+
+/** With no validation split the search cannot rank; 1e-2 is the grid's middle and where most searched runs land. */
+const NO_VALIDATION_LR = 1e-2;
+
+/** Fits the adapter's temperature on its validation logits (sets adapter.temperature), or says why not. */
+function calibrateAdapter(adapter: Adapter, valLogits: Float32Array | null, valLabels: Int32Array): Calibration | NoCalibration {
   if (valLogits === null) return { temperature: 1, fittedOn: 'none', reason: 'too few images to hold out a validation set' };
-  const c = fitTemperature(valLogits, labelsOf(plan.val), adapter.spec.labels.length);
+  const c = fitTemperature(valLogits, valLabels, adapter.spec.labels.length);
   adapter.temperature = c.temperature;
   return c;
 }
@@ -165,13 +157,19 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   const cfg = backbone.config;
   const pixelsOf = examplePixelsFn(ds, cfg);
   const plan = planSplits(ds, h.valFraction, subSeed(h.seed, 1));
-  const spec = adapterSpecFor(h, cfg, ds.labels);
-  const split = splitPoint(spec, cfg.depth);
+  const total = h.warmupEpochs + h.epochs;
+  const validates = plan.val.length > 0;
+  // Too few images to hold out a validation set: nothing to rank candidates on, so no search.
+  const search = planSearch(validates ? h : withoutSearch(h), cfg, total);
+  const specs = search.recipes.map((r) => adapterSpecFor(r, cfg, ds.labels));
+  // Candidates differ in lr and variant only: one split and one set of cached rows for all.
+  const split = Math.min(...specs.map((s) => splitPoint(s, cfg.depth)));
   const tapeBlocks = h.tapeBlocks ?? defaultTapeBlocks(cfg.depth);
+  const perStep = candidatesPerStep(h.batchSize, cfg.tokens, cfg.width);
   const cache = new TrainingPrefixStore({
     backbone,
     split,
-    readBlocks: spec.loraBeforeBlocks,
+    readBlocks: specs[0].loraBeforeBlocks,
     budgetBytes: opts.cacheBytes,
     precision: opts.cachePrecision ?? 'float16',
     pixels: (key) => pixelsOf(key >> 1, (key & 1) === 1),
@@ -179,30 +177,31 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   });
   const labelsOf = (idx: number[]) => Int32Array.from(idx, (i) => ds.labelIds[i]);
   const weighting = classWeighting(h.classWeights, labelsOf(plan.train), ds.labels.length);
-  const validates = plan.val.length > 0;
-  const total = h.warmupEpochs + h.epochs;
   const started = performance.now();
 
   signal?.throwIfAborted();
-  const adapter = createAdapter(cfg, spec, { seed: subSeed(h.seed, 2) });
-  const optimizer = new AdamW({ lr: h.lr, weightDecay: h.weightDecay });
-  let ok = false;
+  // Every candidate starts from the same seeded initialisation: they differ in recipe only.
+  const all = search.recipes.map((r, i) => new Candidate(i, r, specs[i], backbone, subSeed(h.seed, 2)));
+  let alive = all;
+  let winner: Candidate | undefined;
+  let searchSeconds = 0;
   try {
-    /** Predictions, logits and mean loss over a split (unmirrored prefixes). */
-    const predict = async (idx: number[]) => {
-      const predicted = new Int32Array(idx.length);
-      const logits = new Float32Array(idx.length * ds.labels.length);
-      let lossSum = 0;
+    /** Predictions, logits and mean loss over a split (unmirrored prefixes), per candidate. */
+    const predict = async (idx: number[], cands: Candidate[]) => {
+      const out = cands.map(() => ({ predicted: new Int32Array(idx.length), logits: new Float32Array(idx.length * ds.labels.length), loss: 0 }));
       let at = 0;
-      for (const part of batches(idx, h.batchSize)) {
+      for (const part of chunks(idx, h.batchSize)) {
         signal?.throwIfAborted();
         const t0 = performance.now();
         const state = await cache.batch(part.map((i) => keyOf(i, false)));
         try {
-          const r = evalBatch(backbone, adapter, state, labelsOf(part));
-          predicted.set(r.predicted, at);
-          logits.set(r.logits, at * ds.labels.length);
-          lossSum += r.lossSum;
+          for (const [g, group] of chunks(cands, perStep).entries()) {
+            evalBatch(backbone, group.map((c) => c.adapter), state, labelsOf(part)).forEach((r, k) => {
+              out[g * perStep + k].predicted.set(r.predicted, at);
+              out[g * perStep + k].logits.set(r.logits, at * ds.labels.length);
+              out[g * perStep + k].loss += r.lossSum / Math.max(1, idx.length);
+            });
+          }
         } finally {
           disposePrefix(state);
         }
@@ -210,97 +209,94 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         await opts.onBatch?.(performance.now() - t0);
         await yieldToLoop();
       }
-      return { predicted, logits, loss: lossSum / Math.max(1, idx.length) };
+      return out;
     };
+    await announceFirstBatch(opts, all[0].adapter, pixelsOf(plan.train[0] ?? 0, false), Math.min(h.batchSize, plan.train.length) * Math.min(perStep, all.length));
+    if (search.searched) {
+      await opts.onSearch?.({ stage: 'start', budget: h.budget, grid: search.grid, candidates: all.length, rungs: search.rungs });
+    }
 
-    await announceFirstBatch(opts, adapter, pixelsOf(plan.train[0] ?? 0, false), Math.min(h.batchSize, plan.train.length));
-
-    const curve: LossCurvePoint[] = [];
-    let best = { epoch: 0, valAccuracy: -1, valLoss: Infinity, weights: [] as Float32Array[], valLogits: new Float32Array(0) };
     let peak = { peakTensorBytes: 0, stepPeakBytes: 0 };
     let stoppedEarly = false;
     let epochSecondsSum = 0;
+    let rung = 0;
     for (let e = 0; e < total; e++) {
       const epochStart = performance.now();
-      optimizer.lr = learningRate(e, h);
+      for (const c of alive) c.optimizer.lr = learningRate(e, c.recipe);
       const rand = prng(subSeed(h.seed, 100 + e));
       const order = shuffle([...plan.train], rand);
-      let lossSum = 0;
-      let correct = 0;
       let trainMs = 0;
-      for (const part of batches(order, h.batchSize)) {
+      for (const part of chunks(order, h.batchSize)) {
         signal?.throwIfAborted();
         const keys = part.map((i) => keyOf(i, h.augment === 'flip' && rand() < 0.5));
-        const t0 = performance.now();
+        let t0 = performance.now();
         const state = await cache.batch(keys);
         try {
           const labels = labelsOf(part);
-          // Block-wise back-propagation with the last `tapeBlocks` blocks on one tape.
-          const weights = rowWeights(weighting, labels);
-          const step = () => trainStep({ backbone, adapter, optimizer, state, labels, tapeBlocks, weights });
-          let r: { loss: number; predicted: Int32Array };
-          if (peak.peakTensorBytes === 0) {
-            // Measured once: the first step allocates what every step does (same shapes).
-            const before = tf.memory().numBytes;
-            const m = await measurePeakBytes(step);
-            r = m.result;
-            peak = { peakTensorBytes: before + m.peakBytes, stepPeakBytes: m.peakBytes };
-          } else {
-            r = step();
+          for (const group of chunks(alive, perStep)) {
+            const step = () => stepGroup(backbone, group, state, labels, tapeBlocks, rowWeights(weighting, labels));
+            if (peak.peakTensorBytes === 0) {
+              // Measured once: the first step allocates what every step of its size does.
+              const before = tf.memory().numBytes;
+              const m = await measurePeakBytes(step);
+              peak = { peakTensorBytes: before + m.peakBytes, stepPeakBytes: m.peakBytes };
+            } else {
+              step();
+            }
+            // A grouped step of many candidates is long: the lease hears of each one.
+            const busy = performance.now() - t0;
+            trainMs += busy;
+            await opts.onBatch?.(busy);
+            t0 = performance.now();
           }
-          lossSum += r.loss * part.length;
-          correct += countCorrect(r.predicted, labels);
         } finally {
           disposePrefix(state);
         }
-        const busy = performance.now() - t0;
-        trainMs += busy;
-        await opts.onBatch?.(busy);
         await yieldToLoop();
       }
-      const val = validates ? await predict(plan.val) : null;
-      const valAccuracy = val ? val.predicted.reduce((a, p, i) => a + (p === ds.labelIds[plan.val[i]] ? 1 : 0), 0) / plan.val.length : null;
+      const vals = validates ? await predict(plan.val, alive) : null;
       const seconds = (performance.now() - epochStart) / 1000;
       epochSecondsSum += seconds;
-      const point: LossCurvePoint = {
-        epoch: e + 1,
-        lr: optimizer.lr,
-        trainLoss: lossSum / plan.train.length,
-        trainAccuracy: correct / plan.train.length,
-        valLoss: val?.loss ?? null,
-        valAccuracy,
-        seconds,
-      };
-      curve.push(point);
-      // Ties go to the lower validation loss: with few val images accuracy plateaus early.
-      // Without validation the last epoch is the one kept (no snapshot needed).
-      if (val === null || valAccuracy === null) best = { ...best, epoch: e + 1 };
-      else if (valAccuracy > best.valAccuracy || (valAccuracy === best.valAccuracy && val.loss < best.valLoss)) {
-        best = { epoch: e + 1, valAccuracy, valLoss: val.loss, weights: snapshot(adapter), valLogits: val.logits };
-      }
+      alive.forEach((c, k) => {
+        const valAccuracy = vals === null ? null : vals[k].predicted.reduce((a, p, i) => a + (p === ds.labelIds[plan.val[i]] ? 1 : 0), 0) / plan.val.length;
+        const trainLoss = c.lossSum / plan.train.length;
+        const trainAccuracy = c.correct / plan.train.length;
+        c.endEpoch({ epoch: e + 1, lr: c.optimizer.lr, trainLoss, trainAccuracy, valLoss: vals === null ? null : vals[k].loss, valAccuracy, seconds });
+      });
+      const ranked = rankCandidates(alive.map((c) => ({ index: c.index, valAccuracy: c.best.valAccuracy, valLoss: c.best.valLoss, c }))).map((x) => x.c);
+      const lead = ranked[0];
       const s = cache.stats();
       await opts.onEpoch?.({
-        ...point,
+        ...lead.curve[lead.curve.length - 1],
         epochs: total,
-        bestEpoch: best.epoch,
-        bestValAccuracy: validates ? best.valAccuracy : null,
-        imagesPerSecond: trainMs > 0 ? (plan.train.length * 1000) / trainMs : 0,
+        bestEpoch: lead.best.epoch,
+        bestValAccuracy: validates ? lead.best.valAccuracy : null,
+        imagesPerSecond: trainMs > 0 ? (plan.train.length * alive.length * 1000) / trainMs : 0,
         epochSeconds: seconds,
         etaSeconds: (total - e - 1) * (epochSecondsSum / (e + 1)),
         cache: { computed: s.computed, hits: s.hits, storedRows: s.storedRows, storedBytes: s.storedBytes },
+        ...(alive.length > 1 ? { candidates: alive.length, recipe: { lr: lead.recipe.lr, variant: lead.recipe.variant } } : {}),
       });
-      if (validates && h.patience > 0 && e + 1 < total && e >= h.warmupEpochs && e + 1 - best.epoch >= h.patience) {
+      const r = search.rungs[rung];
+      if (r !== undefined && e + 1 === r.until) {
+        searchSeconds = (performance.now() - started) / 1000;
+        const kept = await closeRung(ranked, r.keep, ++rung, e + 1, searchSeconds, opts.onSearch);
+        alive = alive.filter((c) => kept.includes(c)); // grid order: the same groups every run
+      }
+      const only = alive.length === 1 ? alive[0] : null;
+      if (only && validates && h.patience > 0 && e + 1 < total && e >= h.warmupEpochs && e + 1 - only.best.epoch >= h.patience) {
         stoppedEarly = true;
         break;
       }
     }
 
-    if (validates) restore(adapter, best.weights);
+    const w = alive[0];
+    w.restoreBest();
     const evalSplit = plan.test.length > 0 ? 'test' : validates ? 'val' : 'train';
     const evalIdx = evalSplit === 'test' ? plan.test : evalSplit === 'val' ? plan.val : plan.train;
-    // The best epoch's validation logits are the restored weights' (same pass, same numbers).
-    const calibration = calibrate(adapter, plan, validates ? best.valLogits : null, labelsOf);
-    const final = await predict(evalIdx);
+    // The temperature is fitted on the kept weights' validation logits (one more pass over val).
+    const calibration = calibrateAdapter(w.adapter, validates ? (await predict(plan.val, [w]))[0].logits : null, labelsOf(plan.val));
+    const [final] = await predict(evalIdx, [w]);
     const evaluation = evaluate(evalSplit, ds.labels, labelsOf(evalIdx), final.predicted, final.loss);
     if (calibration.fittedOn === 'val' && evalSplit === 'test') {
       const q = (t: number) => calibrationQuality(final.logits, labelsOf(evalIdx), ds.labels.length, t);
@@ -308,26 +304,38 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
     }
     const metrics: TrainingMetrics = {
       evaluation,
-      bestEpoch: best.epoch,
-      bestValAccuracy: validates ? best.valAccuracy : null,
-      epochsRun: curve.length,
+      bestEpoch: w.best.epoch,
+      bestValAccuracy: validates ? w.best.valAccuracy : null,
+      epochsRun: w.curve.length,
       epochsPlanned: total,
       stoppedEarly,
-      lossCurve: curve,
+      lossCurve: w.curve,
       split: { train: plan.train.length, val: plan.val.length, test: plan.test.length, valSource: plan.valSource },
-      trainableParams: adapter.trainableVariables().reduce((a, v) => a + v.size, 0),
+      trainableParams: w.adapter.trainableVariables().reduce((a, v) => a + v.size, 0),
       trainSeconds: (performance.now() - started) / 1000,
       ...peak,
       cache: cache.stats(),
       augment: h.augment,
       classWeighting: weighting,
       calibration,
+      ...(search.searched
+        ? {
+            search: {
+              budget: h.budget,
+              grid: search.grid,
+              rungs: search.rungs,
+              candidates: all.map((c) => c.record()),
+              chosen: { lr: w.recipe.lr, variant: w.recipe.variant },
+              searchSeconds,
+              winner: 'continued' as const,
+            },
+          }
+        : {}),
     };
-    ok = true;
-    return { adapter, spec, metrics };
+    winner = w;
+    return { adapter: w.adapter, spec: w.spec, hyperparameters: w.recipe, metrics };
   } finally {
-    optimizer.dispose();
+    for (const c of alive) c.dispose(c === winner);
     cache.clear();
-    if (!ok) adapter.dispose();
   }
 }

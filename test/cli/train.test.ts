@@ -73,7 +73,8 @@ interface Summary {
 
 const LABELS = ['circle', 'cross', 'square', 'triangle'];
 // The recipe the service's end-to-end test uses on this backbone (small data set: a higher lr).
-const RECIPE = ['--epochs', '20', '--warmup-epochs', '1', '--batch-size', '16', '--lr', '1e-2', '--patience', '6'];
+// Explicit lr and variant: these tests train one recipe (the search has its own test below).
+const RECIPE = ['--epochs', '20', '--warmup-epochs', '1', '--batch-size', '16', '--lr', '1e-2', '--variant', 'dtl', '--patience', '6'];
 
 let dir: string;
 let backboneDir: string;
@@ -163,6 +164,22 @@ describe('dtl-host train', () => {
 
     await expectAdapterFile(summary, 1);
     expect(await heldOutAccuracy(out)).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('without --lr / --variant it searches and prints the search as it goes; the summary records it', async () => {
+    const out = path.join(dir, 'searched.safetensors');
+    const args = ['--epochs', '2', '--warmup-epochs', '0', '--batch-size', '16', '--budget', 'fast', '--seed', '1'];
+    const r = await cli(['train', '--backbone', backboneDir, '--data', path.join(dir, 'shapes-dir'), '--out', out, ...args], dir);
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout) as Summary & { metrics: { search: { candidates: unknown[]; chosen: { lr: number; variant: string } } } };
+    const { search } = summary.metrics;
+    expect(search.candidates).toHaveLength(8);
+    expect(summary.hyperparameters).toMatchObject(search.chosen);
+    const lines = r.stderr.split('\n');
+    expect(lines).toContain('searching 8 recipes (lr 0.0003, 0.003, 0.03, 0.3 × dtl, dtl+; budget fast; rungs after epochs 2)');
+    expect(lines.filter((l) => /^ {2}rung 1: (dtl |dtl\+) lr \S+ +val [\d.]+% \(epoch \d+\)/.test(l))).toHaveLength(8);
+    expect(lines.filter((l) => l.startsWith('chose '))).toEqual([expect.stringMatching(new RegExp(`^chose ${search.chosen.variant.replace('+', '\\+')} lr ${search.chosen.lr} \\(val `))]);
+    expect(lines.filter((l) => l.startsWith('epoch'))[0]).toMatch(/^epoch 1\/2 {2}8 candidates, leader (dtl|dtl\+) lr \S+ {2}loss /);
   });
 
   it('trains from a zip with --hparams (flags override it), default --out, quiet', async () => {

@@ -196,6 +196,26 @@ describe.each(dbTargets())('training service on %s', (kind) => {
     expect(await listJobs({ deps: f.deps, ctx: f.other })).toEqual([]);
   });
 
+  it('a default job searches (search events per candidate and rung); cancelled mid-search it publishes nothing', async () => {
+    // 'best': 26 candidates, rungs after epochs 3, 6, 12, 24 — the search outlasts a heartbeat.
+    const { adapter, job } = await startTraining({
+      deps: f.deps,
+      ctx: f.ctx,
+      input: { datasetId, adapterName: 'search-cancelled', hyperparameters: { epochs: 200, warmupEpochs: 0, batchSize: 8, patience: 0, budget: 'best' } },
+    });
+    const events = () => listJobEvents({ deps: f.deps, ctx: f.ctx, id: job.id });
+    const progress = await waitFor(async () => (await events()).find((e) => e.type === 'progress'));
+    expect(progress.data).toMatchObject({ candidates: 26 });
+    expect((await events()).find((e) => e.type === 'search')?.data).toMatchObject({ stage: 'start', candidates: 26, budget: 'best' });
+    await cancelJob({ deps: f.deps, ctx: f.ctx, id: job.id });
+    expect((await waitDone(job.id)).status).toBe('cancelled');
+    const all = await events();
+    expect(all.some((e) => e.type === 'search' && (e.data as { stage: string }).stage === 'chosen')).toBe(false);
+    expect(all.map((e) => e.type)).not.toContain('published');
+    expect(await adaptersRepo.listVersions(f.db.db, f.ctx.tenantId, adapter.id)).toEqual([]);
+    expect(await f.keys(`tenants/${f.ctx.tenantId}/adapters/${adapter.id}/`)).toEqual([]);
+  });
+
   it('cancel: a running job ends cancelled between batches and publishes nothing; a queued one at once', async () => {
     const { adapter, job } = await startTraining({
       deps: f.deps,

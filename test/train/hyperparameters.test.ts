@@ -19,9 +19,10 @@ function codeOf(fn: () => unknown): string {
 }
 
 describe('hyperparameters', () => {
-  it('defaults to the authors recipe', () => {
+  it('defaults to the authors recipe, with lr and variant chosen by the search', () => {
     const h = parseHyperparameters({});
-    expect(h).toMatchObject({ lr: 1e-3, weightDecay: 0.05, batchSize: 32, rank: 2, beta: 100, readBlocks: 'all', addBlocks: 'default', variant: 'dtl', kernel: 3, augment: 'none' });
+    expect(h).toMatchObject({ lr: 'auto', weightDecay: 0.05, batchSize: 32, rank: 2, beta: 100, readBlocks: 'all', addBlocks: 'default', variant: 'auto', budget: 'balanced', kernel: 3, augment: 'none' });
+    expect(parseHyperparameters({ lr: 1e-3, variant: 'dtl' })).toMatchObject({ lr: 1e-3, variant: 'dtl' });
     expect(h.warmupEpochs).toBeGreaterThan(0);
     expect(adapterSpecFor(h, vitB, ['a', 'b'])).toEqual({
       rank: 2,
@@ -56,11 +57,17 @@ describe('hyperparameters', () => {
       [{ batchSize: 100_000 }, 'batchSize'],
       [{ rank: 0 }, 'rank'],
       [{ variant: 'lora' }, 'variant'],
+      [{ lr: 'fast' }, 'lr'],
+      [{ lr: 'AUTO' }, 'lr'],
+      [{ budget: 'huge' }, 'budget'],
+      [{ budget: 3 }, 'budget'],
       [{ readBlocks: [1, 1] }, 'readBlocks'],
       [{ readBlocks: [] }, 'readBlocks'],
       [{ valFraction: 0.9 }, 'valFraction'],
       [{ augment: 'crop' }, 'augment'],
       [{ minLr: 0.1, lr: 0.01 }, 'minLr'],
+      // lr 'auto' searches only rates ≥ minLr: above every rate of the grid, nothing is left.
+      [{ minLr: 0.5 }, 'minLr'],
       [{ learningRate: 0.1 }, 'learningRate'],
     ] as const) {
       const msg = codeOf(() => parseHyperparameters(input));

@@ -23,7 +23,7 @@ beforeAll(async () => {
 });
 afterAll(() => backbone.dispose());
 
-const BASE: HyperparametersInput = { epochs: 5, warmupEpochs: 1, batchSize: 16, lr: 1e-2, seed: 3, patience: 0 };
+const BASE: HyperparametersInput = { epochs: 5, warmupEpochs: 1, batchSize: 16, lr: 1e-2, variant: 'dtl', seed: 3, patience: 0 };
 
 async function run(h: HyperparametersInput, opts: Partial<TrainOptions> = {}) {
   const epochs: EpochProgress[] = [];

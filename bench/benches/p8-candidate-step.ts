@@ -1,0 +1,157 @@
+/**
+ * P8 — the recipe search's cost, on the bundled backbone (backbones/default: ViT width 64,
+ * 6 blocks, 28×28, 17 tokens):
+ *
+ *  1. one grouped train step of K = 8 candidates (the 'fast' grid: 4 learning rates × DTL / DTL+,
+ *     each on the same 32 prefix rows) ÷ 8 separate single-adapter steps on those rows. The two
+ *     take turns; the figure is the median of the per-pair ratios of CPU time.
+ *  2. a default job (lr and variant 'auto', budget balanced: 14 candidates) ÷ the single run the
+ *     defaults used to be (lr 1e-3, DTL), both through trainAdapter on the same 1,000 images of 10
+ *     learnable classes, prefix cache filled by each run itself. Wall time of each whole run
+ *     (CPU-bound and single-threaded: CPU time ≈ wall time).
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  AdamW,
+  createAdapter,
+  disposePrefix,
+  initBackend,
+  loadBackboneFromDir,
+  runPrefix,
+  trainStep,
+  type Adapter,
+} from '../../src/model/index.js';
+import { countExamples, type PreparedDataset } from '../../src/train/ingest/index.js';
+import { parseHyperparameters } from '../../src/train/hyperparameters.js';
+import { trainAdapter } from '../../src/train/trainer.js';
+import { randomPixels, rng, tinySpec } from '../../test/helpers/tiny-backbone.js';
+import type { Bench } from '../lib/types.js';
+import { cpuMs, fmt, median, result } from '../lib/util.js';
+
+const BACKBONE = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'backbones', 'default');
+
+/** `count` 28×28 images of 10 classes: a class-specific bar (position and orientation) in noise. */
+function barsDataset(count: number, seed: number): PreparedDataset {
+  const s = 28;
+  const r = rng(seed);
+  const pixels = new Uint8Array(count * s * s * 3);
+  const labelIds = Int32Array.from({ length: count }, (_, i) => i % 10);
+  for (let n = 0; n < count; n++) {
+    const k = labelIds[n];
+    const vertical = k % 2 === 0;
+    const at = 3 + Math.floor(k / 2) * 5 + Math.floor(r.uniform() * 3) - 1;
+    for (let y = 0; y < s; y++) {
+      for (let x = 0; x < s; x++) {
+        const onBar = Math.abs((vertical ? x : y) - at) <= 1;
+        const v = Math.max(0, Math.min(255, (onBar ? 170 : 60) + r.normal() * 45));
+        pixels.fill(v, ((n * s + y) * s + x) * 3, ((n * s + y) * s + x) * 3 + 3);
+      }
+    }
+  }
+  const splits = new Uint8Array(count);
+  return {
+    imageSize: s,
+    labels: Array.from({ length: 10 }, (_, k) => `class-${k}`),
+    counts: countExamples(10, labelIds, splits),
+    sources: Array.from({ length: count }, (_, i) => `image-${i}`),
+    pixels,
+    labelIds,
+    splits,
+  };
+}
+
+const bench: Bench = {
+  id: 'P8',
+  title: 'recipe search: grouped candidate step ÷ separate steps; default job ÷ one run',
+  async run({ quick, log }) {
+    await initBackend('wasm');
+    const backbone = await loadBackboneFromDir(BACKBONE);
+    const cfg = backbone.config;
+    const out = [];
+    try {
+      // 1. K = 8 candidates, one grouped step vs 8 single steps.
+      const K = 8;
+      const B = 32;
+      const pairs = quick ? 5 : 11;
+      const adds = [...Array(cfg.depth).keys()].slice(cfg.depth / 2);
+      const labels = Array.from({ length: 10 }, (_, k) => `c${k}`);
+      const specs = Array.from({ length: K }, (_, k) =>
+        tinySpec({ loraBeforeBlocks: [...Array(cfg.depth).keys()], addAfterBlocks: adds, fusionKernel: k % 2 === 0 ? 0 : 3, labels }),
+      );
+      const make = () => specs.map((spec, k) => ({ adapter: createAdapter(cfg, spec, { seed: k }) as Adapter, optimizer: new AdamW({ lr: 3e-4 * 10 ** (k >> 1) }) }));
+      const grouped = make();
+      const alone = make();
+      const pixels = randomPixels(B, cfg, 3);
+      const state = runPrefix(backbone, pixels, cfg.depth / 2);
+      const y = Int32Array.from({ length: B }, (_, i) => i % 10);
+      const rows = [...Array(B).keys()];
+      const tapeBlocks = Math.floor(cfg.depth / 4);
+      const groupedStep = () => trainStep({ backbone, state, tapeBlocks, groups: grouped.map((c) => ({ ...c, rows, labels: y })) });
+      const separateSteps = () => alone.forEach((c) => trainStep({ backbone, state, tapeBlocks, adapter: c.adapter, optimizer: c.optimizer, labels: y }));
+      groupedStep();
+      separateSteps();
+      const ratios: number[] = [];
+      const tg: number[] = [];
+      const ts: number[] = [];
+      for (let p = 0; p < pairs; p++) {
+        // Alternating order: neither side always runs first.
+        const runs: [() => void, number[]][] = p % 2 === 0 ? [[groupedStep, tg], [separateSteps, ts]] : [[separateSteps, ts], [groupedStep, tg]];
+        for (const [f, into] of runs) {
+          const t0 = cpuMs();
+          f();
+          into.push(cpuMs() - t0);
+        }
+        ratios.push(tg[p] / ts[p]);
+      }
+      disposePrefix(state);
+      pixels.dispose();
+      for (const c of [...grouped, ...alone]) {
+        c.adapter.dispose();
+        c.optimizer.dispose();
+      }
+      log(`P8: grouped ${tg.map((t) => fmt(t)).join(', ')} ms; separate ${ts.map((t) => fmt(t)).join(', ')} ms`);
+      out.push(
+        result(
+          'P8 one grouped step of 8 candidates ÷ 8 separate steps',
+          median(ratios),
+          { op: '<=', value: 0.6 },
+          `median of ${pairs} per-pair CPU-time ratios (${ratios.map((r) => fmt(r)).join(', ')}), order alternating; grouped median ${fmt(median(tg))} ms, ` +
+            `8 separate ${fmt(median(ts))} ms; bundled backbone (${cfg.width}×${cfg.depth} blocks, ${cfg.tokens} tokens), batch ${B} rows per candidate, ` +
+            `4 DTL + 4 DTL+ (kernel 3) candidates, rank 2, reads all blocks, additions after ${adds.join(',')}, tapeBlocks ${tapeBlocks}.`,
+        ),
+      );
+
+      // 2. A default job vs the single run the defaults used to be.
+      const images = quick ? 300 : 1000;
+      const dataset = barsDataset(images, 7);
+      const time = async (hp: object) => {
+        const t0 = performance.now();
+        const r = await trainAdapter({ backbone, dataset, hyperparameters: parseHyperparameters({ seed: 1, ...hp }), cacheBytes: 1 << 30 });
+        const seconds = (performance.now() - t0) / 1000;
+        r.adapter.dispose();
+        return { seconds, m: r.metrics, h: r.hyperparameters };
+      };
+      const old = await time({ lr: 1e-3, variant: 'dtl' });
+      log(`P8: single run ${fmt(old.seconds)} s, ${old.m.epochsRun} epochs, accuracy ${fmt(old.m.evaluation.accuracy)}`);
+      const auto = await time({});
+      log(`P8: default job ${fmt(auto.seconds)} s, chose ${auto.h.variant} lr ${auto.h.lr}, accuracy ${fmt(auto.m.evaluation.accuracy)}`);
+      out.push(
+        result(
+          'P8 default job (search, balanced) ÷ the old default single run',
+          auto.seconds / old.seconds,
+          { op: '<=', value: 2.5 },
+          `${images} images (28×28, 10 classes of noisy bars; 20 % held out for validation, which is also the final evaluation) on the bundled backbone: ` +
+            `default job ${fmt(auto.seconds)} s (14 candidates, search ${fmt(auto.m.search?.searchSeconds ?? NaN)} s, chose ${auto.h.variant} lr ${auto.h.lr}, ` +
+            `${auto.m.epochsRun} epochs, val accuracy ${fmt(auto.m.evaluation.accuracy)}); old default (lr 1e-3, DTL) ${fmt(old.seconds)} s ` +
+            `(${old.m.epochsRun} of ${old.m.epochsPlanned} epochs${old.m.stoppedEarly ? ', stopped early' : ''}, accuracy ${fmt(old.m.evaluation.accuracy)}).`,
+        ),
+      );
+    } finally {
+      backbone.dispose();
+    }
+    return out;
+  },
+};
+
+export default bench;

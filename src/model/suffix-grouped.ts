@@ -1,0 +1,159 @@
+/**
+ * The trainable suffix: what one training step back-propagates through, as stages (suffix.ts's
+ * `AdapterSuffix`) plus a head. Two shapes of it, one step (train-step.ts) for both:
+ *
+ *   single   one adapter over every row of the prefix batch: suffix.ts's stages, unchanged
+ *   grouped  K adapters, each over its own group of B rows (equal B; rows may repeat across
+ *            groups — K candidates on the same batch read the cache once), through ONE suffix:
+ *            every block's attention and MLP run once over the K·B rows, and every per-adapter
+ *            term is a batched matMul / broadcast over the K groups:
+ *
+ *   read     h_k += (x_k · A_k,i) · B_k,i            [K, B·t, d] × [K, d, r] × [K, r, d]
+ *   add      x_k += a_k,i · fuse_k(θ_{β_k}(h_k))     (a_k,i = 1 where adapter k adds after i)
+ *   fuse     Σ_taps shift(θ) · w_k,tap over a K'×K' grid, K' the largest kernel; plain DTL
+ *            groups get the identity tap (exact: ×1 and + 0)
+ *   head     [K, B, d] × [K, d, c] + b_k
+ *
+ * Stacks, pads and slices only — their gradients are slices, pads and unstacks, which every
+ * backend has (no gather, whose gradient needs UnsortedSegmentSum). The loss is Σ_k mean CE_k, so
+ * each adapter's gradient is its own group's, as if it had trained alone (test/model/train-grouped).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { AppError } from '../errors.js';
+import type { Adapter } from './adapter.js';
+import type { Backbone } from './backbone.js';
+import { linear, pool, vitBlock } from './layers.js';
+import { checkRows, type PrefixState } from './prefix.js';
+import { adapterSuffix, type AdapterSuffix, type Stage } from './suffix.js';
+
+export interface TrainableSuffix {
+  stages: AdapterSuffix;
+  /** Logits [rows, classes] from the last stage's x (groups one after the other). */
+  logits(x: tf.Tensor3D): tf.Tensor2D;
+  headVariables(): tf.Variable[];
+  /** Rows per group: the loss is mean CE over all rows × groups = Σ_k mean CE_k. */
+  groups: number;
+}
+
+export function singleSuffix(backbone: Backbone, adapter: Adapter, state: PrefixState): TrainableSuffix {
+  return {
+    stages: adapterSuffix(backbone, adapter, state),
+    logits: (x) => linear(pool(backbone, x), adapter.headW, adapter.headB),
+    headVariables: () => [adapter.headW as tf.Variable, adapter.headB as tf.Variable],
+    groups: 1,
+  };
+}
+
+/** K adapters, group k over `rows[k]` of the prefix batch (all groups equally long). */
+export function groupedSuffix(backbone: Backbone, adapters: Adapter[], state: PrefixState, rows: number[][]): TrainableSuffix {
+  const cfg = backbone.config;
+  const { tokens: t, width: d } = cfg;
+  const K = adapters.length;
+  const B = rows[0]?.length ?? 0;
+  if (K === 0 || rows.length !== K) throw new AppError('internal', 'grouped suffix needs one row list per adapter');
+  if (B === 0 || rows.some((r) => r.length !== B)) throw new AppError('internal', 'grouped suffix needs equally many rows (≥ 1) per group');
+  const classes = adapters[0].spec.labels.length;
+  if (adapters.some((a) => a.spec.labels.length !== classes)) throw new AppError('internal', 'grouped suffix needs one class count');
+  for (const r of rows) checkRows(r, state.x.shape[0]);
+  const R = K * B;
+  const rank = Math.max(...adapters.map((a) => a.spec.rank));
+  const reads = adapters.map((a) => new Set(a.spec.loraBeforeBlocks));
+  const adds = adapters.map((a) => new Set(a.spec.addAfterBlocks));
+  const kernel = Math.max(0, ...adapters.map((a) => (a.fusion ? a.spec.fusionKernel : 0)));
+  const early = [...Array(state.split).keys()].filter((i) => reads.some((s) => s.has(i)));
+  const rowIdx = rows.flat();
+  const identity = rowIdx.length === state.x.shape[0] && rowIdx.every((r, i) => r === i);
+  // Created inside each stage's tidy (never outside: tidy would not free them, the caller would have to).
+  const pick = (x: tf.Tensor3D) => (identity ? x : (tf.gather(x, tf.tensor1d(rowIdx, 'int32')) as tf.Tensor3D));
+  const betas = () => tf.tensor3d(Float32Array.from(adapters, (a) => a.spec.beta), [K, 1, 1]);
+  const pad2 = (w: tf.Tensor2D, rows0: number, cols: number) =>
+    w.shape[0] === rows0 && w.shape[1] === cols ? w : tf.pad(w, [[0, rows0 - w.shape[0]], [0, cols - w.shape[1]]]);
+
+  /** Each group's read of block i: [R·t, d]. */
+  const readAt = (i: number, x: tf.Tensor3D): tf.Tensor2D => {
+    const as = adapters.map((a, k) => {
+      const p = reads[k].has(i) ? a.reads.get(i) : undefined;
+      return p ? pad2(p.a, d, rank) : tf.zeros([d, rank]);
+    });
+    const bs = adapters.map((a, k) => {
+      const p = reads[k].has(i) ? a.reads.get(i) : undefined;
+      return p ? pad2(p.b, rank, d) : tf.zeros([rank, d]);
+    });
+    const u = tf.matMul(tf.reshape(x, [K, B * t, d]) as tf.Tensor3D, tf.stack(as) as tf.Tensor3D);
+    return tf.reshape(tf.matMul(u, tf.stack(bs) as tf.Tensor3D), [R * t, d]);
+  };
+  /** Per-group taps [K, K'·K', d]: each adapter's k×k taps centred in the K'×K' grid; identity for plain DTL. */
+  const taps = (): tf.Tensor3D => {
+    const before = (kernel - 1) >> 1;
+    return tf.stack(
+      adapters.map((a) => {
+        const k = a.fusion ? a.spec.fusionKernel : 0;
+        if (k === 0) {
+          const id = new Float32Array(kernel * kernel * d);
+          id.fill(1, (before * kernel + before) * d, (before * kernel + before + 1) * d);
+          return tf.tensor2d(id, [kernel * kernel, d]);
+        }
+        const off = before - ((k - 1) >> 1);
+        const grid = tf.reshape(a.fusion!, [k, k, d]);
+        return tf.reshape(tf.pad(grid, [[off, kernel - k - off], [off, kernel - k - off], [0, 0]]), [kernel * kernel, d]);
+      }),
+    ) as tf.Tensor3D;
+  };
+  const fuse = (th: tf.Tensor3D): tf.Tensor3D => {
+    const gs = cfg.gridSize;
+    const before = (kernel - 1) >> 1;
+    const after = kernel - 1 - before;
+    const w = taps();
+    const cls = tf.slice(th, [0, 0, 0], [R, 1, d]);
+    const grid = tf.reshape(tf.slice(th, [0, 1, 0], [R, t - 1, d]), [R, gs, gs, d]);
+    const padded = tf.pad(grid, [[0, 0], [before, after], [before, after], [0, 0]]);
+    const terms: tf.Tensor3D[] = [];
+    for (let a = 0; a < kernel; a++) {
+      for (let b = 0; b < kernel; b++) {
+        const shifted = tf.reshape(tf.slice(padded, [0, a, b, 0], [R, gs, gs, d]), [K, B * (t - 1), d]);
+        terms.push(tf.mul(shifted, tf.slice(w, [0, a * kernel + b, 0], [K, 1, d])));
+      }
+    }
+    const conv = tf.reshape(terms.length === 1 ? terms[0] : tf.addN(terms), [R, t - 1, d]);
+    return tf.concat([cls, conv], 1) as tf.Tensor3D;
+  };
+  const addition = (i: number, y: tf.Tensor3D, h: tf.Tensor2D | null): tf.Tensor3D => {
+    const which = adds.map((s) => s.has(i));
+    if (h === null || !which.some(Boolean)) return y;
+    const hk = tf.reshape(h, [K, B * t, d]);
+    let th = tf.mul(hk, tf.sigmoid(tf.mul(hk, betas())));
+    if (!which.every(Boolean)) th = tf.mul(th, tf.tensor3d(Float32Array.from(which, Number), [K, 1, 1]));
+    const th3 = tf.reshape(th, [R, t, d]) as tf.Tensor3D;
+    return tf.add(y, kernel > 0 ? fuse(th3) : th3);
+  };
+  const readVars = (i: number) =>
+    adapters.flatMap((a, k) => (reads[k].has(i) ? ([a.reads.get(i)!.a, a.reads.get(i)!.b] as tf.Variable[]) : []));
+  const fusionVars = (i: number) => adapters.flatMap((a, k) => (adds[k].has(i) && a.fusion ? [a.fusion as tf.Variable] : []));
+
+  const stages: AdapterSuffix = {
+    pre: (): Stage => {
+      const terms = early.map((i) => readAt(i, pick(state.inputs[i])));
+      const h = terms.length === 0 ? null : terms.length === 1 ? terms[0] : tf.addN(terms);
+      const x = pick(state.x);
+      return { x: state.split > 0 ? addition(state.split - 1, x, h) : x, h };
+    },
+    block: (i, p) => {
+      const any = reads.some((s) => s.has(i));
+      const h = any ? (p.h ? tf.add<tf.Tensor2D>(p.h, readAt(i, p.x)) : readAt(i, p.x)) : p.h;
+      return { x: addition(i, vitBlock(p.x, backbone.blocks[i], cfg), h), h };
+    },
+    blockVariables: (i) => [...readVars(i), ...fusionVars(i)],
+    preVariables: () => [...early.flatMap(readVars), ...(state.split > 0 ? fusionVars(state.split - 1) : [])],
+  };
+  return {
+    stages,
+    logits: (x) => {
+      const pooled = tf.reshape(pool(backbone, x), [K, B, d]) as tf.Tensor3D;
+      const w = tf.stack(adapters.map((a) => a.headW)) as tf.Tensor3D;
+      const b = tf.reshape(tf.stack(adapters.map((a) => a.headB)), [K, 1, classes]);
+      return tf.reshape(tf.add(tf.matMul(pooled, w), b), [R, classes]) as tf.Tensor2D;
+    },
+    headVariables: () => adapters.flatMap((a) => [a.headW as tf.Variable, a.headB as tf.Variable]),
+    groups: K,
+  };
+}
