@@ -26,7 +26,7 @@ export interface LossCurvePoint {
 export class Candidate {
   readonly adapter: Adapter;
   readonly optimizer: AdamW;
-  best = { epoch: 0, valAccuracy: -1, valLoss: Infinity, weights: [] as Float32Array[] };
+  best = { epoch: 0, valAccuracy: -1, valLoss: Infinity, weights: [] as Float32Array[], valLogits: new Float32Array(0) as Float32Array<ArrayBufferLike> };
   readonly curve: LossCurvePoint[] = [];
   droppedAtRung: number | null = null;
   lossSum = 0;
@@ -43,15 +43,18 @@ export class Candidate {
     this.optimizer = new AdamW({ lr: recipe.lr, weightDecay: recipe.weightDecay });
   }
 
-  /** Records an epoch; keeps the weights when validation improved (ties: lower validation loss). */
-  endEpoch(point: LossCurvePoint): void {
+  /**
+   * Records an epoch; keeps the weights, and the validation logits they gave (the temperature is
+   * fitted on them), when validation improved (ties: lower validation loss).
+   */
+  endEpoch(point: LossCurvePoint, valLogits?: Float32Array): void {
     this.curve.push(point);
     if (point.valAccuracy === null || point.valLoss === null) {
       // Without validation the last epoch is the one kept: nothing to snapshot.
       this.best = { ...this.best, epoch: point.epoch };
     } else if (point.valAccuracy > this.best.valAccuracy || (point.valAccuracy === this.best.valAccuracy && point.valLoss < this.best.valLoss)) {
       const weights = this.adapter.trainableVariables().map((v) => Float32Array.from(v.dataSync() as Float32Array));
-      this.best = { epoch: point.epoch, valAccuracy: point.valAccuracy, valLoss: point.valLoss, weights };
+      this.best = { epoch: point.epoch, valAccuracy: point.valAccuracy, valLoss: point.valLoss, weights, valLogits: valLogits ?? new Float32Array(0) };
     }
     this.lossSum = 0;
     this.correct = 0;
@@ -73,6 +76,7 @@ export class Candidate {
     this.optimizer.dispose();
     if (!keepAdapter) this.adapter.dispose();
     this.best.weights = [];
+    this.best.valLogits = new Float32Array(0);
   }
 }
 

@@ -261,7 +261,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         const valAccuracy = vals === null ? null : vals[k].predicted.reduce((a, p, i) => a + (p === ds.labelIds[plan.val[i]] ? 1 : 0), 0) / plan.val.length;
         const trainLoss = c.lossSum / plan.train.length;
         const trainAccuracy = c.correct / plan.train.length;
-        c.endEpoch({ epoch: e + 1, lr: c.optimizer.lr, trainLoss, trainAccuracy, valLoss: vals === null ? null : vals[k].loss, valAccuracy, seconds });
+        c.endEpoch({ epoch: e + 1, lr: c.optimizer.lr, trainLoss, trainAccuracy, valLoss: vals === null ? null : vals[k].loss, valAccuracy, seconds }, vals?.[k].logits);
       });
       const ranked = rankCandidates(alive.map((c) => ({ index: c.index, valAccuracy: c.best.valAccuracy, valLoss: c.best.valLoss, c }))).map((x) => x.c);
       const lead = ranked[0];
@@ -294,8 +294,8 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
     w.restoreBest();
     const evalSplit = plan.test.length > 0 ? 'test' : validates ? 'val' : 'train';
     const evalIdx = evalSplit === 'test' ? plan.test : evalSplit === 'val' ? plan.val : plan.train;
-    // The temperature is fitted on the kept weights' validation logits (one more pass over val).
-    const calibration = calibrateAdapter(w.adapter, validates ? (await predict(plan.val, [w]))[0].logits : null, labelsOf(plan.val));
+    // The temperature is fitted on the kept weights' validation logits (from the epoch that kept them).
+    const calibration = calibrateAdapter(w.adapter, validates ? w.best.valLogits : null, labelsOf(plan.val));
     const [final] = await predict(evalIdx, [w]);
     const evaluation = evaluate(evalSplit, ds.labels, labelsOf(evalIdx), final.predicted, final.loss);
     if (calibration.fittedOn === 'val' && evalSplit === 'test') {
