@@ -19,7 +19,7 @@ import { pixelLogReg } from './methods/pixel-lr.js';
 import { METHOD_IDS, type Method, type MethodId } from './methods/types.js';
 import { DEFAULT_RECIPE, type Recipe } from './recipe.js';
 import { evalMarkdown, evalSvg, type ReportContext } from './report.js';
-import { inTaskOrder, runInChildren, taskGroups } from './parallel.js';
+import { completeTasks, inTaskOrder, runInChildren, taskGroups } from './parallel.js';
 import { runStudy, type MethodResult } from './runner.js';
 import { TASK_IDS, loadTaskData, type TaskId } from './tasks.js';
 
@@ -64,20 +64,28 @@ const int = (v: string | undefined, fallback: number, what: string) => {
 };
 
 /**
- * Re-renders eval.md/eval.svg from a saved eval.json (e.g. to add the findings notes) without
- * re-running the study; the report keeps the command that produced the numbers.
+ * Re-renders eval.md/eval.svg from saved eval.json files (comma-separated: e.g. the per-job files
+ * of a run that was stopped early) without re-running the study; the report keeps the commands
+ * that produced the numbers. Tasks missing a method that others have are left out (a job stopped
+ * mid-task), and said so.
  */
-async function renderFrom(file: string): Promise<void> {
-  const saved = JSON.parse(await readFile(file, 'utf8')) as { context: ReportContext; sizes: { train: number }; results: MethodResult[] };
-  const outDir = a.out ?? path.dirname(file);
+async function renderFrom(files: string[]): Promise<void> {
+  const saved = await Promise.all(
+    files.map(async (f) => JSON.parse(await readFile(f, 'utf8')) as { context: ReportContext; sizes: { train: number }; results: MethodResult[] }),
+  );
+  const outDir = a.out ?? path.dirname(files[0]);
   const render = `npm run eval -- ${process.argv.slice(2).join(' ')}`.trim();
   const notes = a.notes ? await readFile(a.notes, 'utf8') : undefined;
-  const ctx: ReportContext = { ...saved.context, command: `${saved.context.command}\n# report re-rendered (numbers unchanged) with:\n${render}`, notes };
-  const results = inTaskOrder(saved.results, TASK_IDS);
+  const { kept, dropped } = completeTasks(saved.flatMap((x) => x.results));
+  if (dropped.length) console.log(`left out unfinished task(s): ${dropped.join(', ')}`);
+  const commands = [...new Set(saved.map((x) => x.context.command))].join('\n');
+  const ctx: ReportContext = { ...saved[0].context, command: `${commands}\n# report re-rendered (numbers unchanged) with:\n${render}`, notes };
+  const results = inTaskOrder(kept, TASK_IDS);
   await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, 'eval.json'), `${JSON.stringify({ context: { ...ctx, notes: undefined }, sizes: saved[0].sizes, results }, null, 2)}\n`);
   await writeFile(path.join(outDir, 'eval.md'), evalMarkdown(results, ctx));
-  await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${saved.sizes.train} training images per task)`, MEMORY_BATCH));
-  console.log(`wrote ${outDir}/eval.md, eval.svg from ${file}`);
+  await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${saved[0].sizes.train} training images per task)`, MEMORY_BATCH));
+  console.log(`wrote ${outDir}/eval.md, eval.svg, eval.json from ${files.join(', ')}`);
 }
 
 /** The commit the numbers come from; model-core kernels change memory and speed figures. */
@@ -92,7 +100,7 @@ function gitCommit(): string | undefined {
 }
 
 async function main(): Promise<void> {
-  if (a['report-from']) return renderFrom(a['report-from']);
+  if (a['report-from']) return renderFrom(a['report-from'].split(',').filter(Boolean));
   const quick = a.quick === true;
   const tasks = list(a.tasks, TASK_IDS, DEFAULT_TASKS, 'task');
   const methods = list(a.methods, METHOD_IDS, METHOD_IDS, 'method').map((m) => ALL_METHODS[m]);
