@@ -43,15 +43,16 @@ export function evalMarkdown(results: MethodResult[], ctx: ReportContext): strin
 
   const detail = results.map((r) => {
     const sweep = r.sweep.length ? r.sweep.map((p) => `${p.lr}: ${pct(p.valAcc)}`).join(', ') : '(none: defaults)';
-    const lr = r.lrChosenByStudy === false ? `${r.lr} (trainer's)` : `${r.lr}`;
-    return `| ${r.task} | ${r.methodLabel} | ${sweep} | ${lr} | ${pct(r.valAcc ?? NaN)} | ${pct(r.testAcc)} | ${r.trainableParams.toLocaleString('en-US')} | ${mib(r.peakBytes)} | ${r.trainSeconds.toFixed(0)} |${r.note ? ` ${r.note}` : ''} |`;
+    const lr = !r.lrChosenByStudy ? `${r.lr} (trainer's)` : `${r.lr}`;
+    return `| ${r.task} | ${r.methodLabel} | ${sweep} | ${lr} | ${pct(r.valAcc)} | ${pct(r.testAcc)} | ${r.trainableParams.toLocaleString('en-US')} | ${mib(r.peakBytes)} | ${r.trainSeconds.toFixed(0)} |${r.note ? ` ${r.note}` : ''} |`;
   });
 
   const tenant = tenantSummary(results, tasks);
 
   const taskLines = tasks.map((t) => {
     const r = results.find((x) => x.task === t)!;
-    return `- **${t}** — ${r.taskTitle}: ${r.classes} classes, ${r.trainImages} training images, ${r.testImages} test images.`;
+    const val = r.valImages;
+    return `- **${t}** — ${r.taskTitle}: ${r.classes} classes, ${r.trainImages + val} training images (${r.trainImages} train + ${val} validation), ${r.testImages} test images.`;
   });
 
   return `# Transfer study: DTL against the usual baselines on the bundled backbone
@@ -84,9 +85,10 @@ Trainable parameters include the head, so they depend on the task's class count 
 the values over the tasks). Peak step memory: tensor bytes allocated above the resting state during one optimisation step on
 the same batch for every method, from pixels (DTL's prefix computed in the step, not taken from
 the cache), measured with \`measurePeakBytes\` (tf.profile) after a warm-up step. It is the
-framework's tensor memory, not process RSS. Train time: wall time of the final run on all training images,
-feature or prefix caching included, lr sweep excluded, on a shared 2-core machine (other jobs were
-running at the same time, so times are noisy: compare methods, not runs).
+framework's tensor memory, not process RSS. Train time: wall time of the reported run (the chosen
+learning rate's; trainer-backed rows include their per-epoch validation and the final test pass),
+feature or prefix caching included, the rest of the lr sweep excluded, on a shared 2-core machine
+(other jobs were running at the same time, so times are noisy: compare methods, not runs).
 
 ${tenant}## Every run
 
