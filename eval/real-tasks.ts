@@ -8,9 +8,12 @@
  *             package; the data set is CC BY 4.0). Upscaled to 20×20 and centred in 28×28, white
  *             on black like MNIST.
  *   letters   the letters A–J (upper or lower case, one class per letter) rendered from the system's
- *             fonts with random size, rotation and position; the training images come from one set
- *             of fonts (DejaVu, Liberation, GNU FreeFont) and the test images from fonts never used
- *             for training (URW base35: Nimbus, C059, P052, URW Bookman, URW Gothic) —
+ *             fonts with random size, rotation and position. Training fonts: DejaVu (Vera lineage)
+ *             and URW's Bookman, Gothic (Avant Garde), C059 (Century Schoolbook) and P052
+ *             (Palatino); test fonts, never used for training and of other designs: the
+ *             Helvetica / Times / Courier families — URW's Nimbus, GNU FreeFont (derived from
+ *             Nimbus) and Liberation (metric clones of the same three). Splitting by design family,
+ *             not by file, keeps a near-copy of a test font out of training —
  *             `apt-get install fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-urw-base35`
  *             (Bitstream Vera / OFL-1.1 / GPL-3+ with font exception / AGPL-3 with font exception).
  *             Glyphs are rendered with sharp (text input, one font file at a time) and fontconfig's
@@ -35,10 +38,15 @@ export const LETTERS = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J'] as con
 const SIDE = 28;
 
 /** Font folders per split: training fonts and the disjoint test fonts. */
+const URW = '/usr/share/fonts/opentype/urw-base35';
 export const LETTER_FONT_DIRS = {
-  train: ['/usr/share/fonts/truetype/dejavu', '/usr/share/fonts/truetype/liberation', '/usr/share/fonts/truetype/freefont'],
-  test: ['/usr/share/fonts/opentype/urw-base35'],
+  train: ['/usr/share/fonts/truetype/dejavu', URW],
+  test: ['/usr/share/fonts/truetype/liberation', '/usr/share/fonts/truetype/freefont', URW],
 } as const;
+/** Which URW base35 files belong to which split (the folder holds both designs). */
+const URW_TEST = /^Nimbus/;
+const inSplit = (split: keyof typeof LETTER_FONT_DIRS, file: string) =>
+  path.dirname(file) !== URW || (split === 'test') === URW_TEST.test(path.basename(file));
 /** Files with no Latin letters (symbols, dingbats, maths) or a script face unlike any training font. */
 const SKIP_FONTS = /StandardSymbols|D050000L|Z003|MathTeXGyre/;
 
@@ -89,11 +97,14 @@ export interface Glyph {
   data: Uint8Array;
 }
 
-async function fontFiles(dirs: readonly string[]): Promise<string[]> {
+async function fontFiles(split: keyof typeof LETTER_FONT_DIRS): Promise<string[]> {
   const out: string[] = [];
-  for (const d of dirs) {
+  for (const d of LETTER_FONT_DIRS[split]) {
     if (!existsSync(d)) continue;
-    for (const f of (await readdir(d)).sort()) if (/\.(ttf|otf)$/i.test(f) && !SKIP_FONTS.test(f)) out.push(path.join(d, f));
+    for (const f of (await readdir(d)).sort()) {
+      const file = path.join(d, f);
+      if (/\.(ttf|otf)$/i.test(f) && !SKIP_FONTS.test(f) && inSplit(split, file)) out.push(file);
+    }
   }
   return out;
 }
@@ -119,9 +130,9 @@ async function renderGlyph(file: string, desc: string, ch: string): Promise<{ w:
  * an earlier font's (fontconfig fell back to another face) is dropped, so no face is counted
  * twice or leaks between the splits.
  */
-export async function renderGlyphs(dirs: readonly string[], seen = new Set<string>()): Promise<Glyph[]> {
+export async function renderGlyphs(split: keyof typeof LETTER_FONT_DIRS, seen = new Set<string>()): Promise<Glyph[]> {
   const out: Glyph[] = [];
-  for (const file of await fontFiles(dirs)) {
+  for (const file of await fontFiles(split)) {
     const [family, style] = execFileSync('fc-query', ['-f', '%{family[0]}|%{style[0]}\n', file], { encoding: 'utf8' }).split('\n')[0].split('|');
     const desc = `${family} ${style}`;
     const glyphs: Glyph[] = [];
@@ -152,15 +163,15 @@ export interface LetterGlyphs {
 
 /** The glyph atlas of both splits, rendered once and cached under `cacheDir`. */
 export async function loadLetterGlyphs(cacheDir = CACHE_DIR): Promise<LetterGlyphs> {
-  const file = path.join(cacheDir, 'letters-glyphs-v1.json');
+  const file = path.join(cacheDir, 'letters-glyphs-v2.json');
   const decode = (gs: CachedGlyphs['train']) => gs.map((g) => ({ ...g, data: new Uint8Array(Buffer.from(g.data, 'base64')) }));
   if (existsSync(file)) {
     const c = JSON.parse(await readFile(file, 'utf8')) as CachedGlyphs;
     return { train: decode(c.train), test: decode(c.test) };
   }
   const seen = new Set<string>();
-  const train = await renderGlyphs(LETTER_FONT_DIRS.train, seen);
-  const test = await renderGlyphs(LETTER_FONT_DIRS.test, seen);
+  const train = await renderGlyphs('train', seen);
+  const test = await renderGlyphs('test', seen);
   const fonts = (gs: Glyph[]) => new Set(gs.map((g) => g.font)).size;
   if (fonts(train) < 4 || fonts(test) < 4) {
     throw new AppError(
