@@ -129,7 +129,11 @@ function tenantSummary(results: MethodResult[], tasks: string[]): string {
     ['pixel log. reg.', has('pixel') ? 'pixel' : undefined],
   ];
   const fmt = (v: number | undefined) => (v === undefined ? '—' : pct(v));
-  const diff = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '—' : `${a >= b ? '+' : ''}${((a - b) * 100).toFixed(1)}`);
+  const diff = (a: number | undefined, b: number | undefined) => {
+    if (a === undefined || b === undefined) return '—';
+    const d = ((a - b) * 100).toFixed(1);
+    return Number(d) >= 0 ? `+${d.replace('-', '')}` : d;
+  };
   const rows = [...tasks, 'mean'].map((t) => {
     const v = (m: MethodId | undefined) => (m === undefined ? undefined : t === 'mean' ? meanOf(m) : acc(t, m));
     const s = v('service');

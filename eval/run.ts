@@ -79,7 +79,8 @@ async function renderFrom(files: string[]): Promise<void> {
   const { kept, dropped } = completeTasks(saved.flatMap((x) => x.results));
   if (dropped.length) console.log(`left out unfinished task(s): ${dropped.join(', ')}`);
   const commands = [...new Set(saved.map((x) => x.context.command))].join('\n');
-  const ctx: ReportContext = { ...saved[0].context, command: `${commands}\n# report re-rendered (numbers unchanged) with:\n${render}`, notes };
+  const code = [...new Set(saved.map((x) => x.context.code).filter(Boolean))].join(' and ') || undefined;
+  const ctx: ReportContext = { ...saved[0].context, code, command: `${commands}\n# report re-rendered (numbers unchanged) with:\n${render}`, notes };
   const results = inTaskOrder(kept, TASK_IDS);
   await mkdir(outDir, { recursive: true });
   await writeFile(path.join(outDir, 'eval.json'), `${JSON.stringify({ context: { ...ctx, notes: undefined }, sizes: saved[0].sizes, results }, null, 2)}\n`);
