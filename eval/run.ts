@@ -1,8 +1,12 @@
 /**
- * npm run eval [-- --quick] [--tasks a,b] [--methods linear,dtl,…] [--epochs N] [--backbone DIR] [--jobs N]
+ * npm run eval [-- --quick] [--tasks a,b] [--methods pixel,linear,service,dtl,…] [--epochs N] [--backbone DIR] [--jobs N]
+ * npm run eval -- --report-from a/eval.json,b/eval.json [--notes eval/findings.md] [--out docs]
  *
  * The VTAB-1k-style transfer study of the bundled backbone; writes docs/eval.md, docs/eval.svg
- * and docs/eval.json (with --quick: under .tmp/eval-quick/ unless --out is given).
+ * and docs/eval.json (with --quick: under .tmp/eval-quick/ unless --out is given). DTL, DTL+ and
+ * "service defaults" train through src/train's trainer; the data it reads comes from Debian
+ * packages (README, Development). --seed (default 0, the trainer's) seeds the task images and
+ * every method but the service defaults row, which always passes no hyperparameters.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
