@@ -38,6 +38,14 @@ export function inTaskOrder(results: MethodResult[], order: readonly TaskId[]): 
   return [...results].sort((a, b) => order.indexOf(a.task) - order.indexOf(b.task));
 }
 
+/** Splits results into tasks that have every method seen anywhere, and the task ids that do not. */
+export function completeTasks(results: MethodResult[]): { kept: MethodResult[]; dropped: TaskId[] } {
+  const methods = new Set(results.map((r) => r.method));
+  const tasks = [...new Set(results.map((r) => r.task))];
+  const dropped = tasks.filter((t) => results.filter((r) => r.task === t).length < methods.size);
+  return { kept: results.filter((r) => !dropped.includes(r.task)), dropped };
+}
+
 export async function runInChildren(
   groups: TaskId[][],
   order: readonly TaskId[],

@@ -1,26 +1,28 @@
 /**
- * The training recipe every method shares — the authors' VTAB-1k recipe scaled to a 2-core budget:
- * AdamW (weight decay 0.05, none on biases), batch 32, linear warm-up then cosine (per step, since
- * a run is only a few hundred steps), no augmentation (as the authors' VTAB runs; it also keeps
- * DTL's cached prefix valid across epochs). Only the learning rate differs per method, chosen on
- * a validation split of the 1,000 training images.
+ * The training recipe every method shares: the service trainer's own defaults (src/train's
+ * hyperparameters: AdamW, weight decay 0.05 with none on biases, batch 32, warm-up then cosine
+ * per epoch) and its own schedule and seeding code (src/train/schedule.ts: learningRate, the
+ * seeded shuffle of each epoch). DTL and DTL+ run through the trainer itself (methods/dtl.ts);
+ * the baselines run their own small models through `runEpochs` below, which walks the epochs and
+ * batches in exactly the trainer's order. Only the learning rate differs per method, chosen on
+ * the validation split the trainer holds out.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Backbone } from '../src/model/index.js';
+import { parseHyperparameters, type Hyperparameters } from '../src/train/hyperparameters.js';
+import { learningRate, prng, shuffle, subSeed } from '../src/train/schedule.js';
 import { grayBatch } from '../scripts/pretrain/pixels.js';
-import { prng, shuffled, stepLr, type LabelledSet } from '../scripts/pretrain/train.js';
+import type { LabelledSet } from '../scripts/pretrain/train.js';
 
-export interface Recipe {
-  epochs: number;
-  warmupEpochs: number;
-  batchSize: number;
-  weightDecay: number;
-  /** Cosine floor as a fraction of the peak lr. */
-  minLrFraction: number;
-  seed: number;
+/** The part of the trainer's hyperparameters the baselines share (no lr: chosen per method). */
+export type Recipe = Pick<Hyperparameters, 'epochs' | 'warmupEpochs' | 'batchSize' | 'weightDecay' | 'minLr' | 'seed'>;
+
+function recipeOf(h: Hyperparameters): Recipe {
+  return { epochs: h.epochs, warmupEpochs: h.warmupEpochs, batchSize: h.batchSize, weightDecay: h.weightDecay, minLr: h.minLr, seed: h.seed };
 }
 
-export const DEFAULT_RECIPE: Recipe = { epochs: 10, warmupEpochs: 1, batchSize: 32, weightDecay: 0.05, minLrFraction: 0.01, seed: 7 };
+/** The service's defaults, read from the trainer's schema (so the study follows them). */
+export const DEFAULT_RECIPE: Recipe = recipeOf(parseHyperparameters({}));
 
 /** The images at `rows` of a set, as the backbone's normalised NHWC input. */
 export function pixelsOf(backbone: Backbone, set: LabelledSet, rows: readonly number[]): tf.Tensor4D {
@@ -28,25 +30,23 @@ export function pixelsOf(backbone: Backbone, set: LabelledSet, rows: readonly nu
 }
 
 /**
- * Runs the epochs: shuffles `rows` every epoch (seeded), sets the step's learning rate, calls
- * `step(batchRows, lr)` (which returns the batch loss). A last partial batch is dropped, as
- * PyTorch's drop_last; with 800 or 1,000 images and batch 32 that is ≤ 31 images an epoch.
+ * Runs `warmupEpochs + epochs` epochs the way src/train/trainer.ts does: epoch e's learning rate
+ * is the trainer's `learningRate(e)`, its order the trainer's seeded shuffle of the (sorted)
+ * training rows, batches in that order with the last one partial. `step(batchRows, lr)` returns
+ * the batch's mean loss; the result is the mean training loss per epoch.
  */
 export function runEpochs(rows: readonly number[], recipe: Recipe, lr: number, step: (batch: number[], lr: number) => number): number[] {
-  const rand = prng(recipe.seed);
-  const perEpoch = Math.max(1, Math.floor(rows.length / recipe.batchSize));
-  const total = perEpoch * recipe.epochs;
-  const warmup = Math.round(recipe.warmupEpochs * perEpoch);
   const losses: number[] = [];
-  let s = 0;
-  for (let e = 0; e < recipe.epochs; e++) {
-    const order = shuffled(rows.length, rand).map((i) => rows[i]);
+  const sorted = [...rows].sort((a, b) => a - b);
+  for (let e = 0; e < recipe.warmupEpochs + recipe.epochs; e++) {
+    const epochLr = learningRate(e, { lr, minLr: Math.min(recipe.minLr, lr), warmupEpochs: recipe.warmupEpochs, epochs: recipe.epochs });
+    const order = shuffle([...sorted], prng(subSeed(recipe.seed, 100 + e)));
     let sum = 0;
-    for (let b = 0; b < perEpoch; b++) {
-      const batch = order.slice(b * recipe.batchSize, (b + 1) * recipe.batchSize);
-      sum += step(batch, stepLr(s++, total, warmup, lr, lr * recipe.minLrFraction));
+    for (let b = 0; b < order.length; b += recipe.batchSize) {
+      const batch = order.slice(b, b + recipe.batchSize);
+      sum += step(batch, epochLr) * batch.length;
     }
-    losses.push(sum / perEpoch);
+    losses.push(sum / Math.max(1, order.length));
   }
   return losses;
 }

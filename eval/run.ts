@@ -1,8 +1,12 @@
 /**
- * npm run eval [-- --quick] [--tasks a,b] [--methods linear,dtl,…] [--epochs N] [--backbone DIR] [--jobs N]
+ * npm run eval [-- --quick] [--tasks a,b] [--methods pixel,linear,service,dtl,…] [--epochs N] [--backbone DIR] [--jobs N]
+ * npm run eval -- --report-from a/eval.json,b/eval.json [--notes eval/findings.md] [--out docs]
  *
  * The VTAB-1k-style transfer study of the bundled backbone; writes docs/eval.md, docs/eval.svg
- * and docs/eval.json (with --quick: under .tmp/eval-quick/ unless --out is given).
+ * and docs/eval.json (with --quick: under .tmp/eval-quick/ unless --out is given). DTL, DTL+ and
+ * "service defaults" train through src/train's trainer; the data it reads comes from Debian
+ * packages (README, Development). --seed (default 0, the trainer's) seeds the task images and
+ * every method but the service defaults row, which always passes no hyperparameters.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -11,19 +15,20 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AppError } from '../src/errors.js';
 import { initBackend, loadBackboneFromDir } from '../src/model/index.js';
-import { dtl, dtlPlus } from './methods/dtl.js';
+import { dtl, dtlPlus, serviceDefaults } from './methods/dtl.js';
 import { fullFinetune } from './methods/full-finetune.js';
 import { linearProbe } from './methods/linear-probe.js';
 import { lora } from './methods/lora.js';
+import { pixelLogReg } from './methods/pixel-lr.js';
 import { METHOD_IDS, type Method, type MethodId } from './methods/types.js';
 import { DEFAULT_RECIPE, type Recipe } from './recipe.js';
 import { evalMarkdown, evalSvg, type ReportContext } from './report.js';
-import { inTaskOrder, runInChildren, taskGroups } from './parallel.js';
+import { completeTasks, inTaskOrder, runInChildren, taskGroups } from './parallel.js';
 import { runStudy, type MethodResult } from './runner.js';
 import { TASK_IDS, loadTaskData, type TaskId } from './tasks.js';
 
-export const ALL_METHODS: Record<MethodId, Method> = { linear: linearProbe, dtl, 'dtl+': dtlPlus, lora, full: fullFinetune };
-export const DEFAULT_TASKS: TaskId[] = ['fmnist-unseen', 'shapes', 'rotation', 'count'];
+export const ALL_METHODS: Record<MethodId, Method> = { pixel: pixelLogReg, linear: linearProbe, service: serviceDefaults, dtl, 'dtl+': dtlPlus, lora, full: fullFinetune };
+export const DEFAULT_TASKS: TaskId[] = [...TASK_IDS];
 /** Batch of the one-step memory measurement, the authors' training batch. */
 const MEMORY_BATCH = 32;
 
@@ -40,7 +45,7 @@ const { values: a } = parseArgs({
     'data-dir': { type: 'string' },
     out: { type: 'string' },
     notes: { type: 'string' },
-    seed: { type: 'string', default: '7' },
+    seed: { type: 'string', default: '0' },
     jobs: { type: 'string', default: '1' },
     'report-from': { type: 'string' },
   },
@@ -63,20 +68,29 @@ const int = (v: string | undefined, fallback: number, what: string) => {
 };
 
 /**
- * Re-renders eval.md/eval.svg from a saved eval.json (e.g. to add the findings notes) without
- * re-running the study; the report keeps the command that produced the numbers.
+ * Re-renders eval.md/eval.svg from saved eval.json files (comma-separated: e.g. the per-job files
+ * of a run that was stopped early) without re-running the study; the report keeps the commands
+ * that produced the numbers. Tasks missing a method that others have are left out (a job stopped
+ * mid-task), and said so.
  */
-async function renderFrom(file: string): Promise<void> {
-  const saved = JSON.parse(await readFile(file, 'utf8')) as { context: ReportContext; sizes: { train: number }; results: MethodResult[] };
-  const outDir = a.out ?? path.dirname(file);
+async function renderFrom(files: string[]): Promise<void> {
+  const saved = await Promise.all(
+    files.map(async (f) => JSON.parse(await readFile(f, 'utf8')) as { context: ReportContext; sizes: { train: number }; results: MethodResult[] }),
+  );
+  const outDir = a.out ?? path.dirname(files[0]);
   const render = `npm run eval -- ${process.argv.slice(2).join(' ')}`.trim();
   const notes = a.notes ? await readFile(a.notes, 'utf8') : undefined;
-  const ctx: ReportContext = { ...saved.context, command: `${saved.context.command}\n# report re-rendered (numbers unchanged) with:\n${render}`, notes };
-  const results = inTaskOrder(saved.results, TASK_IDS);
+  const { kept, dropped } = completeTasks(saved.flatMap((x) => x.results));
+  if (dropped.length) console.log(`left out unfinished task(s): ${dropped.join(', ')}`);
+  const commands = [...new Set(saved.map((x) => x.context.command))].join('\n');
+  const code = [...new Set(saved.map((x) => x.context.code).filter(Boolean))].join(' and ') || undefined;
+  const ctx: ReportContext = { ...saved[0].context, code, command: `${commands}\n# report re-rendered (numbers unchanged) with:\n${render}`, notes };
+  const results = inTaskOrder(kept, TASK_IDS);
   await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, 'eval.json'), `${JSON.stringify({ context: { ...ctx, notes: undefined }, sizes: saved[0].sizes, results }, null, 2)}\n`);
   await writeFile(path.join(outDir, 'eval.md'), evalMarkdown(results, ctx));
-  await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${saved.sizes.train} training images per task)`, MEMORY_BATCH));
-  console.log(`wrote ${outDir}/eval.md, eval.svg from ${file}`);
+  await writeFile(path.join(outDir, 'eval.svg'), evalSvg(results, `Transfer from the bundled ViT (${saved[0].sizes.train} training images per task)`, MEMORY_BATCH));
+  console.log(`wrote ${outDir}/eval.md, eval.svg, eval.json from ${files.join(', ')}`);
 }
 
 /** The commit the numbers come from; model-core kernels change memory and speed figures. */
@@ -91,11 +105,13 @@ function gitCommit(): string | undefined {
 }
 
 async function main(): Promise<void> {
-  if (a['report-from']) return renderFrom(a['report-from']);
+  if (a['report-from']) return renderFrom(a['report-from'].split(',').filter(Boolean));
   const quick = a.quick === true;
   const tasks = list(a.tasks, TASK_IDS, DEFAULT_TASKS, 'task');
   const methods = list(a.methods, METHOD_IDS, METHOD_IDS, 'method').map((m) => ALL_METHODS[m]);
-  const recipe: Recipe = { ...DEFAULT_RECIPE, epochs: int(a.epochs, quick ? 1 : DEFAULT_RECIPE.epochs, 'epochs'), seed: int(a.seed, 7, 'seed') };
+  // The service's defaults; --epochs / --quick shorten every method but the service defaults row.
+  const recipe: Recipe = { ...DEFAULT_RECIPE, epochs: int(a.epochs, quick ? 2 : DEFAULT_RECIPE.epochs, 'epochs') };
+  if (a.seed !== '0') recipe.seed = int(a.seed, 0, 'seed');
   if (quick) recipe.warmupEpochs = 0;
   const sizes = { train: int(a.train, quick ? 96 : 1000, 'train'), test: int(a.test, quick ? 96 : 2000, 'test') };
   const outDir = a.out ?? (quick ? '.tmp/eval-quick' : 'docs');
@@ -112,14 +128,19 @@ async function main(): Promise<void> {
     code: gitCommit(),
     backbone: `\`${a.backbone}\` — ViT width ${c.width}, depth ${c.depth}, ${c.heads} heads, MLP ${c.mlpDim}, ${c.imageSize}px input, ${c.patchSize}px patches (see its TRAINING.md)`,
     recipe:
-      `AdamW (weight decay ${recipe.weightDecay}, none on biases), batch ${recipe.batchSize}, ${recipe.epochs} epochs with ` +
-      `${recipe.warmupEpochs} warm-up epoch(s) then cosine to ${recipe.minLrFraction}× the peak (per step), no augmentation, seed ${recipe.seed}. ` +
-      `Learning rate per method and task: the best validation accuracy over the method's grid (extended by up to two more ` +
-      `half-decade steps when the best rate sat on the grid's edge), training on ${Math.round(sizes.train * 0.8)} and ` +
-      `validating on ${Math.round(sizes.train * 0.2)} of the ${sizes.train} training images (stratified); the chosen rate then retrains on all ` +
-      `${sizes.train}. The test set is used once, at the end. DTL/DTL+: rank 2, β = 100, reads before every block, additions after blocks ` +
-      `${Math.floor(c.depth / 2)}..${c.depth - 1} (the authors' ViT-B split scaled to depth ${c.depth}). LoRA: rank 4, α = 4, on the query and value ` +
-      `projections of every block. Linear probe: head only on the frozen pooled feature. Full fine-tune: every weight.`,
+      `The service trainer's defaults (src/train/hyperparameters.ts) for every method: AdamW (weight decay ${recipe.weightDecay}, none on biases), ` +
+      `batch ${recipe.batchSize}, ${recipe.warmupEpochs} warm-up epoch(s) then ${recipe.epochs} cosine epochs to ${recipe.minLr} (per epoch, ` +
+      `src/train/schedule.ts), the trainer's seeded batch order, no augmentation, seed ${recipe.seed}. Every method trains on the trainer's own ` +
+      `split of the ${sizes.train} training images (a stratified 80 % to train, 20 % to validate, planSplits) and the learning rate is the best ` +
+      `validation accuracy over the method's grid (extended by up to two half-decade steps when the best sat on an edge); the test set is used ` +
+      `once, for the reported run. **DTL, DTL+ and "service defaults" run through the service's trainer** (\`trainAdapter\`, as the train job ` +
+      `calls it: the task as a prepared data set with its test images as the 'test' split, the default prefix cache), so they also keep the best ` +
+      `epoch on validation and stop early (patience 5); DTL/DTL+ get only \`lr\` and \`variant\`${recipe.seed !== 0 ? ' and the seed' : ''}, ` +
+      `"service defaults" gets an empty hyperparameter object — what a tenant who sets nothing gets (its seed is the default, 0). DTL/DTL+: rank 2, ` +
+      `β = 100, reads before every block, additions after blocks ${Math.floor(c.depth / 2)}..${c.depth - 1} (the service's defaults). The baselines ` +
+      `use the same schedule, seeds and split but their own loops and the last epoch: LoRA rank 4, α = 4 on the query and value projections of ` +
+      `every block; linear probe: head on the frozen pooled feature; full fine-tune: every weight; pixel logistic regression: multinomial ` +
+      `logistic regression on the raw grey values (no backbone).`,
     notes: a.notes ? await readFile(a.notes, 'utf8') : undefined,
   };
   await mkdir(outDir, { recursive: true });
@@ -144,7 +165,6 @@ async function main(): Promise<void> {
       methods,
       sizes,
       recipe,
-      valFraction: 0.2,
       memoryBatch: MEMORY_BATCH,
       noSweep: quick || a['no-sweep'] === true,
       seed: recipe.seed,

@@ -8,19 +8,22 @@
  *   rotation        which of 0/90/180/270° an unseen-class item was turned by — a structured task
  *                   whose label is geometry, not category (VTAB's "structured" group).
  *   count           how many blobs (1–4) — structured, like CLEVR-count.
+ *   digits          real handwritten digits 0–9 (scikit-learn's copy of the UCI digits; real-tasks.ts).
+ *   letters         real glyphs A–J from system fonts, test fonts never used in training (real-tasks.ts).
  */
 import { AppError } from '../src/errors.js';
 import { FASHION_LABELS, HELD_OUT_CLASSES, indicesOfClasses, loadFashionMnist, type LabelledImages } from '../scripts/fashion-mnist.js';
 import { prng, shuffled, type LabelledSet } from '../scripts/pretrain/train.js';
+import { LETTERS, drawLetters, loadDigits, loadLetterGlyphs, type LetterGlyphs, type RealImages } from './real-tasks.js';
 import { COUNT_LABELS, SHAPES, renderCounts, renderShapes, rotate90 } from './render.js';
 
-export const TASK_IDS = ['fmnist-unseen', 'shapes', 'rotation', 'count'] as const;
+export const TASK_IDS = ['fmnist-unseen', 'shapes', 'rotation', 'count', 'digits', 'letters'] as const;
 export type TaskId = (typeof TASK_IDS)[number];
 
 export interface Task {
   id: TaskId;
   title: string;
-  group: 'natural' | 'structured' | 'new domain';
+  group: 'natural' | 'structured' | 'new domain' | 'real, new domain';
   labels: string[];
   train: LabelledSet;
   test: LabelledSet;
@@ -67,12 +70,35 @@ export interface FashionData {
   test: LabelledImages;
 }
 
-/** Builds one task; Fashion-MNIST based tasks need `data`. Deterministic for a given seed. */
-export function buildTask(id: TaskId, sizes: TaskSizes, seed: number, data?: FashionData): Task {
+/** The installed data the tasks are built from; each loaded only when a selected task needs it. */
+export interface TaskSources {
+  fashion?: FashionData;
+  digits?: RealImages;
+  letters?: LetterGlyphs;
+}
+
+/** `perClass` images of every class for training (seeded pick), all the others (up to `testMax`) for test. */
+function splitReal(src: RealImages, classes: number, perClass: number, testMax: number, rand: () => number): { train: LabelledSet; test: LabelledSet } {
+  const ids = Array.from({ length: src.labels.length }, (_, i) => i);
+  const tr = balancedPick(ids, (i) => src.labels[i], Array.from({ length: classes }, (_, c) => c), perClass, rand);
+  const used = new Set(tr);
+  const rest = ids.filter((i) => !used.has(i));
+  const te = shuffled(rest.length, rand).slice(0, testMax).map((k) => rest[k]).sort((a, b) => a - b);
+  const take = (list: number[]): LabelledSet => {
+    const per = src.side * src.side;
+    const pixels = new Uint8Array(list.length * per);
+    list.forEach((i, j) => pixels.set(src.pixels.subarray(i * per, (i + 1) * per), j * per));
+    return { side: src.side, pixels, labels: Int32Array.from(list, (i) => src.labels[i]) };
+  };
+  return { train: take(tr), test: take(te) };
+}
+
+/** Builds one task from the installed data it needs (`sources`). Deterministic for a given seed. */
+export function buildTask(id: TaskId, sizes: TaskSizes, seed: number, sources: TaskSources = {}): Task {
   const rand = prng(seed);
   const need = () => {
-    if (!data) throw new AppError('internal', `task ${id} needs Fashion-MNIST`);
-    return data;
+    if (!sources.fashion) throw new AppError('internal', `task ${id} needs Fashion-MNIST`);
+    return sources.fashion;
   };
   const held = HELD_OUT_CLASSES as readonly number[];
   switch (id) {
@@ -112,28 +138,33 @@ export function buildTask(id: TaskId, sizes: TaskSizes, seed: number, data?: Fas
       return { id, title: 'Synthetic shapes (6 silhouettes, clutter, noise)', group: 'new domain', labels: [...SHAPES], train: renderShapes(sizes.train, rand), test: renderShapes(sizes.test, rand) };
     case 'count':
       return { id, title: 'Counting blobs (1–4)', group: 'structured', labels: [...COUNT_LABELS], train: renderCounts(sizes.train, rand), test: renderCounts(sizes.test, rand) };
+    case 'digits': {
+      if (!sources.digits) throw new AppError('internal', 'task digits needs the handwritten digits');
+      const { train, test } = splitReal(sources.digits, 10, Math.floor(sizes.train / 10), sizes.test, rand);
+      return { id, title: 'Handwritten digits 0–9 (UCI, via scikit-learn; real)', group: 'real, new domain', labels: [...'0123456789'], train, test };
+    }
+    case 'letters': {
+      if (!sources.letters) throw new AppError('internal', 'task letters needs the font glyphs');
+      return {
+        id,
+        title: 'Letters A–J in system fonts; test fonts never seen in training (real glyphs)',
+        group: 'real, new domain',
+        labels: [...LETTERS],
+        train: drawLetters(sources.letters.train, Math.floor(sizes.train / 10) * 10, rand),
+        test: drawLetters(sources.letters.test, sizes.test, rand),
+      };
+    }
   }
 }
 
-/** Loads Fashion-MNIST only if a selected task needs it. */
-export async function loadTaskData(ids: readonly TaskId[], dataDir?: string): Promise<FashionData | undefined> {
-  if (!ids.some((t) => t === 'fmnist-unseen' || t === 'rotation')) return undefined;
-  const [train, test] = await Promise.all([loadFashionMnist('train', dataDir), loadFashionMnist('t10k', dataDir)]);
-  return { train, test };
-}
-
-/** Stratified split of 0..n−1 into train/validation (validation = `fraction` of each class). */
-export function stratifiedSplit(labels: Int32Array, fraction: number, seed: number): { train: number[]; val: number[] } {
-  const rand = prng(seed);
-  const byClass = new Map<number, number[]>();
-  labels.forEach((l, i) => byClass.set(l, [...(byClass.get(l) ?? []), i]));
-  const train: number[] = [];
-  const val: number[] = [];
-  for (const ids of byClass.values()) {
-    const order = shuffled(ids.length, rand).map((k) => ids[k]);
-    const nVal = Math.min(ids.length - 1, Math.round(ids.length * fraction));
-    val.push(...order.slice(0, nVal));
-    train.push(...order.slice(nVal));
+/** Loads only the data the selected tasks need. */
+export async function loadTaskData(ids: readonly TaskId[], dataDir?: string): Promise<TaskSources> {
+  const out: TaskSources = {};
+  if (ids.some((t) => t === 'fmnist-unseen' || t === 'rotation')) {
+    const [train, test] = await Promise.all([loadFashionMnist('train', dataDir), loadFashionMnist('t10k', dataDir)]);
+    out.fashion = { train, test };
   }
-  return { train: train.sort((a, b) => a - b), val: val.sort((a, b) => a - b) };
+  if (ids.includes('digits')) out.digits = await loadDigits();
+  if (ids.includes('letters')) out.letters = await loadLetterGlyphs();
+  return out;
 }

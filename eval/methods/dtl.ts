@@ -1,128 +1,102 @@
 /**
- * DTL and DTL+ through the service's own model core: createAdapter, runPrefix, trainStep (tape
- * over the suffix only), predictLogits. The shared prefix (blocks before the first addition) of
- * every training image is computed once and reused every epoch — the saving DTL is built for.
+ * DTL, DTL+ and "service defaults" through the service's own trainer (src/train/trainer.ts
+ * `trainAdapter`), called the way the `train` job calls it: the task as a PreparedDataset (the
+ * training images unassigned, the test images as the 'test' split), hyperparameters parsed by
+ * the service's schema, the service's default prefix-cache budget and precision. The trainer
+ * holds out its validation split, keeps the best epoch, stops early, and evaluates on the test
+ * split: the study reads its metrics instead of running a loop of its own.
  *
- * Placement, scaled from the authors' ViT-B/16 scripts (reads before every block, additions after
- * blocks 6..11 of 12): reads before every block, additions after the second half of the blocks.
+ * "service defaults" passes `{}` — exactly what a tenant who gives no hyperparameters gets, so
+ * that row follows the defaults wherever they go. The hand-tuned rows pass only the learning
+ * rate, the variant and the study's seed (plus the study's epochs when --epochs shortens them).
  */
-import {
-  AdamW,
-  concatPrefix,
-  createAdapter,
-  disposePrefix,
-  gatherPrefix,
-  predictLogits,
-  runPrefix,
-  splitPoint,
-  trainStep,
-  type AdapterSpec,
-  type Backbone,
-  type PrefixState,
-} from '../../src/model/index.js';
-import { pixelsOf, predictRows, range, runEpochs } from '../recipe.js';
-import { sizeOf, stepPeak } from './common.js';
-import type { FitArgs, Fitted, Method } from './types.js';
+import { configSchema } from '../../src/config.js';
+import { createAdapter, disposePrefix, runPrefix, splitPoint, trainStep, AdamW, type AdapterSpec } from '../../src/model/index.js';
+import { adapterSpecFor, parseHyperparameters, type HyperparametersInput } from '../../src/train/hyperparameters.js';
+import { trainAdapter } from '../../src/train/trainer.js';
+import { DEFAULT_RECIPE, type Recipe } from '../recipe.js';
+import { stepPeak } from './common.js';
+import type { Method, MethodId, RunOutcome, StudyTask } from './types.js';
 
-export interface DtlOptions {
-  rank: number;
-  beta: number;
-  /** DTL+ kernel; 0 = DTL. */
-  kernel: number;
-  /** First block after which θ(h) is added; additions continue to the last block. */
-  firstAdd?: number;
+/** TRAIN_CACHE_BYTES as the service has it by default. */
+const SERVICE_CACHE_BYTES = configSchema.parse({}).TRAIN_CACHE_BYTES;
+
+/** The recipe fields that differ from the service's defaults (--epochs, --seed), as hyperparameters. */
+function recipeOverrides(r: Recipe): HyperparametersInput {
+  const out: HyperparametersInput = {};
+  for (const k of Object.keys(DEFAULT_RECIPE) as (keyof Recipe)[]) if (r[k] !== DEFAULT_RECIPE[k]) Object.assign(out, { [k]: r[k] });
+  return out;
 }
 
-export function dtlSpec(backbone: Backbone, o: DtlOptions, classes: number): AdapterSpec {
-  const depth = backbone.config.depth;
-  const first = o.firstAdd ?? Math.floor(depth / 2);
-  return {
-    rank: o.rank,
-    beta: o.beta,
-    loraBeforeBlocks: range(depth),
-    addAfterBlocks: range(depth - first).map((i) => first + i),
-    fusionKernel: o.kernel,
-    labels: range(classes).map(String),
-  };
-}
-
-/** Prefix states of `rows`, computed in chunks and concatenated (kept; dispose with disposePrefix). */
-function prefixOf(backbone: Backbone, set: FitArgs['set'], rows: readonly number[], split: number, chunk = 200): PrefixState {
-  const parts: PrefixState[] = [];
+/** Trains through `trainAdapter` with these hyperparameters (raw input, parsed by the service's schema). */
+export async function trainThroughService(t: StudyTask, input: HyperparametersInput): Promise<RunOutcome> {
+  const h = parseHyperparameters(input);
+  const t0 = performance.now();
+  const r = await trainAdapter({ backbone: t.backbone, dataset: t.dataset, hyperparameters: h, cacheBytes: SERVICE_CACHE_BYTES });
+  const seconds = (performance.now() - t0) / 1000;
   try {
-    for (let s = 0; s < rows.length; s += chunk) {
-      const px = pixelsOf(backbone, set, rows.slice(s, s + chunk));
-      try {
-        parts.push(runPrefix(backbone, px, split));
-      } finally {
-        px.dispose();
-      }
-    }
-    return parts.length === 1 ? parts.splice(0, 1)[0] : concatPrefix(parts);
+    const m = r.metrics;
+    // The peak of the schedule is the learning rate the run used (chosen by the trainer when none was given).
+    const lr = Math.max(...m.lossCurve.map((p) => p.lr));
+    const variant = r.spec.fusionKernel > 0 ? `dtl+ (k=${r.spec.fusionKernel})` : 'dtl';
+    return {
+      valAcc: m.bestValAccuracy ?? m.evaluation.accuracy,
+      testAcc: m.evaluation.accuracy,
+      trainableParams: m.trainableParams,
+      losses: m.lossCurve.map((p) => p.trainLoss),
+      seconds,
+      lr: Number(lr.toPrecision(3)),
+      spec: r.spec,
+      note: `${variant}, lr ${Number(lr.toPrecision(3))}, best epoch ${m.bestEpoch}/${m.epochsRun}${m.stoppedEarly ? ' (stopped early)' : ''}`,
+    };
   } finally {
-    parts.forEach(disposePrefix);
+    r.adapter.dispose();
   }
 }
 
-export function dtlMethod(o: DtlOptions, id: 'dtl' | 'dtl+' = o.kernel > 0 ? 'dtl+' : 'dtl'): Method {
+/** Peak bytes of one step from pixels (prefix outside the tape, then the trainer's taped suffix step). */
+async function dtlStepPeak(backbone: StudyTask['backbone'], spec: AdapterSpec, pixels: Parameters<typeof runPrefix>[1], labels: number[]): Promise<number> {
+  const adapter = createAdapter(backbone.config, spec, { seed: 1 });
+  const opt = new AdamW();
+  const step = () => {
+    const state = runPrefix(backbone, pixels, splitPoint(spec, backbone.config.depth));
+    try {
+      return trainStep({ backbone, adapter, optimizer: opt, state, labels }).loss;
+    } finally {
+      disposePrefix(state);
+    }
+  };
+  try {
+    return await stepPeak(step);
+  } finally {
+    opt.dispose();
+    adapter.dispose();
+  }
+}
+
+function trainerMethod(id: MethodId, label: string, lrGrid: number[], input: (lr: number | undefined, r: Recipe) => HyperparametersInput): Method {
   return {
     id,
-    label: o.kernel > 0 ? `DTL+ (k=${o.kernel})` : 'DTL',
-    lrGrid: [1e-3, 3e-3, 1e-2, 3e-2],
-    fit({ backbone, set, rows, classes, lr, recipe }: FitArgs): Fitted {
-      const spec = dtlSpec(backbone, o, classes);
-      const adapter = createAdapter(backbone.config, spec, { seed: recipe.seed });
-      const opt = new AdamW({ weightDecay: recipe.weightDecay });
-      let cache: PrefixState | undefined;
-      try {
-        cache = prefixOf(backbone, set, rows, splitPoint(spec, backbone.config.depth));
-        const position = new Map(rows.map((r, i) => [r, i]));
-        const state = cache;
-        const losses = runEpochs(rows, recipe, lr, (batch, stepLr) => {
-          opt.lr = stepLr;
-          const part = gatherPrefix(state, batch.map((r) => position.get(r)!));
-          try {
-            return trainStep({ backbone, adapter, optimizer: opt, state: part, labels: batch.map((r) => set.labels[r]) }).loss;
-          } finally {
-            disposePrefix(part);
-          }
-        });
-        return {
-          trainableParams: sizeOf(adapter.trainableVariables()),
-          losses,
-          predict: (s, r) => predictRows(backbone, s, r, (px) => predictLogits(backbone, adapter, px)),
-          dispose: () => adapter.dispose(),
-        };
-      } catch (err) {
-        adapter.dispose();
-        throw err;
-      } finally {
-        if (cache) disposePrefix(cache);
-        opt.dispose();
-      }
-    },
-    async stepPeakBytes({ backbone, classes, pixels, labels }) {
-      const spec = dtlSpec(backbone, o, classes);
-      const adapter = createAdapter(backbone.config, spec, { seed: 1 });
-      const opt = new AdamW();
-      // From pixels: the prefix (no tape, one tidy per block) and then the taped suffix step.
-      const step = () => {
-        const state = runPrefix(backbone, pixels, splitPoint(spec, backbone.config.depth));
-        try {
-          return trainStep({ backbone, adapter, optimizer: opt, state, labels }).loss;
-        } finally {
-          disposePrefix(state);
-        }
-      };
-      try {
-        return await stepPeak(step);
-      } finally {
-        opt.dispose();
-        adapter.dispose();
-      }
+    label,
+    lrGrid,
+    run: (t, lr) => trainThroughService(t, input(lr, t.recipe)),
+    async stepPeakBytes({ backbone, classes, pixels, labels, outcome }) {
+      const labelNames = Array.from({ length: classes }, (_, i) => String(i));
+      const spec = outcome?.spec ?? adapterSpecFor(parseHyperparameters(input(lrGrid[0], DEFAULT_RECIPE)), backbone.config, labelNames);
+      return dtlStepPeak(backbone, spec, pixels, labels);
     },
   };
 }
 
-export const dtl = dtlMethod({ rank: 2, beta: 100, kernel: 0 });
-export const dtlPlus = dtlMethod({ rank: 2, beta: 100, kernel: 3 });
+const DTL_GRID = [1e-2, 3e-2, 1e-1];
+
+/** Hand-tuned: the study's learning rate and variant, everything else the service's defaults. */
+export function dtlMethod(variant: 'dtl' | 'dtl+', extra: HyperparametersInput = {}): Method {
+  return trainerMethod(variant, variant === 'dtl+' ? 'DTL+ (k=3)' : 'DTL', DTL_GRID, (lr, r) => ({ ...recipeOverrides(r), ...extra, variant, lr }));
+}
+
+export const dtl = dtlMethod('dtl');
+export const dtlPlus = dtlMethod('dtl+');
+
+/** No hyperparameters at all: what the service's train job does with an empty object. */
+export const serviceDefaults: Method = trainerMethod('service', 'Service defaults (no hyperparameters)', [], () => ({}));

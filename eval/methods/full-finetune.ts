@@ -4,7 +4,7 @@ import { linear } from '../../src/model/layers.js';
 import { trainableFromBackbone } from '../../src/model/vit-trainable.js';
 import { newHead } from '../recipe.js';
 import { tapeMethod, type TapeModel } from './tape-method.js';
-import type { FitArgs, Method } from './types.js';
+import type { BaselineMethod, FitArgs } from './types.js';
 
 function model(backbone: FitArgs['backbone'], classes: number, seed: number): TapeModel {
   const vit = trainableFromBackbone(backbone);
@@ -20,7 +20,7 @@ function model(backbone: FitArgs['backbone'], classes: number, seed: number): Ta
   return { vars, decays, logits, dispose };
 }
 
-export const fullFinetune: Method = tapeMethod({
+export const fullFinetune: BaselineMethod = tapeMethod({
   id: 'full',
   label: 'Full fine-tune',
   lrGrid: [1e-4, 3e-4, 1e-3],

@@ -8,7 +8,8 @@ import { linear } from '../../src/model/layers.js';
 import type { LabelledSet } from '../../scripts/pretrain/train.js';
 import { newHead, pixelsOf, predictRows, runEpochs } from '../recipe.js';
 import { adamwStep, ce, sizeOf, stepPeak } from './common.js';
-import type { FitArgs, Fitted, Method } from './types.js';
+import { baseline } from './baseline.js';
+import type { BaselineMethod, FitArgs, Fitted } from './types.js';
 
 function features(backbone: Backbone, set: LabelledSet, rows: readonly number[], batch = 250): tf.Tensor2D {
   const parts: tf.Tensor2D[] = [];
@@ -27,10 +28,10 @@ function features(backbone: Backbone, set: LabelledSet, rows: readonly number[],
   }
 }
 
-export const linearProbe: Method = {
+export const linearProbe: BaselineMethod = baseline({
   id: 'linear',
   label: 'Linear probe',
-  lrGrid: [1e-3, 3e-3, 1e-2, 3e-2],
+  lrGrid: [1e-2, 3e-2, 1e-1, 3e-1],
   fit({ backbone, set, rows, classes, lr, recipe }: FitArgs): Fitted {
     const head = newHead(backbone.config.width, classes, recipe.seed);
     const vars = [head.w, head.b];
@@ -86,4 +87,4 @@ export const linearProbe: Method = {
       vars.forEach((v) => v.dispose());
     }
   },
-};
+});

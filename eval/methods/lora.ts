@@ -11,7 +11,7 @@ import { embed, linear, pool, vitBlock } from '../../src/model/layers.js';
 import { mulberry32 } from '../../src/model/adapter.js';
 import { newHead } from '../recipe.js';
 import { tapeMethod, type TapeModel } from './tape-method.js';
-import type { Method } from './types.js';
+import type { BaselineMethod } from './types.js';
 
 export interface LoraOptions {
   rank: number;
@@ -57,7 +57,7 @@ function model(backbone: Backbone, o: LoraOptions, classes: number, seed: number
   return { vars, decays, logits, dispose: () => vars.forEach((x) => x.dispose()) };
 }
 
-export function loraMethod(o: LoraOptions): Method {
+export function loraMethod(o: LoraOptions): BaselineMethod {
   return tapeMethod({
     id: 'lora',
     label: `LoRA (q,v; r=${o.rank})`,

@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { AdamW } from '../../src/model/index.js';
 import { pixelsOf, predictRows, runEpochs } from '../recipe.js';
 import { adamwStep, ce, sizeOf, stepPeak } from './common.js';
-import type { FitArgs, Fitted, Method } from './types.js';
+import { baseline } from './baseline.js';
+import type { BaselineMethod, FitArgs, Fitted, Method } from './types.js';
 
 export interface TapeModel {
   vars: tf.Variable[];
@@ -17,8 +18,8 @@ export interface TapeModel {
   dispose: () => void;
 }
 
-export function tapeMethod(o: Pick<Method, 'id' | 'label' | 'lrGrid'> & { build: (backbone: FitArgs['backbone'], classes: number, seed: number) => TapeModel }): Method {
-  return {
+export function tapeMethod(o: Pick<Method, 'id' | 'label' | 'lrGrid'> & { build: (backbone: FitArgs['backbone'], classes: number, seed: number) => TapeModel }): BaselineMethod {
+  return baseline({
     ...o,
     fit({ backbone, set, rows, classes, lr, recipe }: FitArgs): Fitted {
       const m = o.build(backbone, classes, recipe.seed);
@@ -51,5 +52,5 @@ export function tapeMethod(o: Pick<Method, 'id' | 'label' | 'lrGrid'> & { build:
         m.dispose();
       }
     },
-  };
+  });
 }

@@ -1,11 +1,60 @@
 /** What every transfer method offers the runner. */
 import type * as tf from '@tensorflow/tfjs';
-import type { Backbone } from '../../src/model/index.js';
+import type { AdapterSpec, Backbone } from '../../src/model/index.js';
+import type { PreparedDataset } from '../../src/train/ingest/index.js';
+import type { SplitPlan } from '../../src/train/examples.js';
 import type { LabelledSet } from '../../scripts/pretrain/train.js';
 import type { Recipe } from '../recipe.js';
+import type { Task } from '../tasks.js';
 
-export const METHOD_IDS = ['linear', 'dtl', 'dtl+', 'lora', 'full'] as const;
+/** Table order: the two weak baselines, what a tenant gets, the tuned adapters, the heavier baselines. */
+export const METHOD_IDS = ['pixel', 'linear', 'service', 'dtl', 'dtl+', 'lora', 'full'] as const;
 export type MethodId = (typeof METHOD_IDS)[number];
+
+/** One task as every method sees it: the same data set and the same train/val split. */
+export interface StudyTask {
+  backbone: Backbone;
+  task: Task;
+  /** The task as the service's trainer takes it: train images unassigned, then the test images as 'test'. */
+  dataset: PreparedDataset;
+  /** The trainer's split of `dataset` (planSplits with the trainer's seed): train/val rows are rows of task.train. */
+  plan: SplitPlan;
+  recipe: Recipe;
+}
+
+export interface RunOutcome {
+  /** Accuracy on plan.val (what chooses the learning rate). */
+  valAcc: number;
+  /** Accuracy on the task's test images. */
+  testAcc: number;
+  trainableParams: number;
+  /** Mean training loss per epoch. */
+  losses: number[];
+  seconds: number;
+  /** Peak learning rate actually used (the trainer's choice when none was given). */
+  lr: number;
+  /** The adapter's spec, for trainer-backed methods (memory is measured on it). */
+  spec?: AdapterSpec;
+  /** A short note for the report (e.g. the variant the service defaults picked). */
+  note?: string;
+}
+
+export interface Method {
+  id: MethodId;
+  label: string;
+  /**
+   * Learning rates tried on the validation split; empty = none given (the service's defaults,
+   * whatever the trainer then does).
+   */
+  lrGrid: number[];
+  /** Trains on plan.train, reports val and test accuracy. */
+  run(t: StudyTask, lr: number | undefined): Promise<RunOutcome>;
+  /**
+   * Peak tensor bytes of one optimisation step on `pixels` — everything from the pixels on (no
+   * cache), after one warm-up step so optimiser moments already exist.
+   */
+  stepPeakBytes(args: { backbone: Backbone; classes: number; pixels: tf.Tensor4D; labels: number[]; outcome?: RunOutcome }): Promise<number>;
+}
 
 export interface FitArgs {
   backbone: Backbone;
@@ -26,16 +75,7 @@ export interface Fitted {
   dispose(): void;
 }
 
-export interface Method {
-  id: MethodId;
-  label: string;
-  /** Learning rates tried on the validation split. */
-  lrGrid: number[];
-  /** Trains on `rows` and returns the fitted model (synchronous compute; async for symmetry). */
+/** A baseline: its own small model and loop over the shared schedule (recipe.ts runEpochs). */
+export interface BaselineMethod extends Method {
   fit(args: FitArgs): Fitted;
-  /**
-   * Peak tensor bytes of one optimisation step on `pixels` — everything from the pixels on (no
-   * cache), after one warm-up step so optimiser moments already exist.
-   */
-  stepPeakBytes(args: Omit<FitArgs, 'rows' | 'lr' | 'recipe' | 'set'> & { pixels: tf.Tensor4D; labels: number[] }): Promise<number>;
 }

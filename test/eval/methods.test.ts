@@ -1,12 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, type Backbone } from '../../src/model/index.js';
-import { dtl, dtlPlus } from '../../eval/methods/dtl.js';
+import { dtl, dtlPlus, serviceDefaults } from '../../eval/methods/dtl.js';
 import { fullFinetune } from '../../eval/methods/full-finetune.js';
 import { linearProbe } from '../../eval/methods/linear-probe.js';
 import { lora } from '../../eval/methods/lora.js';
-import type { Method, MethodId } from '../../eval/methods/types.js';
+import { pixelLogReg } from '../../eval/methods/pixel-lr.js';
+import type { BaselineMethod, Method, MethodId } from '../../eval/methods/types.js';
 import { DEFAULT_RECIPE, accuracyOf, pixelsOf, range } from '../../eval/recipe.js';
+import { studyTask } from '../../eval/study-task.js';
 import { buildTask, type Task } from '../../eval/tasks.js';
 import { tinyBackbone } from '../helpers/tiny-backbone.js';
 
@@ -29,15 +31,17 @@ describe('transfer methods (one tiny epoch each)', () => {
   const head = D * classes + classes;
   const backboneParams = 7 * 7 * 3 * D + D + D + 17 * D + DEPTH * (4 * (D * D + D) + 4 * D + D * MLP + MLP + MLP * D + D) + 2 * D;
   const expected: Record<MethodId, number> = {
+    pixel: 28 * 28 * classes + classes,
     linear: head,
+    service: DEPTH * 2 * 2 * D + head,
     dtl: DEPTH * 2 * 2 * D + head,
     'dtl+': DEPTH * 2 * 2 * D + 9 * D + head,
     lora: DEPTH * 2 * 2 * 4 * D + head,
     full: backboneParams + head,
   };
 
-  const cases: Method[] = [linearProbe, dtl, dtlPlus, lora, fullFinetune];
-  for (const method of cases) {
+  const baselines: BaselineMethod[] = [pixelLogReg, linearProbe, lora, fullFinetune];
+  for (const method of baselines) {
     it(`${method.id}: trains, predicts, counts its parameters and measures a step without leaking`, async () => {
       const before = tf.memory().numTensors;
       const recipe = { ...DEFAULT_RECIPE, epochs: 1, warmupEpochs: 0, batchSize: 8 };
@@ -62,7 +66,35 @@ describe('transfer methods (one tiny epoch each)', () => {
     });
   }
 
-  it('orders step memory as DTL’s design says: linear < DTL < LoRA (tape over every block)', () => {
+  // DTL, DTL+ and the service defaults have no fit of their own: they run the service's trainer.
+  const trained: Method[] = [dtl, dtlPlus];
+  for (const method of trained) {
+    it(`${method.id}: trains through the trainer, counts its parameters and measures a step without leaking`, async () => {
+      const before = tf.memory().numTensors;
+      const t = studyTask(backbone, task, { ...DEFAULT_RECIPE, epochs: 1, warmupEpochs: 0, batchSize: 8 });
+      const out = await method.run(t, method.lrGrid[0]);
+      expect(out.losses).toHaveLength(1);
+      expect(out.losses[0]).toBeGreaterThan(0);
+      expect(out.trainableParams).toBe(expected[method.id]);
+      expect(out.testAcc).toBeGreaterThanOrEqual(0);
+      expect(out.testAcc).toBeLessThanOrEqual(1);
+      expect(out.spec?.fusionKernel).toBe(method.id === 'dtl+' ? 3 : 0);
+      const px = pixelsOf(backbone, task.train, range(8));
+      const peak = await method.stepPeakBytes({ backbone, classes, pixels: px, labels: Array.from(task.train.labels.slice(0, 8)), outcome: out });
+      px.dispose();
+      expect(peak).toBeGreaterThan(0);
+      peaks.set(method.id, peak);
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  }
+
+  it('service defaults take no learning rate from the study', () => {
+    expect(serviceDefaults.lrGrid).toEqual([]);
+    expect(serviceDefaults.id).toBe('service');
+  });
+
+  it('orders step memory as DTL’s design says: pixel < linear < DTL < LoRA (tape over every block)', () => {
+    expect(peaks.get('pixel')!).toBeLessThan(peaks.get('linear')!);
     expect(peaks.get('linear')!).toBeLessThan(peaks.get('dtl')!);
     expect(peaks.get('dtl')!).toBeLessThan(peaks.get('lora')!);
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { childArgs, taskGroups } from '../../eval/parallel.js';
+import { childArgs, completeTasks, taskGroups } from '../../eval/parallel.js';
+import type { MethodResult } from '../../eval/runner.js';
 
 describe('eval --jobs', () => {
   it('splits tasks round-robin without empty groups', () => {
@@ -10,6 +11,15 @@ describe('eval --jobs', () => {
 
   it('passes every option but the ones the parent sets per child', () => {
     expect(childArgs(['--quick', '--tasks', 'a,b', '--jobs=2', '--epochs', '3', '--out', 'x', '--notes', 'n.md', '--no-sweep'])).toEqual(['--quick', '--epochs', '3', '--no-sweep']);
+  });
+});
+
+describe('eval --report-from a,b', () => {
+  it('keeps only tasks that have every method (a job stopped mid-task leaves its last task out)', () => {
+    const r = (task: string, method: string) => ({ task, method }) as MethodResult;
+    const { kept, dropped } = completeTasks([r('digits', 'pixel'), r('digits', 'dtl'), r('shapes', 'pixel'), r('letters', 'pixel'), r('letters', 'dtl')]);
+    expect(kept.map((x) => `${x.task}/${x.method}`)).toEqual(['digits/pixel', 'digits/dtl', 'letters/pixel', 'letters/dtl']);
+    expect(dropped).toEqual(['shapes']);
   });
 });
 

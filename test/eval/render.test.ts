@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { prng } from '../../scripts/pretrain/train.js';
 import { COUNT_LABELS, SHAPES, SIDE, renderCounts, renderShapes, rotate90 } from '../../eval/render.js';
-import { buildTask, stratifiedSplit } from '../../eval/tasks.js';
+import { stratifiedSplit } from '../../src/train/schedule.js';
+import { buildTask } from '../../eval/tasks.js';
 
 describe('synthetic tasks', () => {
   it('renders balanced, deterministic shape images with visible foreground', () => {
@@ -51,7 +52,7 @@ describe('synthetic tasks', () => {
     expect(t.train.labels.length).toBe(40);
     expect(t.test.labels.length).toBe(20);
     expect(t.labels).toEqual(['1', '2', '3', '4']);
-    const { train, val } = stratifiedSplit(t.train.labels, 0.2, 1);
+    const { train, val } = stratifiedSplit(Array.from({ length: 40 }, (_, i) => i), (i) => t.train.labels[i], 0.2, 1);
     expect(train.length + val.length).toBe(40);
     expect(new Set([...train, ...val]).size).toBe(40);
     for (let c = 0; c < 4; c++) expect(val.filter((i) => t.train.labels[i] === c).length).toBe(2);
