@@ -208,7 +208,10 @@ export class Batcher<Req extends Schedulable, R> {
       this.recordBatch(images, ms);
       this.options.onBatch?.({ requests: batch.length, images, ms, ok });
       this.inFlight = 0;
-      this.pump();
+      // The next batch starts after pending I/O had its turn: batches chained through microtasks
+      // would run back to back while the queue stays full, and no health probe, heartbeat or SSE
+      // write would be answered until it drained.
+      setImmediate(() => this.pump());
     }
   }
 
