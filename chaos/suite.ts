@@ -97,5 +97,5 @@ export async function runSuite(opts: SuiteOptions): Promise<{ rows: CaseRow[]; t
 }
 
 export function suitePassed(rows: CaseRow[], tally: Tally): boolean {
-  return rows.every((r) => r.pass) && tally.leaks === 0 && tally.crashes === 0 && tally.outsideContract === 0 && tally.lostObjects === 0;
+  return rows.every((r) => r.pass) && tally.leaks === 0 && tally.crashes === 0 && tally.outsideContract === 0 && tally.lostObjects === 0 && tally.livenessMisses === 0;
 }

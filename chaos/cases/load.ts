@@ -43,6 +43,7 @@ export async function loadCase(svc: Service, tenants: TenantFixture[], images: B
   const livenessMisses = probes.filter((p) => p.status === 0).length;
   const outside = answers.filter(outsideContract).length + probes.filter((p) => p.status !== 0 && outsideContract(p)).length;
   tally.outsideContract += outside;
+  tally.livenessMisses += livenessMisses;
   const ms = answers.filter((a) => a.status === 200).map((a) => a.ms);
   const probeWorst = Math.max(...probes.map((p) => p.ms));
   const rssBounded = rss.peak < rss.start + 1024;

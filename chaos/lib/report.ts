@@ -19,10 +19,12 @@ export interface Tally {
   crashes: number;
   outsideContract: number;
   lostObjects: number;
+  /** /healthz probes with no answer within 10 s under load (the event loop was busy). */
+  livenessMisses: number;
 }
 
 export function emptyTally(): Tally {
-  return { leaks: 0, crashes: 0, outsideContract: 0, lostObjects: 0 };
+  return { leaks: 0, crashes: 0, outsideContract: 0, lostObjects: 0, livenessMisses: 0 };
 }
 
 export function renderMarkdown(rows: CaseRow[], tally: Tally, meta: { mode: string; date: string; machine: string; commit: string; seconds: number }): string {
@@ -33,7 +35,7 @@ export function renderMarkdown(rows: CaseRow[], tally: Tally, meta: { mode: stri
     `Written by \`npm run chaos${meta.mode === 'quick' ? ' -- --quick' : ''}\` (chaos/run.ts) on ${meta.date}: ${meta.machine}, code at ${meta.commit}, ${meta.seconds.toFixed(0)} s.`,
     'Every case runs the service as `npm start` does, in its own process, over loopback; see `chaos/README.md`.',
     '',
-    `**Totals:** ${tally.leaks} cross-tenant leaks · ${tally.crashes} crashes · ${tally.outsideContract} answers outside {2xx, 4xx, 503} (or none at all) · ${tally.lostObjects} lost or half-written objects.`,
+    `**Totals:** ${tally.leaks} cross-tenant leaks · ${tally.crashes} crashes · ${tally.outsideContract} answers outside {2xx, 4xx, 503} (or none at all) · ${tally.lostObjects} lost or half-written objects · ${tally.livenessMisses} /healthz probes unanswered within 10 s under load.`,
     '',
     '| case | sent | answered | goal | result |',
     '|---|---|---|---|---|',
