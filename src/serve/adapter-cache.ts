@@ -19,6 +19,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { AppError } from '../errors.js';
+import { LatencyWindow } from './latency-window.js';
 
 export interface Loaded<T> {
   readonly value: T;
@@ -107,20 +108,20 @@ export class AdapterCache<T, C = undefined> {
   private readonly entries = new Map<string, Entry<T>>(); // insertion order = LRU order
   private readonly flights = new Map<string, Flight<T>>();
   private readonly pinned = new Set<string>();
-  private readonly latencies: number[] = [];
-  private latencyNext = 0;
+  private readonly latency: LatencyWindow;
   private closed = false;
   /** Bytes of cached entries that count toward the budget (oversized ones do not). */
   private accountedBytes = 0;
   private readonly counters = {
     hits: 0, misses: 0, coalesced: 0, loads: 0, loadFailures: 0, evictions: 0, invalidations: 0, disposeFailures: 0,
-    residentBytes: 0, residentCount: 0, latencyCount: 0, latencySum: 0, latencyMax: 0,
+    residentBytes: 0, residentCount: 0,
   };
   private readonly now: () => number;
 
   constructor(private readonly options: AdapterCacheOptions<T, C>) {
     if (!(options.budgetBytes >= 0)) throw new AppError('config_invalid', 'adapter cache budget must be ≥ 0 bytes');
     this.now = options.now ?? (() => performance.now());
+    this.latency = new LatencyWindow(options.latencyWindow ?? 1024);
   }
 
   /** Get a lease on `key`, loading it if needed (one load however many callers wait for it). */
@@ -190,8 +191,6 @@ export class AdapterCache<T, C = undefined> {
 
   stats(): AdapterCacheStats {
     const c = this.counters;
-    const sorted = [...this.latencies].sort((a, b) => a - b);
-    const pct = (p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]);
     let leasedCount = 0;
     for (const e of this.entries.values()) if (e.leases > 0) leasedCount += 1;
     return {
@@ -199,7 +198,7 @@ export class AdapterCache<T, C = undefined> {
       evictions: c.evictions, invalidations: c.invalidations, disposeFailures: c.disposeFailures,
       residentBytes: c.residentBytes, residentCount: c.residentCount, leasedCount,
       pinnedKeys: this.pinned.size, loading: this.flights.size, budgetBytes: this.options.budgetBytes,
-      loadLatencyMs: { count: c.latencyCount, sum: c.latencySum, max: c.latencyMax, p50: pct(0.5), p99: pct(0.99) },
+      loadLatencyMs: this.latency.summary(),
     };
   }
 
@@ -238,7 +237,7 @@ export class AdapterCache<T, C = undefined> {
       this.onLoadFailed(key, flight, new AppError('internal', `adapter loader returned an invalid size for '${key}'`), ms);
       return;
     }
-    this.recordLatency(ms);
+    this.latency.record(ms);
     this.options.onLoad?.({ key, ms, ok: true, bytes: loaded.bytes });
     const entry: Entry<T> = { key, value: loaded.value, bytes: loaded.bytes, leases: 0, cached: false, disposed: false };
     this.counters.residentBytes += entry.bytes;
@@ -337,16 +336,5 @@ export class AdapterCache<T, C = undefined> {
       // A failing dispose must not wedge the cache; it is counted so it shows up in metrics.
       this.counters.disposeFailures += 1;
     }
-  }
-
-  private recordLatency(ms: number): void {
-    const c = this.counters;
-    c.latencyCount += 1;
-    c.latencySum += ms;
-    c.latencyMax = Math.max(c.latencyMax, ms);
-    const window = this.options.latencyWindow ?? 1024;
-    if (this.latencies.length < window) this.latencies.push(ms);
-    else this.latencies[this.latencyNext] = ms;
-    this.latencyNext = (this.latencyNext + 1) % window;
   }
 }

@@ -1,10 +1,49 @@
 /**
- * Read-only views of the job table for listings and metrics: the jobs that trained given
- * adapters, and jobs of one kind counted by status. Writes stay in jobs.ts.
+ * Read-only views of the job table: one job, a tenant's listing, the jobs that trained given
+ * adapters, and jobs of one kind counted by status. Writes stay in jobs.ts (which re-exports
+ * get and list).
  */
-import { and, count, desc, eq, inArray, sql } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../open.js';
 import { jobs, type Job, type JobStatus } from '../schema.js';
+import type { JobScope } from './job-events.js';
+import { one, pageOf, requireId, type Page } from './util.js';
+
+/** A tenant's jobs, or (scope null) the system's own. */
+export function scoped(scope: JobScope): SQL {
+  return scope === null ? isNull(jobs.tenantId) : eq(jobs.tenantId, scope);
+}
+
+export async function get(db: Db, scope: JobScope, id: string): Promise<Job> {
+  requireId(id, 'job');
+  const rows = await db
+    .select()
+    .from(jobs)
+    .where(and(eq(jobs.id, id), scoped(scope)));
+  return one(rows, 'job', id);
+}
+
+/** Newest first. */
+export async function list(
+  db: Db,
+  scope: JobScope,
+  opts: Page & { kind?: string; status?: JobStatus[] } = {},
+): Promise<Job[]> {
+  const { limit, offset } = pageOf(opts);
+  return db
+    .select()
+    .from(jobs)
+    .where(
+      and(
+        scoped(scope),
+        opts.kind === undefined ? undefined : eq(jobs.kind, opts.kind),
+        opts.status === undefined ? undefined : inArray(jobs.status, opts.status),
+      ),
+    )
+    .orderBy(desc(jobs.createdAt), desc(jobs.id))
+    .limit(limit)
+    .offset(offset);
+}
 
 /** A tenant's jobs whose payload names one of `adapterIds`, newest first. */
 export async function listForAdapters(db: Db, tenantId: string, adapterIds: readonly string[]): Promise<Job[]> {

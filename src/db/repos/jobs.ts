@@ -9,16 +9,18 @@
  *
  * What a failed attempt leaves for its tenant, and the transient-retry policy: job-failures.ts.
  */
-import { and, asc, desc, eq, inArray, isNull, lte, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, lte, sql, type SQL } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { dbCall } from '../errors.js';
 import type { Db } from '../open.js';
 import { jobEvents, jobs, type Job, type JobStatus } from '../schema.js';
 import { statusEvent, type JobScope } from './job-events.js';
+import { scoped } from './job-views.js';
 import { DEFAULT_TRANSIENT_BACKOFF, formatJobError, LEASE_EXPIRED, transientHistory, type FailureKind, type JobError, type TransientBackoff } from './job-failures.js';
-import { invalidState, one, pageOf, requireId, type Page } from './util.js';
+import { invalidState, one, requireId } from './util.js';
 
 export { appendEvent, listEvents, type JobScope } from './job-events.js';
+export { get, list } from './job-views.js';
 export * from './job-failures.js';
 
 export interface NewJob {
@@ -42,10 +44,6 @@ export const TERMINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled
 const MESSAGES = { jobs_tenant_id_tenants_id_fk: 'tenant not found' };
 
 const inMs = (ms: number): SQL => sql`now() + make_interval(secs => ${Math.max(0, ms) / 1000})`;
-
-function scoped(scope: JobScope): SQL {
-  return scope === null ? isNull(jobs.tenantId) : eq(jobs.tenantId, scope);
-}
 
 /** Delay before retry number `attempts` + 1: base · 2^(attempts-1), capped. */
 export function backoffMs(attempts: number, backoff: Backoff): number {
@@ -74,37 +72,6 @@ export async function enqueue(db: Db, input: NewJob): Promise<Job> {
       }),
     MESSAGES,
   );
-}
-
-export async function get(db: Db, scope: JobScope, id: string): Promise<Job> {
-  requireId(id, 'job');
-  const rows = await db
-    .select()
-    .from(jobs)
-    .where(and(eq(jobs.id, id), scoped(scope)));
-  return one(rows, 'job', id);
-}
-
-/** Newest first. */
-export async function list(
-  db: Db,
-  scope: JobScope,
-  opts: Page & { kind?: string; status?: JobStatus[] } = {},
-): Promise<Job[]> {
-  const { limit, offset } = pageOf(opts);
-  return db
-    .select()
-    .from(jobs)
-    .where(
-      and(
-        scoped(scope),
-        opts.kind === undefined ? undefined : eq(jobs.kind, opts.kind),
-        opts.status === undefined ? undefined : inArray(jobs.status, opts.status),
-      ),
-    )
-    .orderBy(desc(jobs.createdAt), desc(jobs.id))
-    .limit(limit)
-    .offset(offset);
 }
 
 /**
