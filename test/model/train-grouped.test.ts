@@ -3,6 +3,7 @@
  * separate single-adapter steps: same losses, predictions and weights after several steps, for
  * plain DTL and DTL+ candidates mixed, with and without activation checkpointing.
  */
+import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AdamW,
@@ -103,5 +104,23 @@ describe('grouped train step', () => {
     disposePrefix(state);
     pixels.dispose();
     for (const x of [a, b, opt]) x.dispose();
+  });
+
+  it('repeated grouped steps with per-row weights leave no tensor behind (after the optimizers\' first step)', () => {
+    const adapters = specs.slice(0, 3).map(([, spec], k) => randomAdapter(backbone.config, spec, 70 + k, 0.3));
+    const opts = adapters.map(() => new AdamW({ lr: 1e-2 }));
+    const pixels = randomPixels(4, backbone.config, 9);
+    const state = runPrefix(backbone, pixels, 1);
+    const rows = [0, 1, 2, 3];
+    const labels = [0, 1, 2, 0];
+    const weights = Float32Array.from([0.5, 2, 1, 0.5]);
+    const step = () => trainStep({ backbone, state, groups: adapters.map((adapter, k) => ({ adapter, optimizer: opts[k], rows, labels, weights: k === 1 ? undefined : weights })) });
+    step(); // the optimizers create their moment tensors on the first step
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) step();
+    expect(tf.memory().numTensors).toBe(before);
+    disposePrefix(state);
+    pixels.dispose();
+    for (const x of [...adapters, ...opts]) x.dispose();
   });
 });
