@@ -3,7 +3,7 @@
  * 6 blocks, 28×28, 17 tokens):
  *
  *  1. one grouped train step of K = 8 candidates (the 'fast' grid: 4 learning rates × DTL / DTL+,
- *     each on the same 32 prefix rows) ÷ 8 separate single-adapter steps on those rows. The two
+ *     each on the same 32 prefix rows, DTL first as the trainer orders them) ÷ 8 separate single-adapter steps on those rows. The two
  *     take turns; the figure is the median of the per-pair ratios of CPU time.
  *  2. a default job (lr and variant 'auto', budget balanced: 14 candidates) ÷ the single run the
  *     defaults used to be (lr 1e-3, DTL), both through trainAdapter on the same 1,000 images of 10
@@ -77,9 +77,9 @@ const bench: Bench = {
       const adds = [...Array(cfg.depth).keys()].slice(cfg.depth / 2);
       const labels = Array.from({ length: 10 }, (_, k) => `c${k}`);
       const specs = Array.from({ length: K }, (_, k) =>
-        tinySpec({ loraBeforeBlocks: [...Array(cfg.depth).keys()], addAfterBlocks: adds, fusionKernel: k % 2 === 0 ? 0 : 3, labels }),
+        tinySpec({ loraBeforeBlocks: [...Array(cfg.depth).keys()], addAfterBlocks: adds, fusionKernel: k < K / 2 ? 0 : 3, labels }),
       );
-      const make = () => specs.map((spec, k) => ({ adapter: createAdapter(cfg, spec, { seed: k }) as Adapter, optimizer: new AdamW({ lr: 3e-4 * 10 ** (k >> 1) }) }));
+      const make = () => specs.map((spec, k) => ({ adapter: createAdapter(cfg, spec, { seed: k }) as Adapter, optimizer: new AdamW({ lr: 3e-4 * 10 ** (k % (K / 2)) }) }));
       const grouped = make();
       const alone = make();
       const pixels = randomPixels(B, cfg, 3);

@@ -9,9 +9,10 @@
  *            term is a batched matMul / broadcast over the K groups:
  *
  *   read     h_k += (x_k · A_k,i) · B_k,i            [K, B·t, d] × [K, d, r] × [K, r, d]
+ *            (groups on the same rows read a prefix input once: [B·t, d] × [d, K·r], then per group)
  *   add      x_k += a_k,i · fuse_k(θ_{β_k}(h_k))     (a_k,i = 1 where adapter k adds after i)
- *   fuse     Σ_taps shift(θ) · w_k,tap over a K'×K' grid, K' the largest kernel; plain DTL
- *            groups get the identity tap (exact: ×1 and + 0)
+ *   fuse     Σ_taps shift(θ) · w_k,tap over a K'×K' grid, K' the largest kernel of a run of
+ *            consecutive DTL+ groups; plain DTL groups skip the conv
  *   head     [K, B, d] × [K, d, c] + b_k
  *
  * Stacks, pads and slices only — their gradients are slices, pads and unstacks, which every
@@ -59,72 +60,104 @@ export function groupedSuffix(backbone: Backbone, adapters: Adapter[], state: Pr
   const rank = Math.max(...adapters.map((a) => a.spec.rank));
   const reads = adapters.map((a) => new Set(a.spec.loraBeforeBlocks));
   const adds = adapters.map((a) => new Set(a.spec.addAfterBlocks));
-  const kernel = Math.max(0, ...adapters.map((a) => (a.fusion ? a.spec.fusionKernel : 0)));
   const early = [...Array(state.split).keys()].filter((i) => reads.some((s) => s.has(i)));
   const rowIdx = rows.flat();
-  const identity = rowIdx.length === state.x.shape[0] && rowIdx.every((r, i) => r === i);
+  // K candidates of a search train on the same rows: the prefix is then read once, not K times.
+  const shared = rows.every((r) => r.every((v, j) => v === rows[0][j]));
+  const groupRows = shared ? rows[0] : rowIdx;
+  const identity = groupRows.length === state.x.shape[0] && groupRows.every((r, i) => r === i);
   // Created inside each stage's tidy (never outside: tidy would not free them, the caller would have to).
-  const pick = (x: tf.Tensor3D) => (identity ? x : (tf.gather(x, tf.tensor1d(rowIdx, 'int32')) as tf.Tensor3D));
+  const pick = (x: tf.Tensor3D) => (identity ? x : (tf.gather(x, tf.tensor1d(groupRows, 'int32')) as tf.Tensor3D));
   const betas = () => tf.tensor3d(Float32Array.from(adapters, (a) => a.spec.beta), [K, 1, 1]);
   const pad2 = (w: tf.Tensor2D, rows0: number, cols: number) =>
     w.shape[0] === rows0 && w.shape[1] === cols ? w : tf.pad(w, [[0, rows0 - w.shape[0]], [0, cols - w.shape[1]]]);
+  const readWeights = (i: number) => ({
+    as: adapters.map((a, k) => {
+      const p = reads[k].has(i) ? a.reads.get(i) : undefined;
+      return p ? pad2(p.a, d, rank) : tf.zeros<tf.Rank.R2>([d, rank]);
+    }),
+    bs: tf.stack(
+      adapters.map((a, k) => {
+        const p = reads[k].has(i) ? a.reads.get(i) : undefined;
+        return p ? pad2(p.b, rank, d) : tf.zeros([rank, d]);
+      }),
+    ) as tf.Tensor3D,
+  });
 
-  /** Each group's read of block i: [R·t, d]. */
+  /** Each group's read of block i from its own rows x [R, t, d]: [R·t, d]. */
   const readAt = (i: number, x: tf.Tensor3D): tf.Tensor2D => {
-    const as = adapters.map((a, k) => {
-      const p = reads[k].has(i) ? a.reads.get(i) : undefined;
-      return p ? pad2(p.a, d, rank) : tf.zeros([d, rank]);
-    });
-    const bs = adapters.map((a, k) => {
-      const p = reads[k].has(i) ? a.reads.get(i) : undefined;
-      return p ? pad2(p.b, rank, d) : tf.zeros([rank, d]);
-    });
+    const { as, bs } = readWeights(i);
     const u = tf.matMul(tf.reshape(x, [K, B * t, d]) as tf.Tensor3D, tf.stack(as) as tf.Tensor3D);
-    return tf.reshape(tf.matMul(u, tf.stack(bs) as tf.Tensor3D), [R * t, d]);
+    return tf.reshape(tf.matMul(u, bs), [R * t, d]);
   };
-  /** Per-group taps [K, K'·K', d]: each adapter's k×k taps centred in the K'×K' grid; identity for plain DTL. */
-  const taps = (): tf.Tensor3D => {
+  /** Every group's read of block i from ONE shared x [B, t, d]: one [B·t, d] × [d, K·r] product, no K copies. */
+  const readShared = (i: number, x: tf.Tensor3D): tf.Tensor2D => {
+    const { as, bs } = readWeights(i);
+    const u = tf.matMul(tf.reshape(x, [B * t, d]) as tf.Tensor2D, tf.concat(as, 1));
+    const perGroup = tf.transpose(tf.reshape(u, [B * t, K, rank]), [1, 0, 2]) as tf.Tensor3D;
+    return tf.reshape(tf.matMul(perGroup, bs), [R * t, d]);
+  };
+  /** Taps [n, K'·K', d] of groups k0..k1−1 (all fused), each adapter's k×k taps centred in the K'×K' grid. */
+  const taps = (k0: number, k1: number, kernel: number): tf.Tensor3D => {
     const before = (kernel - 1) >> 1;
     return tf.stack(
-      adapters.map((a) => {
-        const k = a.fusion ? a.spec.fusionKernel : 0;
-        if (k === 0) {
-          const id = new Float32Array(kernel * kernel * d);
-          id.fill(1, (before * kernel + before) * d, (before * kernel + before + 1) * d);
-          return tf.tensor2d(id, [kernel * kernel, d]);
-        }
+      adapters.slice(k0, k1).map((a) => {
+        const k = a.spec.fusionKernel;
         const off = before - ((k - 1) >> 1);
         const grid = tf.reshape(a.fusion!, [k, k, d]);
         return tf.reshape(tf.pad(grid, [[off, kernel - k - off], [off, kernel - k - off], [0, 0]]), [kernel * kernel, d]);
       }),
     ) as tf.Tensor3D;
   };
-  const fuse = (th: tf.Tensor3D): tf.Tensor3D => {
+  /** DTL+ fusion of θ [n·B, t, d] for the n fused groups k0..k1−1. */
+  const fuse = (th: tf.Tensor3D, k0: number, k1: number): tf.Tensor3D => {
     const gs = cfg.gridSize;
+    const n = k1 - k0;
+    const rowsN = n * B;
+    const kernel = Math.max(...adapters.slice(k0, k1).map((a) => a.spec.fusionKernel));
     const before = (kernel - 1) >> 1;
     const after = kernel - 1 - before;
-    const w = taps();
-    const cls = tf.slice(th, [0, 0, 0], [R, 1, d]);
-    const grid = tf.reshape(tf.slice(th, [0, 1, 0], [R, t - 1, d]), [R, gs, gs, d]);
+    const w = taps(k0, k1, kernel);
+    const cls = tf.slice(th, [0, 0, 0], [rowsN, 1, d]);
+    const grid = tf.reshape(tf.slice(th, [0, 1, 0], [rowsN, t - 1, d]), [rowsN, gs, gs, d]);
     const padded = tf.pad(grid, [[0, 0], [before, after], [before, after], [0, 0]]);
     const terms: tf.Tensor3D[] = [];
     for (let a = 0; a < kernel; a++) {
       for (let b = 0; b < kernel; b++) {
-        const shifted = tf.reshape(tf.slice(padded, [0, a, b, 0], [R, gs, gs, d]), [K, B * (t - 1), d]);
-        terms.push(tf.mul(shifted, tf.slice(w, [0, a * kernel + b, 0], [K, 1, d])));
+        const shifted = tf.reshape(tf.slice(padded, [0, a, b, 0], [rowsN, gs, gs, d]), [n, B * (t - 1), d]);
+        terms.push(tf.mul(shifted, tf.slice(w, [0, a * kernel + b, 0], [n, 1, d])));
       }
     }
-    const conv = tf.reshape(terms.length === 1 ? terms[0] : tf.addN(terms), [R, t - 1, d]);
+    const conv = tf.reshape(terms.length === 1 ? terms[0] : tf.addN(terms), [rowsN, t - 1, d]);
     return tf.concat([cls, conv], 1) as tf.Tensor3D;
   };
+  // Runs of consecutive groups that fuse or not: only DTL+ groups pay for the conv (plain DTL passes θ).
+  const fusedRuns: { k0: number; k1: number; fused: boolean }[] = [];
+  adapters.forEach((a, k) => {
+    const fused = a.fusion !== null && a.spec.fusionKernel > 0;
+    const last = fusedRuns.at(-1);
+    if (last && last.fused === fused) last.k1 = k + 1;
+    else fusedRuns.push({ k0: k, k1: k + 1, fused });
+  });
+  const fuseAll = (th: tf.Tensor3D): tf.Tensor3D => {
+    if (fusedRuns.length === 1) return fusedRuns[0].fused ? fuse(th, 0, K) : th;
+    const parts = fusedRuns.map(({ k0, k1, fused }) => {
+      const part = tf.slice(th, [k0 * B, 0, 0], [(k1 - k0) * B, t, d]);
+      return fused ? fuse(part, k0, k1) : part;
+    });
+    return tf.concat(parts, 0) as tf.Tensor3D;
+  };
+  /** y + each adding group's fuse(θ(h)); y is [R, t, d], or the shared [B, t, d] all groups start from. */
   const addition = (i: number, y: tf.Tensor3D, h: tf.Tensor2D | null): tf.Tensor3D => {
     const which = adds.map((s) => s.has(i));
-    if (h === null || !which.some(Boolean)) return y;
+    const tiled = () => (y.shape[0] === R ? y : (tf.tile(y, [K, 1, 1]) as tf.Tensor3D));
+    if (h === null || !which.some(Boolean)) return tiled();
     const hk = tf.reshape(h, [K, B * t, d]);
     let th = tf.mul(hk, tf.sigmoid(tf.mul(hk, betas())));
     if (!which.every(Boolean)) th = tf.mul(th, tf.tensor3d(Float32Array.from(which, Number), [K, 1, 1]));
-    const th3 = tf.reshape(th, [R, t, d]) as tf.Tensor3D;
-    return tf.add(y, kernel > 0 ? fuse(th3) : th3);
+    const fused = fuseAll(tf.reshape(th, [R, t, d]) as tf.Tensor3D);
+    if (y.shape[0] === R) return tf.add(y, fused);
+    return tf.reshape(tf.add(tf.reshape(fused, [K, B, t, d]), y), [R, t, d]) as tf.Tensor3D;
   };
   const readVars = (i: number) =>
     adapters.flatMap((a, k) => (reads[k].has(i) ? ([a.reads.get(i)!.a, a.reads.get(i)!.b] as tf.Variable[]) : []));
@@ -132,10 +165,11 @@ export function groupedSuffix(backbone: Backbone, adapters: Adapter[], state: Pr
 
   const stages: AdapterSuffix = {
     pre: (): Stage => {
-      const terms = early.map((i) => readAt(i, pick(state.inputs[i])));
+      const terms = early.map((i) => (shared ? readShared(i, pick(state.inputs[i])) : readAt(i, pick(state.inputs[i]))));
       const h = terms.length === 0 ? null : terms.length === 1 ? terms[0] : tf.addN(terms);
+      // Shared rows: x is one [B, t, d] copy, broadcast into the K groups by the addition (or tiled).
       const x = pick(state.x);
-      return { x: state.split > 0 ? addition(state.split - 1, x, h) : x, h };
+      return { x: addition(state.split - 1, x, state.split > 0 ? h : null), h };
     },
     block: (i, p) => {
       const any = reads.some((s) => s.has(i));

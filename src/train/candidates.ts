@@ -100,11 +100,13 @@ export function candidatesPerStep(batchSize: number, tokens: number, width: numb
 /** One training step of `group` on the batch (rows weighted by `weights`); each candidate's loss and correct count accumulate. */
 export function stepGroup(backbone: Backbone, group: Candidate[], state: PrefixState, labels: Int32Array, tapeBlocks: number, weights?: Float32Array): void {
   const rows = [...labels.keys()];
+  // Plain DTL first, DTL+ after (a stable sort): the grouped suffix runs the fusion conv once over the consecutive DTL+ groups.
+  const ordered = [...group].sort((a, b) => Number(a.adapter.fusion !== null) - Number(b.adapter.fusion !== null));
   const r =
-    group.length === 1
-      ? trainStep({ backbone, adapter: group[0].adapter, optimizer: group[0].optimizer, state, labels, tapeBlocks, weights })
-      : trainStep({ backbone, state, tapeBlocks, groups: group.map((c) => ({ adapter: c.adapter, optimizer: c.optimizer, rows, labels, weights })) });
-  group.forEach((c, k) => {
+    ordered.length === 1
+      ? trainStep({ backbone, adapter: ordered[0].adapter, optimizer: ordered[0].optimizer, state, labels, tapeBlocks, weights })
+      : trainStep({ backbone, state, tapeBlocks, groups: ordered.map((c) => ({ adapter: c.adapter, optimizer: c.optimizer, rows, labels, weights })) });
+  ordered.forEach((c, k) => {
     c.lossSum += r.groups[k].loss * labels.length;
     c.correct += countCorrect(r.groups[k].predicted, labels);
   });
