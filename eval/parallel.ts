@@ -39,6 +39,18 @@ export function inTaskOrder(results: MethodResult[], order: readonly TaskId[]): 
 }
 
 /** Splits results into tasks that have every method seen anywhere, and the task ids that do not. */
+/** One result per (task, method): a later file's result replaces an earlier one (a re-run of some rows). */
+export function latestResults(files: MethodResult[][]): { results: MethodResult[]; replaced: string[] } {
+  const byKey = new Map<string, MethodResult>();
+  const replaced: string[] = [];
+  for (const r of files.flat()) {
+    const key = `${r.task}/${r.method}`;
+    if (byKey.has(key)) replaced.push(key);
+    byKey.set(key, r);
+  }
+  return { results: [...byKey.values()], replaced };
+}
+
 export function completeTasks(results: MethodResult[]): { kept: MethodResult[]; dropped: TaskId[] } {
   const methods = new Set(results.map((r) => r.method));
   const tasks = [...new Set(results.map((r) => r.task))];

@@ -1,6 +1,6 @@
 /**
  * npm run eval [-- --quick] [--tasks a,b] [--methods pixel,linear,service,dtl,…] [--epochs N] [--backbone DIR] [--jobs N]
- * npm run eval -- --report-from a/eval.json,b/eval.json [--notes eval/findings.md] [--out docs]
+ * npm run eval -- --report-from a/eval.json,b/eval.json [--notes eval/findings.md] [--out docs]   (a later file's row replaces an earlier one's)
  *
  * The VTAB-1k-style transfer study of the bundled backbone; writes docs/eval.md, docs/eval.svg
  * and docs/eval.json (with --quick: under .tmp/eval-quick/ unless --out is given). DTL, DTL+ and
@@ -23,7 +23,7 @@ import { pixelLogReg } from './methods/pixel-lr.js';
 import { METHOD_IDS, type Method, type MethodId } from './methods/types.js';
 import { DEFAULT_RECIPE, type Recipe } from './recipe.js';
 import { evalMarkdown, evalSvg, type ReportContext } from './report.js';
-import { completeTasks, inTaskOrder, runInChildren, taskGroups } from './parallel.js';
+import { completeTasks, inTaskOrder, latestResults, runInChildren, taskGroups } from './parallel.js';
 import { runStudy, type MethodResult } from './runner.js';
 import { TASK_IDS, loadTaskData, type TaskId } from './tasks.js';
 
@@ -80,7 +80,9 @@ async function renderFrom(files: string[]): Promise<void> {
   const outDir = a.out ?? path.dirname(files[0]);
   const render = `npm run eval -- ${process.argv.slice(2).join(' ')}`.trim();
   const notes = a.notes ? await readFile(a.notes, 'utf8') : undefined;
-  const { kept, dropped } = completeTasks(saved.flatMap((x) => x.results));
+  const { results: latest, replaced } = latestResults(saved.map((x) => x.results));
+  if (replaced.length) console.log(`replaced by a later file: ${replaced.join(', ')}`);
+  const { kept, dropped } = completeTasks(latest);
   if (dropped.length) console.log(`left out unfinished task(s): ${dropped.join(', ')}`);
   const commands = [...new Set(saved.map((x) => x.context.command))].join('\n');
   const code = [...new Set(saved.map((x) => x.context.code).filter(Boolean))].join(' and ') || undefined;

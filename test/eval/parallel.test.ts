@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { childArgs, completeTasks, taskGroups } from '../../eval/parallel.js';
+import { childArgs, completeTasks, latestResults, taskGroups } from '../../eval/parallel.js';
 import type { MethodResult } from '../../eval/runner.js';
 
 describe('eval --jobs', () => {
@@ -20,6 +20,16 @@ describe('eval --report-from a,b', () => {
     const { kept, dropped } = completeTasks([r('digits', 'pixel'), r('digits', 'dtl'), r('shapes', 'pixel'), r('letters', 'pixel'), r('letters', 'dtl')]);
     expect(kept.map((x) => `${x.task}/${x.method}`)).toEqual(['digits/pixel', 'digits/dtl', 'letters/pixel', 'letters/dtl']);
     expect(dropped).toEqual(['shapes']);
+  });
+
+  it('a later file re-running some rows replaces them, keeping the rest', () => {
+    const r = (task: string, method: string, testAcc: number) => ({ task, method, testAcc }) as MethodResult;
+    const { results, replaced } = latestResults([
+      [r('digits', 'pixel', 0.9), r('digits', 'service', 0.7)],
+      [r('digits', 'service', 0.95), r('letters', 'service', 0.6)],
+    ]);
+    expect(results.map((x) => `${x.task}/${x.method}/${x.testAcc}`)).toEqual(['digits/pixel/0.9', 'digits/service/0.95', 'letters/service/0.6']);
+    expect(replaced).toEqual(['digits/service']);
   });
 });
 
