@@ -1,6 +1,7 @@
 /**
  * A prepared data set as the trainer sees it: which examples train, validate and test, and each
- * example's normalised pixels (optionally mirrored) at the backbone's size.
+ * example's normalised pixels (optionally mirrored or shifted: an augmentation view) at the
+ * backbone's size.
  */
 import { AppError } from '../errors.js';
 import type { BackboneConfig } from '../model/index.js';
@@ -59,8 +60,38 @@ export function planSplits(ds: PreparedDataset, valFraction: number, seed: numbe
   return plan;
 }
 
-/** Normalised pixels of one example: (v/255 − mean)/std per channel, HWC, mirrored left–right if `flip`. */
-export function examplePixelsFn(ds: PreparedDataset, cfg: BackboneConfig): (index: number, flip: boolean) => Float32Array {
+/** One augmentation view of an image: mirrored left–right, then moved by (dx, dy) pixels. */
+export interface View {
+  flip: boolean;
+  dx: number;
+  dy: number;
+}
+
+const IDENTITY: View = { flip: false, dx: 0, dy: 0 };
+
+/**
+ * The views an augmentation mode trains on, the identity first (validation and test use it). Each
+ * is a separate row of the prefix cache, so a mode with V views costs V× the cache memory and
+ * V× the prefix computations of the first epochs; a batch picks one view per image at random.
+ * 'shift' moves by about 7 % of the side (2 px at 28) in the four directions: small enough to keep
+ * what is in the picture, enough that the adapter stops keying on exact positions, which is what
+ * fails on images drawn a little differently (another font, another hand).
+ */
+export function augmentViews(mode: 'none' | 'flip' | 'shift', imageSize: number): View[] {
+  if (mode === 'flip') return [IDENTITY, { flip: true, dx: 0, dy: 0 }];
+  if (mode === 'shift') {
+    const d = Math.max(1, Math.round(imageSize * 0.07));
+    return [IDENTITY, { flip: false, dx: d, dy: 0 }, { flip: false, dx: -d, dy: 0 }, { flip: false, dx: 0, dy: d }, { flip: false, dx: 0, dy: -d }];
+  }
+  return [IDENTITY];
+}
+
+/**
+ * Normalised pixels of one example: (v/255 − mean)/std per channel, HWC, in `view` (default: as
+ * it is). A shift repeats the edge pixels into the uncovered border, so no artificial black bar
+ * appears on a white background.
+ */
+export function examplePixelsFn(ds: PreparedDataset, cfg: BackboneConfig): (index: number, view?: View) => Float32Array {
   if (ds.imageSize !== cfg.imageSize) {
     throw new AppError(
       'invalid_dataset',
@@ -77,12 +108,15 @@ export function examplePixelsFn(ds: PreparedDataset, cfg: BackboneConfig): (inde
   });
   const s = cfg.imageSize;
   const per = s * s * 3;
-  return (index, flip) => {
+  const clamp = (v: number) => (v < 0 ? 0 : v >= s ? s - 1 : v);
+  return (index, view = IDENTITY) => {
     const src = ds.pixels.subarray(index * per, (index + 1) * per);
     const out = new Float32Array(per);
     for (let y = 0; y < s; y++) {
+      const sy = clamp(y - view.dy);
       for (let x = 0; x < s; x++) {
-        const from = (y * s + (flip ? s - 1 - x : x)) * 3;
+        const sx = clamp(x - view.dx);
+        const from = (sy * s + (view.flip ? s - 1 - sx : sx)) * 3;
         const to = (y * s + x) * 3;
         out[to] = lut[0][src[from]];
         out[to + 1] = lut[1][src[from + 1]];

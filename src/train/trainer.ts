@@ -23,7 +23,7 @@ import {
   type Backbone,
 } from '../model/index.js';
 import { Candidate, candidatesPerStep, chunks, closeRung, stepGroup, type LossCurvePoint } from './candidates.js';
-import { examplePixelsFn, planSplits, type SplitPlan } from './examples.js';
+import { augmentViews, examplePixelsFn, planSplits, type SplitPlan } from './examples.js';
 import { adapterSpecFor, defaultTapeBlocks, type Hyperparameters, type Recipe } from './hyperparameters.js';
 import type { PreparedDataset } from './ingest/index.js';
 import { calibrationQuality, fitTemperature, type Calibration, type NoCalibration } from './calibrate.js';
@@ -118,8 +118,6 @@ export interface TrainResult {
 
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
-/** Row keys of the prefix cache: image index × 2 + (1 if mirrored). */
-const keyOf = (index: number, flip: boolean) => index * 2 + (flip ? 1 : 0);
 
 /**
  * The first batch also fills its rows of the prefix cache, and nothing is known of its cost yet:
@@ -156,6 +154,9 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   const { backbone, dataset: ds, hyperparameters: h, signal } = opts;
   const cfg = backbone.config;
   const pixelsOf = examplePixelsFn(ds, cfg);
+  const views = augmentViews(h.augment, cfg.imageSize);
+  /** Row key of the prefix cache: image index × views + view (0: the image as it is). */
+  const keyOf = (index: number, view: number) => index * views.length + view;
   const plan = planSplits(ds, h.valFraction, subSeed(h.seed, 1));
   const total = h.warmupEpochs + h.epochs;
   const validates = plan.val.length > 0;
@@ -172,7 +173,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
     readBlocks: specs[0].loraBeforeBlocks,
     budgetBytes: opts.cacheBytes,
     precision: opts.cachePrecision ?? 'float16',
-    pixels: (key) => pixelsOf(key >> 1, (key & 1) === 1),
+    pixels: (key) => pixelsOf(Math.floor(key / views.length), views[key % views.length]),
     chunk: h.batchSize,
   });
   const labelsOf = (idx: number[]) => Int32Array.from(idx, (i) => ds.labelIds[i]);
@@ -193,7 +194,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
       for (const part of chunks(idx, h.batchSize)) {
         signal?.throwIfAborted();
         const t0 = performance.now();
-        const state = await cache.batch(part.map((i) => keyOf(i, false)));
+        const state = await cache.batch(part.map((i) => keyOf(i, 0)));
         try {
           for (const [g, group] of chunks(cands, perStep).entries()) {
             evalBatch(backbone, group.map((c) => c.adapter), state, labelsOf(part)).forEach((r, k) => {
@@ -211,7 +212,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
       }
       return out;
     };
-    await announceFirstBatch(opts, all[0].adapter, pixelsOf(plan.train[0] ?? 0, false), Math.min(h.batchSize, plan.train.length) * Math.min(perStep, all.length));
+    await announceFirstBatch(opts, all[0].adapter, pixelsOf(plan.train[0] ?? 0), Math.min(h.batchSize, plan.train.length) * Math.min(perStep, all.length));
     if (search.searched) {
       await opts.onSearch?.({ stage: 'start', budget: h.budget, grid: search.grid, candidates: all.length, rungs: search.rungs });
     }
@@ -228,7 +229,7 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
       let trainMs = 0;
       for (const part of chunks(order, h.batchSize)) {
         signal?.throwIfAborted();
-        const keys = part.map((i) => keyOf(i, h.augment === 'flip' && rand() < 0.5));
+        const keys = part.map((i) => keyOf(i, views.length === 1 ? 0 : Math.floor(rand() * views.length)));
         let t0 = performance.now();
         const state = await cache.batch(keys);
         try {

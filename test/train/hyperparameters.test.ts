@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import type { BackboneConfig } from '../../src/model/index.js';
-import { adapterSpecFor, defaultAddBlocks, defaultTapeBlocks, parseHyperparameters, resolveBlocks } from '../../src/train/hyperparameters.js';
+import { adapterSpecFor, autoRank, defaultAddBlocks, defaultTapeBlocks, parseHyperparameters, resolveBlocks } from '../../src/train/hyperparameters.js';
 import { learningRate, prng, shuffle, stratifiedSplit, subSeed } from '../../src/train/schedule.js';
 
 const vitB = { depth: 12, width: 768, gridSize: 14 } as BackboneConfig;
@@ -21,7 +21,7 @@ function codeOf(fn: () => unknown): string {
 describe('hyperparameters', () => {
   it('defaults to the authors recipe, with lr and variant chosen by the search', () => {
     const h = parseHyperparameters({});
-    expect(h).toMatchObject({ lr: 'auto', weightDecay: 0.05, batchSize: 32, rank: 2, beta: 100, readBlocks: 'all', addBlocks: 'default', variant: 'auto', budget: 'balanced', kernel: 3, augment: 'none' });
+    expect(h).toMatchObject({ lr: 'auto', weightDecay: 0.05, batchSize: 32, rank: 'auto', beta: 100, readBlocks: 'all', addBlocks: 'default', variant: 'auto', budget: 'balanced', kernel: 3, augment: 'none' });
     expect(parseHyperparameters({ lr: 1e-3, variant: 'dtl' })).toMatchObject({ lr: 1e-3, variant: 'dtl' });
     expect(h.warmupEpochs).toBeGreaterThan(0);
     expect(adapterSpecFor(h, vitB, ['a', 'b'])).toEqual({
@@ -33,6 +33,9 @@ describe('hyperparameters', () => {
       fusionKernel: 0,
     });
     expect(resolveBlocks(parseHyperparameters({ variant: 'dtl+' }), vitB).fusionKernel).toBe(3);
+    // rank 'auto': the authors' 2 at ViT-B's width, about the same CSN size per block when narrower, 2…d/8.
+    expect([768, 1024, 384, 192, 64, 16].map(autoRank)).toEqual([2, 2, 4, 8, 8, 2]);
+    expect(parseHyperparameters({ rank: 4 }).rank).toBe(4);
     // Activation checkpointing: unset → a quarter of the blocks stay on the tape.
     expect(h.tapeBlocks).toBeUndefined();
     expect(defaultTapeBlocks(12)).toBe(3);

@@ -125,6 +125,17 @@ describe('trainAdapter', () => {
     expect(r.metrics.augment).toBe('flip');
   });
 
+  it('shift augmentation caches up to five views of each training image and learns', async () => {
+    const r = await run({ augment: 'shift', epochs: 6 });
+    // Train rows in the views drawn (at most 5 each) + val + test rows as they are.
+    expect(r.metrics.cache.storedRows).toBeGreaterThan(2 * 40 + 8 + 16);
+    expect(r.metrics.cache.storedRows).toBeLessThanOrEqual(5 * 40 + 8 + 16);
+    expect(r.losses.at(-1)!).toBeLessThan(r.losses[0]);
+    expect(r.metrics.augment).toBe('shift');
+    const again = await run({ augment: 'shift', epochs: 6 });
+    expect(again.losses).toEqual(r.losses);
+  });
+
   it('stops early after `patience` epochs without improvement and keeps the best weights', async () => {
     // A learning rate too small to change any float32 weight: nothing ever improves on epoch 1.
     const r = await run({ lr: 1e-12, minLr: 0, warmupEpochs: 0, epochs: 10, patience: 2 });
