@@ -45,8 +45,15 @@ export class HttpError extends Error {
 
 export interface RunningService {
   url: string;
-  /** Calls the API; JSON in and out. 429/503 are retried after their Retry-After (a few times). */
-  call<T>(method: string, route: string, opts?: { token?: string; json?: unknown; body?: Buffer | FormData | string; headers?: Record<string, string> }): Promise<T>;
+  /**
+   * Calls the API; JSON in and out. 429/503 are retried after their Retry-After, a connection
+   * lost before an answer only for GET and `idempotent` calls (a few times each).
+   */
+  call<T>(
+    method: string,
+    route: string,
+    opts?: { token?: string; json?: unknown; body?: Buffer | FormData | string; headers?: Record<string, string>; idempotent?: boolean },
+  ): Promise<T>;
   /** SIGTERM (SIGKILL after 20 s), then the data directory is removed. */
   stop(): Promise<void>;
   /** The service's stderr so far (for failures). */
@@ -58,7 +65,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function startService(backboneDir: string, opts: { readyTimeoutMs?: number } = {}): Promise<RunningService> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'dtl-eval-http-'));
   let proc: Spawned | undefined;
+  // A caller that dies (a test timed out, ^C) must not leave a training service behind.
+  const orphanGuard = () => proc?.proc.kill('SIGKILL');
+  process.once('exit', orphanGuard);
   const stop = async () => {
+    process.off('exit', orphanGuard);
     if (proc !== undefined && proc.proc.exitCode === null && proc.proc.signalCode === null) {
       proc.proc.kill('SIGTERM');
       const timer = setTimeout(() => proc?.proc.kill('SIGKILL'), 20_000);
@@ -88,7 +99,19 @@ export async function startService(backboneDir: string, opts: { readyTimeoutMs?:
           body = JSON.stringify(o.json);
           headers['content-type'] = 'application/json';
         }
-        const r = await fetch(new URL(route, url), { method, headers, body });
+        let r: Response;
+        try {
+          r = await fetch(new URL(route, url), { method, headers, body });
+        } catch (err) {
+          // A kept-alive socket can be closed by the server just as it is reused — most often
+          // when training kept the server's event loop busy past its keep-alive timeout.
+          // Safe to send again: reads, and classify (which changes nothing).
+          if ((method === 'GET' || o.idempotent === true) && attempt < 5) {
+            await sleep(500);
+            continue;
+          }
+          throw err;
+        }
         const text = await r.text();
         if ((r.status === 429 || r.status === 503) && attempt < 5) {
           await sleep(1000 * Math.min(10, Number(r.headers.get('retry-after') ?? '1') || 1));
@@ -129,7 +152,7 @@ export async function classifyPngs(svc: RunningService, token: string, adapter: 
   const form = new FormData();
   form.append('topK', '1');
   pngs.forEach((png, i) => form.append('images', new Blob([png], { type: 'image/png' }), `${i}.png`));
-  const { results } = await svc.call<{ results: ClassifyResult[] }>('POST', `/v1/adapters/${encodeURIComponent(adapter)}/classify`, { token, body: form });
+  const { results } = await svc.call<{ results: ClassifyResult[] }>('POST', `/v1/adapters/${encodeURIComponent(adapter)}/classify`, { token, body: form, idempotent: true });
   if (results.length !== pngs.length) throw new Error(`classify answered ${results.length} results for ${pngs.length} images`);
   return results;
 }

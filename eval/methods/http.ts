@@ -13,6 +13,7 @@
 import sharp from 'sharp';
 import { adapterSpecSchema } from '../../src/model/index.js';
 import { MAX_IMAGES_PER_REQUEST } from '../../src/services/classify.js';
+import type { HyperparametersInput } from '../../src/train/hyperparameters.js';
 import { makeZip } from '../../test/helpers/datasets.js';
 import type { LabelledSet } from '../../scripts/pretrain/train.js';
 import { classifyPngs, createTenantKey, startService, waitForJob, type JobView, type RunningService, type VersionView } from '../service-client.js';
@@ -30,6 +31,7 @@ export async function setToPngs(set: LabelledSet): Promise<Buffer[]> {
     const end = Math.min(set.labels.length, i + 64);
     const chunk = Array.from({ length: end - i }, (_, k) =>
       sharp(Buffer.from(set.pixels.subarray((i + k) * per, (i + k + 1) * per)), { raw: { width: set.side, height: set.side, channels: 1 } })
+        .toColourspace('b-w')
         .png()
         .toBuffer(),
     );
@@ -75,8 +77,11 @@ interface VersionMetrics {
 
 const seconds = (job: JobView) => (Date.parse(job.finishedAt ?? '') - Date.parse(job.startedAt ?? '')) / 1000;
 
-/** The whole round trip for one task against a fresh service on `backboneDir`. */
-export async function runOverHttp(backboneDir: string, t: StudyTask): Promise<RunOutcome> {
+/**
+ * The whole round trip for one task against a fresh service on `backboneDir`. The study's row
+ * passes no hyperparameters; a test may pass a short explicit recipe to keep the run small.
+ */
+export async function runOverHttp(backboneDir: string, t: StudyTask, hyperparameters: HyperparametersInput = {}): Promise<RunOutcome> {
   const { task } = t;
   const [trainPngs, testPngs] = [await setToPngs(task.train), await setToPngs(task.test)];
   const zip = await trainingZip(task.labels, task.train, trainPngs);
@@ -91,7 +96,7 @@ export async function runOverHttp(backboneDir: string, t: StudyTask): Promise<Ru
     if (ds.imageCount !== task.train.labels.length) {
       throw new Error(`the service kept ${ds.imageCount} of ${task.train.labels.length} training images (${ds.problemCount} problems)`);
     }
-    const started = await svc.call<{ job: { id: string } }>('POST', '/v1/adapters', { token, json: { name: task.id, datasetId: ds.id, hyperparameters: {} } });
+    const started = await svc.call<{ job: { id: string } }>('POST', '/v1/adapters', { token, json: { name: task.id, datasetId: ds.id, hyperparameters } });
     const job = await waitForJob(svc, token, started.job.id);
     const version = await svc.call<VersionView>('GET', `/v1/adapters/${encodeURIComponent(task.id)}/versions/${job.result?.version ?? 'latest'}`, { token });
     const m = version.metrics as unknown as VersionMetrics;
