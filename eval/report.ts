@@ -102,6 +102,7 @@ const COLORS: Record<MethodId, string> = {
   pixel: '#cfcfcf',
   linear: '#9e9e9e',
   service: '#2ca02c',
+  http: '#98df8a',
   dtl: '#1f77b4',
   'dtl+': '#17becf',
   lora: '#ff7f0e',
@@ -124,6 +125,7 @@ function tenantSummary(results: MethodResult[], tasks: string[]): string {
   const tuned = (['dtl', 'dtl+'] as MethodId[]).filter(has).sort((a, b) => (meanOf(b) ?? 0) - (meanOf(a) ?? 0))[0];
   const cols: [string, MethodId | undefined][] = [
     ['service defaults', 'service'],
+    ...(has('http') ? [['same, over HTTP', 'http'] as [string, MethodId]] : []),
     [`best hand-tuned row (${tuned ?? '—'})`, tuned],
     ['linear probe', has('linear') ? 'linear' : undefined],
     ['pixel log. reg.', has('pixel') ? 'pixel' : undefined],
@@ -141,7 +143,9 @@ function tenantSummary(results: MethodResult[], tasks: string[]): string {
   });
   return `## What a tenant gets with no hyperparameters
 
-Test accuracy (%); the last three columns are the service defaults minus the hand-tuned row, the linear probe and the pixel classifier (points).
+Test accuracy (%); the last three columns are the service defaults minus the hand-tuned row, the linear probe and the pixel classifier (points).${
+    has('http') ? ' "Same, over HTTP": the same defaults through the running service — upload, train job, classify — which should match the trainer-direct column.' : ''
+  }
 
 | task | ${cols.map(([n]) => n).join(' | ')} | vs tuned | vs linear | vs pixel |
 |---|${cols.map(() => '---:').join('|')}|---:|---:|---:|
@@ -203,10 +207,11 @@ export function evalSvg(results: MethodResult[], title: string, memoryBatch = 32
   });
   out.push(`<line x1="${right.x}" x2="${right.x + right.w}" y1="${right.y + right.h}" y2="${right.y + right.h}" stroke="black"/>`);
 
-  // Legend.
+  // Legend, wrapped so that every entry stays inside the picture.
+  const perRow = Math.floor((W - left.x) / 150);
   methods.forEach((m, i) => {
-    const x = left.x + i * 150;
-    const y = H - 28;
+    const x = left.x + (i % perRow) * 150;
+    const y = H - 30 + Math.floor(i / perRow) * 16;
     out.push(`<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${COLORS[m]}"/>`);
     out.push(`<text x="${x + 18}" y="${y}">${esc(label(m))}</text>`);
   });

@@ -1,5 +1,5 @@
 /**
- * npm run eval [-- --quick] [--tasks a,b] [--methods pixel,linear,service,dtl,…] [--epochs N] [--backbone DIR] [--jobs N]
+ * npm run eval [-- --quick] [--tasks a,b] [--methods pixel,linear,service,http,dtl,…] [--epochs N] [--backbone DIR] [--jobs N]
  * npm run eval -- --report-from a/eval.json,b/eval.json [--notes eval/findings.md] [--out docs]   (a later file's row replaces an earlier one's)
  *
  * The VTAB-1k-style transfer study of the bundled backbone; writes docs/eval.md, docs/eval.svg
@@ -7,6 +7,11 @@
  * "service defaults" train through src/train's trainer; the data it reads comes from Debian
  * packages (README, Development). --seed (default 0, the trainer's) seeds the task images and
  * every method but the service defaults row, which always passes no hyperparameters.
+ *
+ * --methods http adds "Service over HTTP (defaults)" (not run by default: it repeats the service
+ * defaults' training): the real service started on --backbone in its own process, the training
+ * images uploaded as a zip of PNG class folders, trained with no hyperparameters, every test
+ * image classified over HTTP (eval/methods/http.ts). Run it with `service` to compare the two.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -19,15 +24,15 @@ import { dtl, dtlPlus, serviceDefaults } from './methods/dtl.js';
 import { fullFinetune } from './methods/full-finetune.js';
 import { linearProbe } from './methods/linear-probe.js';
 import { lora } from './methods/lora.js';
+import { serviceOverHttp } from './methods/http.js';
 import { pixelLogReg } from './methods/pixel-lr.js';
-import { METHOD_IDS, type Method, type MethodId } from './methods/types.js';
+import { DEFAULT_METHOD_IDS, METHOD_IDS, type Method, type MethodId } from './methods/types.js';
 import { DEFAULT_RECIPE, type Recipe } from './recipe.js';
 import { evalMarkdown, evalSvg, type ReportContext } from './report.js';
 import { completeTasks, inTaskOrder, latestResults, runInChildren, taskGroups } from './parallel.js';
 import { runStudy, type MethodResult } from './runner.js';
 import { TASK_IDS, loadTaskData, type TaskId } from './tasks.js';
 
-export const ALL_METHODS: Record<MethodId, Method> = { pixel: pixelLogReg, linear: linearProbe, service: serviceDefaults, dtl, 'dtl+': dtlPlus, lora, full: fullFinetune };
 export const DEFAULT_TASKS: TaskId[] = [...TASK_IDS];
 /** Batch of the one-step memory measurement, the authors' training batch. */
 const MEMORY_BATCH = 32;
@@ -110,7 +115,8 @@ async function main(): Promise<void> {
   if (a['report-from']) return renderFrom(a['report-from'].split(',').filter(Boolean));
   const quick = a.quick === true;
   const tasks = list(a.tasks, TASK_IDS, DEFAULT_TASKS, 'task');
-  const methods = list(a.methods, METHOD_IDS, METHOD_IDS, 'method').map((m) => ALL_METHODS[m]);
+  const all: Record<MethodId, Method> = { pixel: pixelLogReg, linear: linearProbe, service: serviceDefaults, http: serviceOverHttp(a.backbone!), dtl, 'dtl+': dtlPlus, lora, full: fullFinetune };
+  const methods = list(a.methods, METHOD_IDS, DEFAULT_METHOD_IDS, 'method').map((m) => all[m]);
   // The service's defaults; --epochs / --quick shorten every method but the service defaults row.
   const recipe: Recipe = { ...DEFAULT_RECIPE, epochs: int(a.epochs, quick ? 2 : DEFAULT_RECIPE.epochs, 'epochs') };
   if (a.seed !== '0') recipe.seed = int(a.seed, 0, 'seed');
@@ -142,7 +148,13 @@ async function main(): Promise<void> {
       `β = 100, reads before every block, additions after blocks ${Math.floor(c.depth / 2)}..${c.depth - 1} (the service's defaults). The baselines ` +
       `use the same schedule, seeds and split but their own loops and the last epoch: LoRA rank 4, α = 4 on the query and value projections of ` +
       `every block; linear probe: head on the frozen pooled feature; full fine-tune: every weight; pixel logistic regression: multinomial ` +
-      `logistic regression on the raw grey values (no backbone).`,
+      `logistic regression on the raw grey values (no backbone).` +
+      (methods.some((m) => m.id === 'http')
+        ? ' **"Service over HTTP (defaults)"** is the service itself (`src/server.ts` in its own process, default configuration, a fresh ' +
+          'PGlite + disk data directory, the same backbone folder): the training images go up as PNG files in a zip of class folders, ' +
+          'train with `"hyperparameters": {}`, and every test image is classified over HTTP; its val accuracy is the published ' +
+          "version's metrics', its train time the job's (started → finished)."
+        : ''),
     notes: a.notes ? await readFile(a.notes, 'utf8') : undefined,
   };
   await mkdir(outDir, { recursive: true });

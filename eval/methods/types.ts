@@ -7,9 +7,17 @@ import type { LabelledSet } from '../../scripts/pretrain/train.js';
 import type { Recipe } from '../recipe.js';
 import type { Task } from '../tasks.js';
 
-/** Table order: the two weak baselines, what a tenant gets, the tuned adapters, the heavier baselines. */
-export const METHOD_IDS = ['pixel', 'linear', 'service', 'dtl', 'dtl+', 'lora', 'full'] as const;
+/**
+ * Table order: the two weak baselines, what a tenant gets (trainer-direct, then end to end over
+ * HTTP), the tuned adapters, the heavier baselines.
+ */
+export const METHOD_IDS = ['pixel', 'linear', 'service', 'http', 'dtl', 'dtl+', 'lora', 'full'] as const;
 export type MethodId = (typeof METHOD_IDS)[number];
+/**
+ * What `npm run eval` runs when --methods is not given: all but 'http', which repeats the service
+ * defaults' training in a service process of its own (`--methods http` asks for it).
+ */
+export const DEFAULT_METHOD_IDS: readonly MethodId[] = METHOD_IDS.filter((m) => m !== 'http');
 
 /** One task as every method sees it: the same data set and the same train/val split. */
 export interface StudyTask {

@@ -34,6 +34,7 @@ describe('transfer methods (one tiny epoch each)', () => {
     pixel: 28 * 28 * classes + classes,
     linear: head,
     service: DEPTH * 2 * 2 * D + head,
+    http: DEPTH * 2 * 2 * D + head,
     dtl: DEPTH * 2 * 2 * D + head,
     'dtl+': DEPTH * 2 * 2 * D + 9 * D + head,
     lora: DEPTH * 2 * 2 * 4 * D + head,
