@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/adapters: adapters, versions and their metrics, confusion matrix, aliases, download, import. */
 import { Field, Layout } from './layout.js';
 

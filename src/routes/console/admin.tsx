@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/admin: tenants and their keys, with the admin token. */
 import { Field, Layout } from './layout.js';
 import { ScopeChecks, TokenOnce } from './keys.js';

@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/datasets: upload (zip, JSONL or a folder) with progress, list, per-class counts, problems, delete. */
 import { Field, Layout } from './layout.js';
 

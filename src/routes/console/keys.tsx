@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/keys: the tenant's API keys (needs the 'manage' scope): create (token shown once), list, revoke. */
 import { Field, Layout } from './layout.js';
 

@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /**
  * The frame every console page shares: head (one stylesheet, one module script, both from this
  * process), navigation, a live region for notices. Pages hold no tenant data: the browser fetches

@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /**
  * The console at /console: server-rendered page shells (hono JSX) and their static assets (plain
  * ES modules and one stylesheet from ./client, read once). Every answer carries a strict

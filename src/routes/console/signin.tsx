@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console: sign in with a tenant API key, or with the admin token. */
 import { Field, Layout } from './layout.js';
 

@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/training: start a job (defaults, or the advanced fold), watch it live over SSE, cancel. */
 import { Field, Layout } from './layout.js';
 

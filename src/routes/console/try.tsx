@@ -1,4 +1,4 @@
-/** @jsxImportSource hono/jsx */
+/** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/try: classify a dropped, pasted or chosen image with one adapter, or several side by side. */
 import { Field, Layout } from './layout.js';
 
