@@ -2,8 +2,9 @@
  * The console in a real headless Chromium against a started server (real port, PGlite, disk
  * store, the bundled backbone): the administrator creates a tenant and its key; a wrong key is
  * refused; the tenant uploads a data set (progress bar), trains it while the loss chart grows,
- * reads the confusion matrix, points an alias, classifies an image (and is told a text file is
- * none), creates and revokes a key; another tenant sees the API's 404; the pages fit 390 px.
+ * reads the confusion matrix, points an alias, downloads the adapter and imports it, classifies
+ * an image with one adapter and with both side by side (and is told a text file is none),
+ * creates and revokes a key; another tenant sees the API's 404; the pages fit 390 px.
  * No request URL ever carries a credential. CONSOLE_SCREENSHOTS=dir writes each page at 1280
  * and 390 px there (docs/console/ holds the committed ones).
  */
@@ -169,6 +170,19 @@ describe('console in headless Chromium', () => {
     await shot('adapters');
   });
 
+  it('downloads the safetensors file and imports it as another adapter', async () => {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#versions-table button:has-text("Download")')]);
+    expect(download.suggestedFilename()).toBe('shapes-v1.safetensors');
+    const file = path.join(dir, 'shapes-v1.safetensors');
+    await download.saveAs(file);
+    await page.fill('#import-name', 'shapes-copy');
+    await page.setInputFiles('#import-file', file);
+    await page.click('#import-form button[type=submit]');
+    await poll(() => page.textContent('#notice')).toBe("Imported 'shapes-copy' as version 1.");
+    await poll(() => page.textContent('#adapter-title')).toBe('Adapter: shapes-copy');
+    expect(await page.locator('#adapters-table tbody tr').count()).toBe(2);
+  });
+
   it('classifies an image (top-k bars, version, timings) and explains a non-image', async () => {
     await go(`/console/try?adapter=${ids.adapter}`);
     await page.waitForSelector('#try-adapters input:checked');
@@ -178,6 +192,12 @@ describe('console in headless Chromium', () => {
     expect(await page.locator('.result .bars li').count()).toBe(3);
     expect(await page.textContent('.result h3')).toContain('v1');
     expect(await page.textContent('.result .timings')).toMatch(/total \d+(\.\d)? ms/);
+    // Both adapters side by side (fan-out): the imported copy answers exactly as the original.
+    await page.check('#try-adapters label:has-text("shapes-copy") input');
+    await page.click('#try-form button[type=submit]');
+    await poll(() => page.locator('.result').count()).toBe(2);
+    const answers = await page.locator('.result .bars').allTextContents();
+    expect(answers[0]).toBe(answers[1]);
     await shot('try');
     await page.setInputFiles('#try-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image at all') });
     await page.click('#try-form button[type=submit]');
