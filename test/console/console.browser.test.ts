@@ -32,7 +32,7 @@ describe('console in headless Chromium', () => {
   let token = '';
   const urls: string[] = [];
   const pageErrors: string[] = [];
-  const ids: { dataset?: string; adapter?: string } = {};
+  const ids: { dataset?: string; adapter?: string; jobPage?: string } = {};
 
   beforeAll(async () => {
     dir = await makeTempDir('dtl-console');
@@ -45,6 +45,8 @@ describe('console in headless Chromium', () => {
         ADMIN_TOKEN: ADMIN,
         TFJS_BACKEND: 'wasm',
         LOG_LEVEL: 'warn',
+        // A running job hears of its cancel at the next heartbeat (a third of this).
+        JOB_LEASE_MS: '6000',
       }),
       launchChromium(),
       makeShapesDataset({ classes: 3, perClass: 12, size: 28, seed: 5 }),
@@ -149,7 +151,26 @@ describe('console in headless Chromium', () => {
     expect(late.d).toBeGreaterThan(early.d);
     expect(await page.locator('#acc-0').getAttribute('data-points')).toBe(String(late.points));
     expect(await page.textContent('#job-done')).toContain('Published version 1');
+    ids.jobPage = page.url();
     await shot('training');
+  });
+
+  it('cancels a running job', async () => {
+    await go(`/console/training?dataset=${ids.dataset}`);
+    await poll(() => page.inputValue('#train-name')).toBe('shapes');
+    await page.fill('#train-name', 'long');
+    await page.click('details summary');
+    await page.fill('#hp-epochs', '500');
+    await page.fill('#hp-lr', '0.01');
+    await page.selectOption('#hp-variant', 'dtl');
+    await page.click('#train-form button[type=submit]');
+    await poll(() => page.textContent('#job-status')).toBe('running');
+    await page.click('#job-cancel');
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('cancelled');
+    await poll(() => page.isHidden('#job-cancel')).toBe(true);
+    expect(await page.textContent('#job-done')).toBe('');
+    await page.goto(ids.jobPage!);
+    await poll(() => page.textContent('#job-status')).toBe('succeeded');
   });
 
   it('shows the version’s metrics, the confusion matrix (counts and row-normalised), and points an alias', async () => {
@@ -180,7 +201,8 @@ describe('console in headless Chromium', () => {
     await page.click('#import-form button[type=submit]');
     await poll(() => page.textContent('#notice')).toBe("Imported 'shapes-copy' as version 1.");
     await poll(() => page.textContent('#adapter-title')).toBe('Adapter: shapes-copy');
-    expect(await page.locator('#adapters-table tbody tr').count()).toBe(2);
+    // shapes, long (cancelled, no version) and shapes-copy.
+    expect(await page.locator('#adapters-table tbody tr').count()).toBe(3);
   });
 
   it('classifies an image (top-k bars, version, timings) and explains a non-image', async () => {

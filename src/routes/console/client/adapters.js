@@ -43,7 +43,7 @@ async function download(v) {
 async function open(ref, versionNumber) {
   try {
     const adapter = await api('GET', `/v1/adapters/${encodeURIComponent(ref)}`);
-    const versions = (await api('GET', `/v1/adapters/${adapter.id}/versions`)).items;
+    const versions = await listAll(`/v1/adapters/${adapter.id}/versions`);
     current = { adapter, versions };
     setParam('adapter', adapter.id);
     $('adapter').hidden = false;

@@ -33,7 +33,7 @@ async function open(id) {
 }
 
 async function keys() {
-  const items = (await api('GET', `/v1/tenants/${tenant.id}/keys`, admin)).items;
+  const items = await listAll(`/v1/tenants/${tenant.id}/keys`, admin);
   fillTable('tkeys-table', keyRows(items, revoke, false), 'No keys: create one so the tenant can sign in.');
 }
 

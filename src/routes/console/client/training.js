@@ -82,6 +82,7 @@ async function watch(jobId) {
         drawCharts(curve, epochs);
       } else if (type === 'status') {
         $('job-status').textContent = ev.data.status;
+        $('job-status').className = `status ${ev.data.status}`;
       } else if (type === 'end') {
         showStatus(ev);
       } else if (type === 'error') {
