@@ -48,7 +48,7 @@ async function open(ref, versionNumber) {
     setParam('adapter', adapter.id);
     $('adapter').hidden = false;
     $('adapter-title').textContent = `Adapter: ${adapter.name}`;
-    $('adapter-summary').textContent = `${adapter.status} · ${adapter.versionCount} versions${adapter.description ? ` · ${adapter.description}` : ''}${adapter.lastJob?.error ? ` · last job failed: ${adapter.lastJob.error.message}` : ''}`;
+    $('adapter-summary').textContent = `${adapter.status} · ${adapter.versionCount} version${adapter.versionCount === 1 ? '' : 's'}${adapter.description ? ` · ${adapter.description}` : ''}${adapter.lastJob?.error ? ` · last job failed: ${adapter.lastJob.error.message}` : ''}`;
     fillTable(
       'versions-table',
       versions.map((v) =>

@@ -78,7 +78,7 @@ try {
   $('try-adapters').replaceChildren(
     ...(adapters.length
       ? adapters.map((a, i) =>
-          h('label', {}, h('input', { type: 'checkbox', value: a.id, checked: want ? a.id === want : i === 0 }), ` ${a.name} `, h('small', {}, `(${a.versionCount} versions)`)),
+          h('label', {}, h('input', { type: 'checkbox', value: a.id, checked: want ? a.id === want : i === 0 }), ` ${a.name} `, h('small', {}, `(${a.versionCount} version${a.versionCount === 1 ? '' : 's'})`)),
         )
       : [h('p', { class: 'muted' }, 'No adapter has a version yet: train one first.')]),
   );
