@@ -104,6 +104,19 @@ describe('console in headless Chromium', () => {
     await poll(() => page.textContent('#who')).toContain('train');
   });
 
+  it('explains an upload that holds no images, in the API’s words', async () => {
+    const junk = Buffer.from('these are notes, not images\n');
+    const api = await fetch(`${server.url}/v1/datasets?name=junk-api`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: junk });
+    expect(api.status).toBeGreaterThanOrEqual(400);
+    const { error } = (await api.json()) as { error: { code: string; message: string } };
+    await page.setInputFiles('#upload-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: junk });
+    await page.fill('#upload-name', 'junk');
+    await page.click('#upload-submit');
+    await poll(() => page.textContent('#upload-error')).toBe(`${error.message.replace('junk-api', 'junk')} (${error.code})`);
+    expect(await page.isHidden('#upload-progress')).toBe(true);
+    await page.fill('#upload-name', '');
+  });
+
   it('uploads a data set with a progress bar, shows per-class counts', async () => {
     // In the page (as source text: the test itself is compiled without the DOM's types).
     await page.evaluate(`{
@@ -119,7 +132,7 @@ describe('console in headless Chromium', () => {
     expect(seen.some((s) => s.startsWith('Sent. Processing'))).toBe(true);
     expect(await page.getAttribute('#upload-progress', 'value')).toBe('100');
     await poll(() => page.locator('#dataset-classes tbody tr').count()).toBe(3);
-    expect(await page.locator('#datasets-table tbody tr').count()).toBe(1);
+    expect(await page.locator('#datasets-table tbody tr:has-text("shapes")').count()).toBe(1);
     ids.dataset = new URL(page.url()).searchParams.get('dataset') ?? undefined;
     expect(ids.dataset).toMatch(/^[0-9a-f-]{36}$/);
     await shot('datasets');
