@@ -44,7 +44,8 @@ describe('console in headless Chromium', () => {
         HOST: '127.0.0.1',
         ADMIN_TOKEN: ADMIN,
         TFJS_BACKEND: 'wasm',
-        LOG_LEVEL: 'warn',
+        // 'error': the job this test makes fail is logged at warn.
+        LOG_LEVEL: 'error',
         // A running job hears of its cancel at the next heartbeat (a third of this).
         JOB_LEASE_MS: '6000',
       }),
@@ -168,7 +169,11 @@ describe('console in headless Chromium', () => {
     await shot('training');
   });
 
-  it('cancels a running job', async () => {
+  it('cancels a running job; a job that fails shows why', async () => {
+    const call = (method: string, p: string, body?: RequestInit['body'], type?: string) =>
+      fetch(`${server.url}${p}`, { method, headers: { authorization: `Bearer ${token}`, ...(type ? { 'content-type': type } : {}) }, body });
+    // A data set deleted while its job waits behind the long one: that job fails when it starts.
+    const tiny = (await (await call('POST', '/v1/datasets?name=tiny', await zipClassFolders([...images.slice(0, 4), ...images.slice(12, 16)]), 'application/zip')).json()) as { id: string };
     await go(`/console/training?dataset=${ids.dataset}`);
     await poll(() => page.inputValue('#train-name')).toBe('shapes');
     await page.fill('#train-name', 'long');
@@ -178,10 +183,17 @@ describe('console in headless Chromium', () => {
     await page.selectOption('#hp-variant', 'dtl');
     await page.click('#train-form button[type=submit]');
     await poll(() => page.textContent('#job-status')).toBe('running');
+    const doomed = await call('POST', '/v1/adapters', JSON.stringify({ datasetId: tiny.id, name: 'doomed' }), 'application/json');
+    expect(doomed.status).toBe(202);
+    const doomedJob = ((await doomed.json()) as { job: { id: string } }).job.id;
+    expect((await call('DELETE', `/v1/datasets/${tiny.id}`)).status).toBe(204);
     await page.click('#job-cancel');
     await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('cancelled');
     await poll(() => page.isHidden('#job-cancel')).toBe(true);
     expect(await page.textContent('#job-done')).toBe('');
+    await go(`/console/training?job=${doomedJob}`);
+    await expect.poll(() => page.textContent('#job-status'), { timeout: 30_000 }).toBe('failed');
+    await poll(() => page.textContent('#job-error')).toMatch(/^Training failed: .+ \(not_found\)$/);
     await page.goto(ids.jobPage!);
     await poll(() => page.textContent('#job-status')).toBe('succeeded');
   });
@@ -214,8 +226,8 @@ describe('console in headless Chromium', () => {
     await page.click('#import-form button[type=submit]');
     await poll(() => page.textContent('#notice')).toBe("Imported 'shapes-copy' as version 1.");
     await poll(() => page.textContent('#adapter-title')).toBe('Adapter: shapes-copy');
-    // shapes, long (cancelled, no version) and shapes-copy.
-    expect(await page.locator('#adapters-table tbody tr').count()).toBe(3);
+    // shapes, long (cancelled) and doomed (failed), neither with a version, and shapes-copy.
+    expect(await page.locator('#adapters-table tbody tr').count()).toBe(4);
   });
 
   it('classifies an image (top-k bars, version, timings) and explains a non-image', async () => {
