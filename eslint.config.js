@@ -13,4 +13,14 @@ export default tseslint.config(
       'no-restricted-imports': 'off',
     },
   },
+  {
+    // The console's browser modules (served as they are, no build step).
+    files: ['src/routes/console/client/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'history', 'navigator', 'sessionStorage', 'fetch', 'XMLHttpRequest', 'FormData', 'Blob', 'File', 'URLSearchParams', 'TextEncoder', 'TextDecoderStream', 'DataView', 'Node', 'AbortController'].map((g) => [g, 'readonly']),
+      ),
+    },
+  },
 );

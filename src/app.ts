@@ -14,6 +14,7 @@ import { errorResponse } from './routes/errors.js';
 import { healthRouter } from './routes/health.js';
 import { adaptersRouter } from './routes/adapters.js';
 import { classifyRouter } from './routes/classify.js';
+import { consoleRouter } from './routes/console/router.js';
 import { datasetsRouter } from './routes/datasets.js';
 import { jobsRouter } from './routes/jobs.js';
 import { keysRouter } from './routes/keys.js';
@@ -59,6 +60,7 @@ export function buildApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route('/', adaptersRouter());
   app.route('/', jobsRouter());
   app.route('/', classifyRouter());
+  app.route('/', consoleRouter());
 
   app.notFound((c) =>
     errorResponse(c, new AppError('not_found', `no route for ${c.req.method} ${c.req.path}`), c.get('requestId') ?? 'none', c.get('log') ?? deps.log),

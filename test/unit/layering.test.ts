@@ -48,11 +48,11 @@ export function parseLayers(markdown: string): Layers {
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const p = path.join(dir, name);
-    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+    return statSync(p).isDirectory() ? files(p) : /\.tsx?$/.test(p) ? [p] : [];
   });
 }
 
-const relOf = (file: string) => path.relative(SRC, file).replace(/\\/g, '/').replace(/\.ts$/, '');
+const relOf = (file: string) => path.relative(SRC, file).replace(/\\/g, '/').replace(/\.tsx?$/, '');
 /** 'src/train/ingest/zip.ts' → 'train'; 'src/server.ts' → 'server'. */
 const areaOf = (file: string) => relOf(file).split('/')[0];
 
