@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import { parseJson, type BackboneConfig } from './backbone-config.js';
 import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
-import { readSafetensors } from './safetensors.js';
+import { readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
 
 export interface BlockWeights {
   ln1g: tf.Tensor1D; ln1b: tf.Tensor1D;
@@ -29,7 +29,7 @@ export interface BlockWeights {
 
 export interface Backbone {
   readonly config: BackboneConfig;
-  /** sha256 (hex) of the weights file, then config.json, then preprocessor_config.json if given. */
+  /** sha256 (hex) of the weights file (or its shards, in order), then config.json, then preprocessor_config.json if given. */
   readonly identity: string;
   /** [p, p, 3, d] NHWC conv filter. */
   readonly patchFilter: tf.Tensor4D;
@@ -122,13 +122,31 @@ function buildBackbone(config: BackboneConfig, w: CanonicalWeights, identity: st
   }
 }
 
-export function loadBackboneFromFiles(files: BackboneFiles): Backbone {
-  const st = readSafetensors(files.model, { code: 'invalid_backbone', what: 'backbone model.safetensors' });
-  const { layout, prefix } = detectLayout(st.tensors);
+function mergeShards(files: SafetensorsFile[]): Map<string, SafetensorsTensor> {
+  if (files.length === 1) return files[0].tensors;
+  const all = new Map<string, SafetensorsTensor>();
+  for (const f of files) {
+    for (const [name, t] of f.tensors) {
+      if (all.has(name)) throw new AppError('invalid_backbone', `tensor '${name}' is in more than one shard`);
+      all.set(name, t);
+    }
+  }
+  return all;
+}
+
+/** A sharded checkpoint: the files a model.safetensors.index.json lists, in its order. */
+export type ShardedBackboneFiles = Omit<BackboneFiles, 'model'> & { shards: readonly Uint8Array[] };
+
+export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFiles): Backbone {
+  const parts = 'shards' in files ? files.shards : [files.model];
+  const tensors = mergeShards(parts.map((bytes, i) => readSafetensors(bytes, { code: 'invalid_backbone', what: parts.length > 1 ? `backbone shard ${i + 1}` : 'backbone model.safetensors' })));
+  const { layout, prefix } = detectLayout(tensors);
   const config = parseJson(files.config, 'backbone config.json');
   const preprocessor = files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined;
-  const { config: cfg, weights } = layout === 'hf' ? readHf(st.tensors, prefix, config, preprocessor) : readTimm(st.tensors, config);
-  const hash = createHash('sha256').update(files.model).update(files.config);
+  const { config: cfg, weights } = layout === 'hf' ? readHf(tensors, prefix, config, preprocessor) : readTimm(tensors, config);
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  hash.update(files.config);
   if (files.preprocessor) hash.update(files.preprocessor);
   return buildBackbone(cfg, weights, hash.digest('hex'));
 }

@@ -18,6 +18,7 @@ export {
   loadBackboneFromDir,
   type Backbone,
   type BackboneFiles,
+  type ShardedBackboneFiles,
   type BlockWeights,
 } from './backbone.js';
 export { preprocessImage, imagesToTensor, type PreprocessOptions } from './preprocess.js';
