@@ -50,13 +50,13 @@ export async function checkBackboneFolder(config: Pick<Config, 'BACKBONE'>): Pro
   }
   const dir = path.resolve(config.BACKBONE);
   const found = await stat(dir).then(
-    (s) => s.isDirectory(),
+    (s) => s.isDirectory() || (s.isFile() && dir.endsWith('.npz')),
     () => false,
   );
   if (!found) {
     throw new AppError(
       'config_invalid',
-      `BACKBONE folder '${dir}' does not exist: set BACKBONE to a ViT folder (model.safetensors + config.json, Hugging Face or timm layout) or to blob:<key prefix> in the blob store, or to hf:<org>/<name>[@revision] on the model hub`,
+      `BACKBONE folder '${dir}' does not exist: set BACKBONE to a ViT folder (model.safetensors + config.json, Hugging Face or timm layout), a Google ViT .npz or to blob:<key prefix> in the blob store, or to hf:<org>/<name>[@revision] on the model hub`,
     );
   }
 }

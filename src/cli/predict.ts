@@ -44,7 +44,7 @@ export const predictCommand: Command = {
   usage: [
     'usage: dtl-host predict --backbone DIR --adapter FILE [--top K] [--verbose] IMAGE...',
     '',
-    '  --backbone DIR   backbone folder (model.safetensors + config.json, HF or timm layout)',
+    '  --backbone DIR   backbone folder (model.safetensors + config.json, HF or timm layout) or a ViT .npz',
     '  --adapter FILE   adapter .safetensors file',
     '  --top K          entries in "top" (default 5, at most the number of labels)',
     '  --verbose        log the TensorFlow.js backend on stderr',
@@ -70,10 +70,10 @@ export const predictCommand: Command = {
     }
     const config = loadConfig();
     // Loaded only now, so usage errors and --help answer without starting TensorFlow.js.
-    const { imagesToTensor, initBackend, loadAdapter, loadBackboneFromDir, predictLogits, preprocessImage } = await import('../model/index.js');
+    const { imagesToTensor, initBackend, loadAdapter, loadBackbone, predictLogits, preprocessImage } = await import('../model/index.js');
     await initBackend(config.TFJS_BACKEND, values.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined);
 
-    const backbone = await loadBackboneFromDir(backboneDir);
+    const backbone = await loadBackbone(backboneDir);
     const { adapter } = loadAdapter(await readInput(adapterFile, 'adapter file'), backbone.config);
     const labels = adapter.spec.labels;
     const results: Prediction[] = [];

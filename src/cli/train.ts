@@ -164,13 +164,13 @@ export const trainCommand: Command = {
     const config = loadConfig();
     const progress = new ProgressReporter(process.stderr, { quiet: values.quiet === true });
     // Loaded only now, so usage errors and --help answer without starting TensorFlow.js.
-    const { initBackend, loadBackboneFromDir, saveAdapter } = await import('../model/index.js');
+    const { initBackend, loadBackbone, saveAdapter } = await import('../model/index.js');
     const { ingestDirectory, ingestFile } = await import('../train/ingest/index.js');
     const { trainAdapter } = await import('../train/trainer.js');
     const { backboneIdentity, trainedAdapterMetadata } = await import('../train/publish.js');
     await initBackend(config.TFJS_BACKEND, values.verbose ? (m) => progress.note(m) : undefined);
 
-    const backbone = await loadBackboneFromDir(backboneDir);
+    const backbone = await loadBackbone(backboneDir);
     // Ctrl-C stops cleanly between batches; a second one kills as usual.
     const abort = new AbortController();
     const onSigint = () => abort.abort(new CommandExit('interrupted; no adapter written', 130));

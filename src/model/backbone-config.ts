@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { AppError, describeZodError } from '../errors.js';
 
-export type BackboneLayout = 'hf' | 'timm';
+export type BackboneLayout = 'hf' | 'timm' | 'npz';
 
 export interface BackboneConfig {
   layout: BackboneLayout;

@@ -78,7 +78,7 @@ function convFilter(src: Float32Array, d: number, p: number): Float32Array {
   return out;
 }
 
-function buildBackbone(config: BackboneConfig, w: CanonicalWeights, identity: string): Backbone {
+export function buildBackbone(config: BackboneConfig, w: CanonicalWeights, identity: string): Backbone {
   const { width: d, mlpDim: m, patchSize: p, tokens: T } = config;
   const scale = 1 / Math.sqrt(d / config.heads);
   const scaled = (a: Float32Array) => a.map((v) => v * scale);

@@ -21,6 +21,7 @@ export {
   type ShardedBackboneFiles,
   type BlockWeights,
 } from './backbone.js';
+export { loadBackbone, loadBackboneFromNpz } from './backbone-load.js';
 export { preprocessImage, imagesToTensor, type PreprocessOptions } from './preprocess.js';
 export { ACCEPTED_IMAGE_FORMATS, IMAGE_MEDIA_TYPES, ImageTextError, decodeImageText, sniffImageFormat, type ImageFormat } from './image-format.js';
 export {

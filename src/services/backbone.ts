@@ -1,5 +1,5 @@
 /**
- * Where the configured backbone comes from: a local folder, `blob:<key prefix>` in the blob
+ * Where the configured backbone comes from: a local folder (or a Google ViT `.npz`), `blob:<key prefix>` in the blob
  * store (so every replica of a fleet can read one copy from S3), or `hf:<org>/<name>[@revision]`
  * (pulled once from the model hub into the blob store, hub-backbone.ts). Used by the server and
  * the CLI.
@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { loadBackboneFromDir, loadBackboneFromFiles, type Backbone } from '../model/index.js';
+import { loadBackbone, loadBackboneFromFiles, type Backbone } from '../model/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { pullHubBackbone, readHubBackbone, type PullOptions, type PullResult } from './hub-backbone.js';
 import { HubClient, isHubSpec } from './hub-client.js';
@@ -44,7 +44,7 @@ export async function loadConfiguredBackbone(
     reporting.onPulled?.(result);
     return loadBackboneFromFiles(await readHubBackbone(result.manifest, blobs));
   }
-  if (!config.BACKBONE.startsWith('blob:')) return loadBackboneFromDir(config.BACKBONE);
+  if (!config.BACKBONE.startsWith('blob:')) return loadBackbone(config.BACKBONE);
   const prefix = config.BACKBONE.slice('blob:'.length).replace(/\/+$/, '');
   const get = async (name: string, required: boolean): Promise<Buffer | undefined> => {
     try {
