@@ -73,7 +73,7 @@ export const predictCommand: Command = {
     const { imagesToTensor, initBackend, loadAdapter, loadBackbone, predictLogits, preprocessImage } = await import('../model/index.js');
     await initBackend(config.TFJS_BACKEND, values.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined);
 
-    const backbone = await loadBackbone(backboneDir);
+    const backbone = await loadBackbone(backboneDir, { imageSize: config.BACKBONE_IMAGE_SIZE });
     const { adapter } = loadAdapter(await readInput(adapterFile, 'adapter file'), backbone.config);
     const labels = adapter.spec.labels;
     const results: Prediction[] = [];

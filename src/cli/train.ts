@@ -170,7 +170,7 @@ export const trainCommand: Command = {
     const { backboneIdentity, trainedAdapterMetadata } = await import('../train/publish.js');
     await initBackend(config.TFJS_BACKEND, values.verbose ? (m) => progress.note(m) : undefined);
 
-    const backbone = await loadBackbone(backboneDir);
+    const backbone = await loadBackbone(backboneDir, { imageSize: config.BACKBONE_IMAGE_SIZE });
     // Ctrl-C stops cleanly between batches; a second one kills as usual.
     const abort = new AbortController();
     const onSigint = () => abort.abort(new CommandExit('interrupted; no adapter written', 130));
@@ -186,6 +186,7 @@ export const trainCommand: Command = {
       progress.note(`reading data set ${dataPath}`);
       const common = {
         imageSize: backbone.config.imageSize,
+        resample: backbone.config.resample,
         policy,
         limits: { maxImagePixels: config.IMAGE_MAX_PIXELS, ...(minPerClass === undefined ? {} : { minPerClass }) },
         signal: abort.signal,

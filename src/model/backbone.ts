@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import { parseJson, type BackboneConfig } from './backbone-config.js';
 import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
+import { atImageSize } from './pos-embed.js';
 import { readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
 
 export interface BlockWeights {
@@ -137,7 +138,12 @@ function mergeShards(files: SafetensorsFile[]): Map<string, SafetensorsTensor> {
 /** A sharded checkpoint: the files a model.safetensors.index.json lists, in its order. */
 export type ShardedBackboneFiles = Omit<BackboneFiles, 'model'> & { shards: readonly Uint8Array[] };
 
-export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFiles): Backbone {
+export interface LoadOptions {
+  /** Run at this input size (position embeddings resized); default: the preprocessor config's size, else the checkpoint's. */
+  imageSize?: number;
+}
+
+export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFiles, opts: LoadOptions = {}): Backbone {
   const parts = 'shards' in files ? files.shards : [files.model];
   const tensors = mergeShards(parts.map((bytes, i) => readSafetensors(bytes, { code: 'invalid_backbone', what: parts.length > 1 ? `backbone shard ${i + 1}` : 'backbone model.safetensors' })));
   const { layout, prefix } = detectLayout(tensors);
@@ -148,7 +154,8 @@ export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFile
   for (const part of parts) hash.update(part);
   hash.update(files.config);
   if (files.preprocessor) hash.update(files.preprocessor);
-  return buildBackbone(cfg, weights, hash.digest('hex'));
+  const sized = atImageSize({ config: cfg, weights, identity: hash.digest('hex') }, opts.imageSize ?? cfg.preprocessorSize);
+  return buildBackbone(sized.config, sized.weights, sized.identity);
 }
 
 async function readOptional(file: string): Promise<Uint8Array | undefined> {
@@ -161,7 +168,7 @@ async function readOptional(file: string): Promise<Uint8Array | undefined> {
 }
 
 /** Loads `model.safetensors`, `config.json` and (optionally) `preprocessor_config.json` from a folder. */
-export async function loadBackboneFromDir(dir: string): Promise<Backbone> {
+export async function loadBackboneFromDir(dir: string, opts: LoadOptions = {}): Promise<Backbone> {
   const [model, config, preprocessor] = await Promise.all([
     readOptional(path.join(dir, 'model.safetensors')),
     readOptional(path.join(dir, 'config.json')),
@@ -169,5 +176,5 @@ export async function loadBackboneFromDir(dir: string): Promise<Backbone> {
   ]);
   if (!model) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no model.safetensors`);
   if (!config) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no config.json`);
-  return loadBackboneFromFiles({ model, config, preprocessor });
+  return loadBackboneFromFiles({ model, config, preprocessor }, opts);
 }

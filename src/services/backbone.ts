@@ -13,7 +13,7 @@ import type { BlobStore } from '../storage/index.js';
 import { pullHubBackbone, readHubBackbone, type PullOptions, type PullResult } from './hub-backbone.js';
 import { HubClient, isHubSpec } from './hub-client.js';
 
-export type BackboneSourceConfig = Pick<Config, 'BACKBONE' | 'HF_ENDPOINT' | 'HF_TOKEN'> & { paths: Pick<Config['paths'], 'dataDir'> };
+export type BackboneSourceConfig = Pick<Config, 'BACKBONE' | 'BACKBONE_IMAGE_SIZE' | 'HF_ENDPOINT' | 'HF_TOKEN'> & { paths: Pick<Config['paths'], 'dataDir'> };
 
 /** What a hub pull reports while it runs (the server logs it, the CLI draws a bar). */
 export type PullReporting = Pick<PullOptions, 'onProgress' | 'onFile'>;
@@ -39,12 +39,13 @@ export async function loadConfiguredBackbone(
   blobs: BlobStore,
   reporting: PullReporting & { onPulled?: (r: PullResult) => void } = {},
 ): Promise<Backbone> {
+  const size = { imageSize: config.BACKBONE_IMAGE_SIZE };
   if (isHubSpec(config.BACKBONE)) {
     const result = await pullConfiguredHubBackbone(config, blobs, config.BACKBONE, reporting);
     reporting.onPulled?.(result);
-    return loadBackboneFromFiles(await readHubBackbone(result.manifest, blobs));
+    return loadBackboneFromFiles(await readHubBackbone(result.manifest, blobs), size);
   }
-  if (!config.BACKBONE.startsWith('blob:')) return loadBackbone(config.BACKBONE);
+  if (!config.BACKBONE.startsWith('blob:')) return loadBackbone(config.BACKBONE, size);
   const prefix = config.BACKBONE.slice('blob:'.length).replace(/\/+$/, '');
   const get = async (name: string, required: boolean): Promise<Buffer | undefined> => {
     try {
@@ -62,7 +63,7 @@ export async function loadConfiguredBackbone(
     get('config.json', true),
     get('preprocessor_config.json', false),
   ]);
-  return loadBackboneFromFiles({ model: model!, config: cfg!, preprocessor });
+  return loadBackboneFromFiles({ model: model!, config: cfg!, preprocessor }, size);
 }
 
 /** A hub pull as log lines: each file fetched or reused, at most one progress line per file per tenth, the outcome. */
