@@ -1,7 +1,8 @@
 /**
  * BACKBONE=hf:… as processes see it, against a hub on loopback: the server's first start pulls
  * into the blob store (progress in its log), its second start and a second process (`dtl-host
- * backbone pull`) find it there with the hub gone; the CLI draws its progress on stderr.
+ * backbone pull`, `dtl-host predict --backbone hf:…`) find it there with the hub gone; the CLI draws
+ * its progress on stderr.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -74,6 +75,16 @@ describe('BACKBONE=hf:… across processes', () => {
     expect(pull.code, pull.stderr).toBe(0);
     expect(JSON.parse(pull.stdout)).toMatchObject({ spec: 'hf:acme/tiny-vit@main', pulled: false, bytes: 171800 + 247 + 171 });
     expect(pull.stderr).toMatch(/already in the blob store/);
+
+    // dtl-host predict --backbone hf:… reads the same store: the golden logits, no hub.
+    const expected = JSON.parse(readFileSync(path.join(FIXTURE_BACKBONE, 'expected.json'), 'utf8')) as { cases: Array<{ image: string; logits: number[] }> };
+    const predict = await cli(
+      ['predict', '--backbone', 'hf:acme/tiny-vit', '--adapter', path.join(FIXTURE_BACKBONE, 'adapter.safetensors'), ...expected.cases.map((c) => path.join(FIXTURE_BACKBONE, c.image))],
+      { DATA_DIR: path.join(dir, 'data'), HF_ENDPOINT: 'http://127.0.0.1:1', TFJS_BACKEND: 'wasm' },
+    );
+    expect(predict.code, predict.stderr).toBe(0);
+    const out = JSON.parse(predict.stdout) as Array<{ logits: number[] }>;
+    expected.cases.forEach((c, i) => c.logits.forEach((l, j) => expect(Math.abs(out[i].logits[j] - l)).toBeLessThan(1e-4)));
     expect(hub.requests.filter((r) => r.startsWith('GET')).length).toBe(gets);
   });
 
