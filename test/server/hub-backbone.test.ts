@@ -52,9 +52,12 @@ async function cli(args: string[], env: Record<string, string>): Promise<{ code:
 }
 
 describe('BACKBONE=hf:… across processes', () => {
-  it('the first server start pulls into the blob store; the second start and a second process read it with the hub gone', async () => {
-    const env = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: path.join(dir, 'data'), BACKBONE: 'hf:acme/tiny-vit', HF_ENDPOINT: hub.url, WORKER_ENABLED: 'false', TFJS_BACKEND: 'wasm' };
-    const first = spawnServer(env);
+  // These tests share one data folder and run in order: the first pulls, the others read.
+  let gets = 0;
+  const env = () => ({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: path.join(dir, 'data'), BACKBONE: 'hf:acme/tiny-vit', HF_ENDPOINT: hub.url, WORKER_ENABLED: 'false', TFJS_BACKEND: 'wasm' });
+
+  it('the first server start pulls into the blob store, progress in its log', async () => {
+    const first = spawnServer(env());
     await first.ready;
     first.proc.kill('SIGTERM');
     expect((await first.exited).code).toBe(0);
@@ -62,14 +65,22 @@ describe('BACKBONE=hf:… across processes', () => {
     expect(msgs).toContain('backbone: downloading from the hub');
     expect(first.logs().some((l) => l.msg === 'backbone: download progress' && l.file === 'model.safetensors' && l.percent === 100)).toBe(true);
     expect(msgs).toContain('backbone: pulled from the hub into the blob store');
-    const gets = hub.requests.filter((r) => r.startsWith('GET')).length;
+    gets = hub.requests.filter((r) => r.startsWith('GET')).length;
     expect(gets).toBe(3);
+  });
 
-    const second = spawnServer({ ...env, HF_ENDPOINT: 'http://127.0.0.1:1' });
+  it('the second server start reads it from the blob store with the hub gone', async () => {
+    expect(gets).toBe(3);
+    const second = spawnServer({ ...env(), HF_ENDPOINT: 'http://127.0.0.1:1' });
     await second.ready;
     second.proc.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
     expect(second.logs().map((l) => l.msg)).toContain('backbone: read from the blob store (pulled before)');
+    expect(hub.requests.filter((r) => r.startsWith('GET')).length).toBe(gets);
+  });
+
+  it('other processes (backbone pull, predict --backbone hf:…) read the same blob store with the hub gone', async () => {
+    expect(gets).toBe(3);
 
     const pull = await cli(['backbone', 'pull', 'hf:acme/tiny-vit'], { DATA_DIR: path.join(dir, 'data'), HF_ENDPOINT: 'http://127.0.0.1:1' });
     expect(pull.code, pull.stderr).toBe(0);
