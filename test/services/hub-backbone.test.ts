@@ -19,6 +19,7 @@ import { parseHubSpec } from '../../src/services/hub-client.js';
 import { loadConfiguredBackbone, type BackboneSourceConfig } from '../../src/services/backbone.js';
 import { DiskBlobStore, listAll } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/db.js';
+import { startS3 } from '../helpers/s3.js';
 import { startHubServer, type HubRepos, type HubServer } from '../helpers/hub-server.js';
 
 const FIXTURE = path.resolve(import.meta.dirname, '../fixtures/dtl-golden-hf');
@@ -218,6 +219,25 @@ describe('BACKBONE=hf:…', () => {
     const err = await rejection(load('hf:acme/tiny-vit'));
     expect(err.code).toBe('invalid_backbone');
     expect(err.message).toMatch(/'model\.safetensors'\) does not match its sha256; pull it again/);
+  });
+});
+
+describe('on S3', () => {
+  it('two replicas on one bucket: the first pulls, the second reads the bucket without the hub', async () => {
+    const s3 = await startS3();
+    try {
+      const a = await loadConfiguredBackbone(cfg('hf:acme/tiny-vit'), s3.store);
+      held.push(a);
+      expect(a.identity).toBe(reference.identity);
+      hub.requests.length = 0;
+      const b = await loadConfiguredBackbone(cfg('hf:acme/tiny-vit', { HF_ENDPOINT: await closedPort() }), s3.makeStore());
+      held.push(b);
+      expect(b.identity).toBe(reference.identity);
+      expect(hub.requests).toEqual([]);
+      expect((await listAll(s3.store, 'backbones/')).map((e) => e.key)).toEqual(expect.arrayContaining(['backbones/hf/acme/tiny-vit/main.json']));
+    } finally {
+      await s3.stop();
+    }
   });
 });
 
