@@ -16,7 +16,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildApp, connectMetrics, type AppDeps } from './app.js';
 import { createHttpServer } from './routes/http-server.js';
-import { loadConfiguredBackbone } from './services/backbone.js';
+import { loadConfiguredBackbone, pullLogReporting } from './services/backbone.js';
+import { isHubSpec, parseHubSpec } from './services/hub-client.js';
 import { loadConfig, type Config } from './config.js';
 import { openDatabase, type Database } from './db/open.js';
 import { AppError, isAppError } from './errors.js';
@@ -40,18 +41,22 @@ export interface RunningServer {
   close(reason?: string): Promise<void>;
 }
 
-/** A local BACKBONE folder must exist; checked before anything slow starts, so a typo fails in a second. */
+/** A local BACKBONE folder must exist, a hub spec must parse; checked before anything slow starts, so a typo fails in a second. */
 export async function checkBackboneFolder(config: Pick<Config, 'BACKBONE'>): Promise<void> {
   if (config.BACKBONE.startsWith('blob:')) return;
+  if (isHubSpec(config.BACKBONE)) {
+    parseHubSpec(config.BACKBONE);
+    return;
+  }
   const dir = path.resolve(config.BACKBONE);
   const found = await stat(dir).then(
-    (s) => s.isDirectory(),
+    (s) => s.isDirectory() || (s.isFile() && dir.endsWith('.npz')),
     () => false,
   );
   if (!found) {
     throw new AppError(
       'config_invalid',
-      `BACKBONE folder '${dir}' does not exist: set BACKBONE to a ViT folder (model.safetensors + config.json, Hugging Face or timm layout) or to blob:<key prefix> in the blob store`,
+      `BACKBONE folder '${dir}' does not exist: set BACKBONE to a ViT folder (model.safetensors + config.json, Hugging Face or timm layout), a Google ViT .npz or to blob:<key prefix> in the blob store, or to hf:<org>/<name>[@revision] on the model hub`,
     );
   }
 }
@@ -98,7 +103,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
     opened.push(['database', () => database.close()]);
     blobs = await openBlobStore(config);
     opened.push(['blob store', () => blobs.close()]);
-    backbone = await loadConfiguredBackbone(config, blobs); // its folder was checked above
+    backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log)); // its folder (or hub spec) was checked above
     opened.push(['backbone', () => backbone.dispose()]);
   } catch (err) {
     await unwind();

@@ -21,6 +21,7 @@ interface Entry {
 const COMMANDS: Entry[] = [
   { name: 'predict', summary: 'classify images with one adapter; prints JSON', load: async () => (await import('./predict.js')).predictCommand },
   { name: 'train', summary: 'train an adapter locally from a data set zip or folder', load: async () => (await import('./train.js')).trainCommand },
+  { name: 'backbone', summary: 'pull a backbone from the model hub into the blob store', load: async () => (await import('./backbone.js')).backboneCommand },
   { name: 'worker', summary: 'run training workers without the HTTP server', load: async () => (await import('./worker.js')).workerCommand },
 ];
 

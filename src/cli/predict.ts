@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { loadConfig } from '../config.js';
 import { AppError } from '../errors.js';
+import { loadBackboneArg } from './backbone-arg.js';
 import { UsageError, type Command } from './command.js';
 
 /** Images per forward batch: bounds memory for long argument lists. */
@@ -44,7 +45,8 @@ export const predictCommand: Command = {
   usage: [
     'usage: dtl-host predict --backbone DIR --adapter FILE [--top K] [--verbose] IMAGE...',
     '',
-    '  --backbone DIR   backbone folder (model.safetensors + config.json, HF or timm layout)',
+    '  --backbone DIR   backbone folder (model.safetensors + config.json, HF or timm layout), a ViT .npz,',
+    '                   or hf:<org>/<name>[@revision] (blob store; pulled from HF_ENDPOINT if missing)',
     '  --adapter FILE   adapter .safetensors file',
     '  --top K          entries in "top" (default 5, at most the number of labels)',
     '  --verbose        log the TensorFlow.js backend on stderr',
@@ -70,10 +72,10 @@ export const predictCommand: Command = {
     }
     const config = loadConfig();
     // Loaded only now, so usage errors and --help answer without starting TensorFlow.js.
-    const { imagesToTensor, initBackend, loadAdapter, loadBackboneFromDir, predictLogits, preprocessImage } = await import('../model/index.js');
+    const { imagesToTensor, initBackend, loadAdapter, predictLogits, preprocessImage } = await import('../model/index.js');
     await initBackend(config.TFJS_BACKEND, values.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined);
 
-    const backbone = await loadBackboneFromDir(backboneDir);
+    const backbone = await loadBackboneArg(backboneDir, config);
     const { adapter } = loadAdapter(await readInput(adapterFile, 'adapter file'), backbone.config);
     const labels = adapter.spec.labels;
     const results: Prediction[] = [];

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { loadConfig } from '../config.js';
 import { AppError, isAppError } from '../errors.js';
 import { adapterSpecFor, hyperparametersSchema, type Hyperparameters, type HyperparametersInput } from '../train/hyperparameters.js';
+import { loadBackboneArg } from './backbone-arg.js';
 import { CommandExit, UsageError, type Command, type OptionSpec } from './command.js';
 import { ProgressReporter } from './progress.js';
 
@@ -54,7 +55,8 @@ const OPTIONS: Record<string, OptionSpec> = {
 const USAGE = [
   'usage: dtl-host train --backbone DIR --data ZIP_OR_DIR [--out FILE] [options] [hyperparameters]',
   '',
-  '  --backbone DIR       backbone folder (model.safetensors + config.json, HF or timm layout)',
+  '  --backbone DIR       backbone folder (model.safetensors + config.json, HF or timm layout), a ViT .npz,',
+    '                       or hf:<org>/<name>[@revision] (blob store; pulled from HF_ENDPOINT if missing)',
   '  --data ZIP_OR_DIR    a data set zip (class folders, train/val/test splits or a labels.csv /',
   '                       labels.jsonl manifest), a JSONL file, or a directory laid out like the zip',
   '  --out FILE           adapter file to write (default adapter.safetensors)',
@@ -164,13 +166,13 @@ export const trainCommand: Command = {
     const config = loadConfig();
     const progress = new ProgressReporter(process.stderr, { quiet: values.quiet === true });
     // Loaded only now, so usage errors and --help answer without starting TensorFlow.js.
-    const { initBackend, loadBackboneFromDir, saveAdapter } = await import('../model/index.js');
+    const { initBackend, saveAdapter } = await import('../model/index.js');
     const { ingestDirectory, ingestFile } = await import('../train/ingest/index.js');
     const { trainAdapter } = await import('../train/trainer.js');
     const { backboneIdentity, trainedAdapterMetadata } = await import('../train/publish.js');
     await initBackend(config.TFJS_BACKEND, values.verbose ? (m) => progress.note(m) : undefined);
 
-    const backbone = await loadBackboneFromDir(backboneDir);
+    const backbone = await loadBackboneArg(backboneDir, config);
     // Ctrl-C stops cleanly between batches; a second one kills as usual.
     const abort = new AbortController();
     const onSigint = () => abort.abort(new CommandExit('interrupted; no adapter written', 130));
@@ -186,6 +188,7 @@ export const trainCommand: Command = {
       progress.note(`reading data set ${dataPath}`);
       const common = {
         imageSize: backbone.config.imageSize,
+        resample: backbone.config.resample,
         policy,
         limits: { maxImagePixels: config.IMAGE_MAX_PIXELS, ...(minPerClass === undefined ? {} : { minPerClass }) },
         signal: abort.signal,

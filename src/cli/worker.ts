@@ -9,7 +9,7 @@ import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/open.js';
 import { createLogger } from '../log.js';
 import { initBackend, type Backbone } from '../model/index.js';
-import { loadConfiguredBackbone } from '../services/backbone.js';
+import { loadConfiguredBackbone, pullLogReporting } from '../services/backbone.js';
 import { openBlobStore, type BlobStore } from '../storage/index.js';
 import { Sweeper } from '../services/maintenance.js';
 import { createWorkerRuntime } from '../train/runtime.js';
@@ -46,7 +46,7 @@ export const workerCommand: Command = {
     let http: WorkerHttp | undefined;
     try {
       blobs = await openBlobStore(config);
-      backbone = await loadConfiguredBackbone(config, blobs);
+      backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log));
       log.info({ backbone: backbone.identity, width: backbone.config.width, depth: backbone.config.depth }, 'backbone loaded');
       // Read at scrape time, after `runtime` exists.
       const metrics = createWorkerMetrics(() => runtime.worker.active);

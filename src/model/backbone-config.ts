@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { AppError, describeZodError } from '../errors.js';
 
-export type BackboneLayout = 'hf' | 'timm';
+export type BackboneLayout = 'hf' | 'timm' | 'npz';
 
 export interface BackboneConfig {
   layout: BackboneLayout;
@@ -30,7 +30,23 @@ export interface BackboneConfig {
   std: [number, number, number];
   /** Whether the checkpoint has q/k/v biases (absent ones are zeros). */
   qkvBias: boolean;
+  /** Set when run at another size than the checkpoint's (position embeddings resized, pos-embed.ts). */
+  pretrainedImageSize?: number;
+  /** The input size preprocessor_config.json asks for, when it names one. */
+  preprocessorSize?: number;
+  /** Resize filter the preprocessor config names (absent: the service's default, Lanczos-3). */
+  resample?: ResampleFilter;
 }
+
+export type ResampleFilter = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos';
+
+/** The sharp kernel for a preprocessor config's filter; Lanczos-3 (sharp's default) when it names none. */
+export function sharpKernel(filter: ResampleFilter | undefined): 'nearest' | 'linear' | 'cubic' | 'lanczos3' {
+  return filter === 'nearest' ? 'nearest' : filter === 'bilinear' ? 'linear' : filter === 'bicubic' ? 'cubic' : 'lanczos3';
+}
+
+/** PIL's resample codes, as Hugging Face image processors store them. */
+const PIL_RESAMPLE: Record<number, ResampleFilter> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'bilinear', 5: 'bilinear' };
 
 const fail = (msg: string): never => {
   throw new AppError('invalid_backbone', msg);
@@ -68,6 +84,9 @@ const hfConfigSchema = z.object({
 const preprocessorSchema = z.object({
   image_mean: triple.optional(),
   image_std: triple.optional(),
+  do_resize: z.boolean().optional(),
+  size: z.union([posInt, z.object({ height: posInt, width: posInt }), z.object({ shortest_edge: posInt })]).optional(),
+  resample: z.number().int().min(0).max(5).optional(),
 });
 
 function squareSide(v: number | [number, number], what: string): number {
@@ -92,11 +111,18 @@ export function hfBackboneConfig(config: Record<string, unknown>, preprocessor?:
   const c = parsed.data!;
   let mean: [number, number, number] = [0.5, 0.5, 0.5];
   let std: [number, number, number] = [0.5, 0.5, 0.5];
+  let preprocessorSize: number | undefined;
+  let resample: ResampleFilter | undefined;
   if (preprocessor) {
     const p = preprocessorSchema.safeParse(preprocessor);
     if (!p.success) fail(`preprocessor_config.json: ${describe(p.error)}`);
     mean = p.data!.image_mean ?? mean;
     std = p.data!.image_std ?? std;
+    const size = p.data!.size;
+    if (p.data!.do_resize !== false && size !== undefined) {
+      preprocessorSize = typeof size === 'number' ? size : 'shortest_edge' in size ? size.shortest_edge : squareSide([size.height, size.width], 'preprocessor_config.json size');
+    }
+    if (p.data!.resample !== undefined) resample = PIL_RESAMPLE[p.data!.resample];
   }
   return finish({
     layout: 'hf',
@@ -110,6 +136,8 @@ export function hfBackboneConfig(config: Record<string, unknown>, preprocessor?:
     mean,
     std,
     qkvBias: c.qkv_bias,
+    ...(preprocessorSize === undefined ? {} : { preprocessorSize }),
+    ...(resample === undefined ? {} : { resample }),
   });
 }
 
@@ -117,6 +145,7 @@ const timmPretrainedSchema = z.object({
   input_size: z.tuple([z.literal(3), posInt, posInt]).optional(),
   mean: triple.optional(),
   std: triple.optional(),
+  interpolation: z.string().optional(),
 });
 const timmConfigSchema = z.object({
   architecture: z.string().optional(),
@@ -139,6 +168,8 @@ const TIMM_HEADS: Array<[RegExp, number]> = [
   [/vit_large/, 16],
   [/vit_huge/, 16],
 ];
+
+const TIMM_RESAMPLE: Record<string, ResampleFilter> = { nearest: 'nearest', bilinear: 'bilinear', bicubic: 'bicubic', lanczos: 'lanczos' };
 
 /** What timm's tensor shapes say; the loader measures these before calling. */
 export interface TimmShapes {
@@ -187,5 +218,6 @@ export function timmBackboneConfig(config: Record<string, unknown>, shapes: Timm
     mean: pre.mean ?? [0.5, 0.5, 0.5],
     std: pre.std ?? [0.5, 0.5, 0.5],
     qkvBias: shapes.hasQkvBias,
+    ...(TIMM_RESAMPLE[pre.interpolation ?? ''] === undefined ? {} : { resample: TIMM_RESAMPLE[pre.interpolation!] }),
   });
 }

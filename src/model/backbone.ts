@@ -11,7 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import { parseJson, type BackboneConfig } from './backbone-config.js';
 import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
-import { readSafetensors } from './safetensors.js';
+import { atImageSize } from './pos-embed.js';
+import { readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
 
 export interface BlockWeights {
   ln1g: tf.Tensor1D; ln1b: tf.Tensor1D;
@@ -29,7 +30,7 @@ export interface BlockWeights {
 
 export interface Backbone {
   readonly config: BackboneConfig;
-  /** sha256 (hex) of the weights file, then config.json, then preprocessor_config.json if given. */
+  /** sha256 (hex) of the weights file (or its shards, in order), then config.json, then preprocessor_config.json if given. */
   readonly identity: string;
   /** [p, p, 3, d] NHWC conv filter. */
   readonly patchFilter: tf.Tensor4D;
@@ -78,7 +79,7 @@ function convFilter(src: Float32Array, d: number, p: number): Float32Array {
   return out;
 }
 
-function buildBackbone(config: BackboneConfig, w: CanonicalWeights, identity: string): Backbone {
+export function buildBackbone(config: BackboneConfig, w: CanonicalWeights, identity: string): Backbone {
   const { width: d, mlpDim: m, patchSize: p, tokens: T } = config;
   const scale = 1 / Math.sqrt(d / config.heads);
   const scaled = (a: Float32Array) => a.map((v) => v * scale);
@@ -122,15 +123,39 @@ function buildBackbone(config: BackboneConfig, w: CanonicalWeights, identity: st
   }
 }
 
-export function loadBackboneFromFiles(files: BackboneFiles): Backbone {
-  const st = readSafetensors(files.model, { code: 'invalid_backbone', what: 'backbone model.safetensors' });
-  const { layout, prefix } = detectLayout(st.tensors);
+function mergeShards(files: SafetensorsFile[]): Map<string, SafetensorsTensor> {
+  if (files.length === 1) return files[0].tensors;
+  const all = new Map<string, SafetensorsTensor>();
+  for (const f of files) {
+    for (const [name, t] of f.tensors) {
+      if (all.has(name)) throw new AppError('invalid_backbone', `tensor '${name}' is in more than one shard`);
+      all.set(name, t);
+    }
+  }
+  return all;
+}
+
+/** A sharded checkpoint: the files a model.safetensors.index.json lists, in its order. */
+export type ShardedBackboneFiles = Omit<BackboneFiles, 'model'> & { shards: readonly Uint8Array[] };
+
+export interface LoadOptions {
+  /** Run at this input size (position embeddings resized); default: the preprocessor config's size, else the checkpoint's. */
+  imageSize?: number;
+}
+
+export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFiles, opts: LoadOptions = {}): Backbone {
+  const parts = 'shards' in files ? files.shards : [files.model];
+  const tensors = mergeShards(parts.map((bytes, i) => readSafetensors(bytes, { code: 'invalid_backbone', what: parts.length > 1 ? `backbone shard ${i + 1}` : 'backbone model.safetensors' })));
+  const { layout, prefix } = detectLayout(tensors);
   const config = parseJson(files.config, 'backbone config.json');
   const preprocessor = files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined;
-  const { config: cfg, weights } = layout === 'hf' ? readHf(st.tensors, prefix, config, preprocessor) : readTimm(st.tensors, config);
-  const hash = createHash('sha256').update(files.model).update(files.config);
+  const { config: cfg, weights } = layout === 'hf' ? readHf(tensors, prefix, config, preprocessor) : readTimm(tensors, config);
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  hash.update(files.config);
   if (files.preprocessor) hash.update(files.preprocessor);
-  return buildBackbone(cfg, weights, hash.digest('hex'));
+  const sized = atImageSize({ config: cfg, weights, identity: hash.digest('hex') }, opts.imageSize ?? cfg.preprocessorSize);
+  return buildBackbone(sized.config, sized.weights, sized.identity);
 }
 
 async function readOptional(file: string): Promise<Uint8Array | undefined> {
@@ -143,7 +168,7 @@ async function readOptional(file: string): Promise<Uint8Array | undefined> {
 }
 
 /** Loads `model.safetensors`, `config.json` and (optionally) `preprocessor_config.json` from a folder. */
-export async function loadBackboneFromDir(dir: string): Promise<Backbone> {
+export async function loadBackboneFromDir(dir: string, opts: LoadOptions = {}): Promise<Backbone> {
   const [model, config, preprocessor] = await Promise.all([
     readOptional(path.join(dir, 'model.safetensors')),
     readOptional(path.join(dir, 'config.json')),
@@ -151,5 +176,5 @@ export async function loadBackboneFromDir(dir: string): Promise<Backbone> {
   ]);
   if (!model) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no model.safetensors`);
   if (!config) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no config.json`);
-  return loadBackboneFromFiles({ model, config, preprocessor });
+  return loadBackboneFromFiles({ model, config, preprocessor }, opts);
 }

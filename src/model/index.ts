@@ -12,15 +12,19 @@ export {
   type TensorToWrite,
   type ReadOptions,
 } from './safetensors.js';
-export { type BackboneConfig, type BackboneLayout } from './backbone-config.js';
+export { sharpKernel, type BackboneConfig, type BackboneLayout, type ResampleFilter } from './backbone-config.js';
 export {
   loadBackboneFromFiles,
   loadBackboneFromDir,
   type Backbone,
   type BackboneFiles,
+  type ShardedBackboneFiles,
+  type LoadOptions,
   type BlockWeights,
 } from './backbone.js';
+export { loadBackbone, loadBackboneFromNpz } from './backbone-load.js';
 export { preprocessImage, imagesToTensor, type PreprocessOptions } from './preprocess.js';
+export { resizePosEmbed } from './pos-embed.js';
 export { ACCEPTED_IMAGE_FORMATS, IMAGE_MEDIA_TYPES, ImageTextError, decodeImageText, sniffImageFormat, type ImageFormat } from './image-format.js';
 export {
   adapterSpecSchema,

@@ -1,13 +1,15 @@
 /**
  * Image decoding and normalisation: an accepted format (image-format.ts, by magic bytes: the
  * list data set uploads use) → auto-rotated (EXIF), alpha dropped,
- * sRGB, resized to the backbone's square input (aspect not preserved, as the authors' resize),
+ * sRGB, resized to the backbone's square input (aspect not preserved, as the authors' resize;
+ * with the filter its preprocessor config names: bilinear → linear, bicubic → cubic (Catmull-Rom,
+ * PIL's a = −0.5), else Lanczos-3),
  * then (v/255 − mean)/std per channel, HWC float32.
  */
 import * as tf from '@tensorflow/tfjs';
 import sharp, { type OutputInfo } from 'sharp';
 import { AppError } from '../errors.js';
-import type { BackboneConfig } from './backbone-config.js';
+import { sharpKernel, type BackboneConfig } from './backbone-config.js';
 import { ACCEPTED_IMAGE_FORMATS, sniffImageFormat } from './image-format.js';
 
 export interface PreprocessOptions {
@@ -29,7 +31,7 @@ export async function preprocessImage(bytes: Uint8Array, cfg: BackboneConfig, op
       .rotate()
       .removeAlpha()
       .toColourspace('srgb')
-      .resize(size, size, { fit: 'fill' })
+      .resize(size, size, { fit: 'fill', kernel: sharpKernel(cfg.resample) })
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
   } catch (err) {

@@ -145,6 +145,7 @@ export async function createDataset({ deps, ctx, input }: { deps: ServiceDeps; c
       path: spooled.path,
       contentType: input.contentType,
       imageSize: deps.backbone.config.imageSize,
+      resample: deps.backbone.config.resample,
       policy: policy.data,
       limits: {
         maxImagePixels: config.IMAGE_MAX_PIXELS,

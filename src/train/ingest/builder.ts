@@ -4,6 +4,7 @@
  * order), then applies the per-class rules and the policy.
  */
 import { AppError } from '../../errors.js';
+import type { ResampleFilter } from '../../model/backbone-config.js';
 import { decodeToRgb, ImageDecodeError } from './image.js';
 import { compareLabels } from './labels.js';
 import type { IngestLimits } from './limits.js';
@@ -90,7 +91,7 @@ export class PreparedBuilder {
 
   constructor(
     private readonly candidates: Candidate<unknown>[],
-    private readonly opts: { imageSize: number; limits: IngestLimits; problems: ProblemLog; concurrency: number },
+    private readonly opts: { imageSize: number; resample?: ResampleFilter; limits: IngestLimits; problems: ProblemLog; concurrency: number },
   ) {
     this.imageBytes = opts.imageSize * opts.imageSize * 3;
     this.pixels = new Uint8Array(candidates.length * this.imageBytes);
@@ -114,7 +115,7 @@ export class PreparedBuilder {
             return;
           }
           try {
-            const rgb = await decodeToRgb(item.data, { imageSize, maxPixels: limits.maxImagePixels });
+            const rgb = await decodeToRgb(item.data, { imageSize, resample: this.opts.resample, maxPixels: limits.maxImagePixels });
             this.pixels.set(rgb, item.index * this.imageBytes);
             this.ok[item.index] = 1;
           } catch (err) {

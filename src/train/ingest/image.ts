@@ -10,6 +10,7 @@
  */
 import sharp, { type Metadata } from 'sharp';
 import { ACCEPTED_IMAGE_FORMATS, sharpAgrees, sniffImageFormat } from '../../model/image-format.js';
+import { sharpKernel, type ResampleFilter } from '../../model/backbone-config.js';
 
 export class ImageDecodeError extends Error {
   override readonly name = 'ImageDecodeError';
@@ -19,6 +20,8 @@ export { ACCEPTED_IMAGE_FORMATS, sniffImageFormat, type ImageFormat } from '../.
 
 export interface DecodeOptions {
   imageSize: number;
+  /** The backbone preprocessor's resize filter (model/preprocess.ts sharpKernel). */
+  resample?: ResampleFilter;
   maxPixels: number;
 }
 
@@ -50,7 +53,7 @@ export async function decodeToRgb(buf: Uint8Array, opts: DecodeOptions): Promise
       .rotate()
       .removeAlpha()
       .toColourspace('srgb')
-      .resize(opts.imageSize, opts.imageSize, { fit: 'fill' })
+      .resize(opts.imageSize, opts.imageSize, { fit: 'fill', kernel: sharpKernel(opts.resample) })
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3 || info.width !== opts.imageSize || info.height !== opts.imageSize) {

@@ -8,6 +8,7 @@ import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { AppError, isAppError, validationError } from '../../errors.js';
+import type { ResampleFilter } from '../../model/backbone-config.js';
 import { checkPlan, PreparedBuilder, type LoadedItem } from './builder.js';
 import { assertAcceptableContentType, detectKind } from './detect.js';
 import { readDirEntry, walkDirectory, type DirFileEntry } from './directory.js';
@@ -65,6 +66,8 @@ export interface IngestFileOptions {
   admit?: (need: IngestNeed) => void;
   contentType?: string;
   imageSize: number;
+  /** The backbone preprocessor's resize filter. */
+  resample?: ResampleFilter;
   policy: IngestPolicy;
   limits?: IngestLimitsInput;
   /** Images decoded at once (default: CPU count, at most 4). */
@@ -170,7 +173,7 @@ export async function ingestFile(opts: IngestFileOptions): Promise<IngestResult>
   const { limits, concurrency } = parseCommon(opts);
   const kind = detectKind(opts.contentType, await readHead(opts.path));
   const problems = new ProblemLog(limits.maxProblems);
-  const builderOpts = { imageSize: opts.imageSize, limits, problems, concurrency };
+  const builderOpts = { imageSize: opts.imageSize, resample: opts.resample, limits, problems, concurrency };
   let form: DatasetForm;
   let prepared: PreparedDataset;
 
@@ -211,7 +214,7 @@ export async function ingestDirectory(opts: IngestDirectoryOptions): Promise<Ing
   });
   if (!info.isDirectory()) throw new AppError('validation_failed', `'${opts.dir}' is not a directory`);
   const problems = new ProblemLog(limits.maxProblems);
-  const builderOpts = { imageSize: opts.imageSize, limits, problems, concurrency };
+  const builderOpts = { imageSize: opts.imageSize, resample: opts.resample, limits, problems, concurrency };
   const read = (f: DirFileEntry) => readDirEntry(f, limits.maxEntryBytes);
   const plan = await planZip(await walkDirectory(opts.dir, limits, problems), (f) => manifestText(f, read), problems);
   const prepared = await buildPlan(plan, read, builderOpts, opts);

@@ -174,16 +174,22 @@ describe('image handling', () => {
     expect(new Set(exampleOf(r, 'b/webp.webp'))).toEqual(new Set([77]));
   });
 
-  it('gives the same pixels as the model preprocessing (no train/serve skew)', async () => {
+  it('gives the same pixels as the model preprocessing (no train/serve skew), with each resize filter', async () => {
     const { preprocessImage } = await import('../../../src/model/preprocess.js');
     const imgs = await makeShapesDataset({ classes: 2, perClass: 1, size: 37, seed: 5, format: 'jpeg' });
-    const cfg = { imageSize: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] } as unknown as BackboneConfig;
-    for (const img of imgs) {
-      const rgb = await decodeToRgb(img.data, { imageSize: 16, maxPixels: 1e6 });
-      const norm = await preprocessImage(img.data, cfg);
-      const back = Array.from(norm, (v) => Math.round((v * 0.5 + 0.5) * 255));
-      expect(back).toEqual([...rgb]);
+    const byFilter = new Map<string, number[]>();
+    for (const resample of [undefined, 'bilinear', 'bicubic', 'nearest'] as const) {
+      const cfg = { imageSize: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], resample } as unknown as BackboneConfig;
+      for (const img of imgs) {
+        const rgb = await decodeToRgb(img.data, { imageSize: 16, maxPixels: 1e6, resample });
+        const norm = await preprocessImage(img.data, cfg);
+        const back = Array.from(norm, (v) => Math.round((v * 0.5 + 0.5) * 255));
+        expect(back).toEqual([...rgb]);
+      }
+      byFilter.set(String(resample), [...(await decodeToRgb(imgs[0].data, { imageSize: 16, maxPixels: 1e6, resample }))]);
     }
+    // The filter is applied, not ignored: each gives other pixels.
+    expect(new Set([...byFilter.values()].map((v) => v.join(','))).size).toBe(4);
   });
 
   it('merges labels equal after NFC + trim, keeps case-distinct labels apart, skips OS clutter', async () => {
