@@ -1,0 +1,86 @@
+/**
+ * Picks the engine of the frozen backbone's forward: onnxruntime-node (native CPU kernels, intra-op
+ * threads) or tfjs (whatever initBackend chose). `auto` takes onnxruntime when it loads and runs a
+ * one-node graph, else tfjs, and says which; `onnxruntime` fails start-up with the reason instead.
+ * The adapters' maths (CSN reads, additions, heads) and every gradient stay on tfjs either way.
+ */
+import type * as Ort from 'onnxruntime-node';
+import { AppError } from '../../errors.js';
+import { modelBytes, valueInfo } from './onnx-proto.js';
+
+export type EnginePreference = 'auto' | 'onnxruntime' | 'tfjs';
+/** onnxruntime execution providers: cuda / tensorrt need the GPU provider libraries (README: GPU nodes). */
+export type EngineProvider = 'cpu' | 'cuda' | 'tensorrt';
+
+export interface EngineOptions {
+  /** Intra-op threads per session run. */
+  threads: number;
+  provider: EngineProvider;
+  /** The module to load; a seam for the start-up path where it cannot load. */
+  moduleName?: string;
+}
+
+export interface NativeEngine {
+  readonly name: 'onnxruntime';
+  readonly ort: typeof Ort;
+  readonly options: Required<EngineOptions>;
+  /** A session of the given ONNX model bytes with this engine's threads and provider. */
+  session(model: Uint8Array): Promise<Ort.InferenceSession>;
+}
+
+/** null: the tfjs engine. */
+export type Engine = NativeEngine | null;
+
+export async function initEngine(pref: EnginePreference, options: EngineOptions, log: (msg: string) => void = () => {}): Promise<Engine> {
+  if (pref === 'tfjs') {
+    log('backbone engine: tfjs (BACKBONE_ENGINE=tfjs)');
+    return null;
+  }
+  const opts: Required<EngineOptions> = { moduleName: 'onnxruntime-node', ...options };
+  let engine: NativeEngine;
+  try {
+    engine = await loadEngine(opts);
+  } catch (err) {
+    const why = String((err as Error).message ?? err).split('\n')[0];
+    if (pref === 'onnxruntime') {
+      throw new AppError('config_invalid', `BACKBONE_ENGINE=onnxruntime but ${opts.moduleName} could not be used (${why})`);
+    }
+    log(`backbone engine: tfjs (${opts.moduleName} could not be used: ${why})`);
+    return null;
+  }
+  log(`backbone engine: onnxruntime ${engine.ort.env.versions.node ?? ''} (${opts.provider}, ${opts.threads} thread${opts.threads === 1 ? '' : 's'})`);
+  return engine;
+}
+
+async function loadEngine(opts: Required<EngineOptions>): Promise<NativeEngine> {
+  // A variable specifier: the seam's module name is only known at run time.
+  const specifier: string = opts.moduleName;
+  const mod = (await import(specifier)) as typeof Ort & { default?: typeof Ort };
+  const ort = mod.InferenceSession ? mod : mod.default!;
+  const sessionOptions: Ort.InferenceSession.SessionOptions = {
+    executionProviders: opts.provider === 'cpu' ? ['cpu'] : [opts.provider, 'cpu'],
+    intraOpNumThreads: opts.threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+  };
+  const engine: NativeEngine = {
+    name: 'onnxruntime',
+    ort,
+    options: opts,
+    session: (model) => ort.InferenceSession.create(model, sessionOptions),
+  };
+  // Loading the binding is not enough: run one node, so a broken install or provider fails here.
+  const probe = await engine.session(
+    modelBytes({ name: 'probe', nodes: [{ op: 'Relu', inputs: ['a'], outputs: ['b'] }], initializers: [], inputs: [valueInfo('a', [2])], outputs: [valueInfo('b', [2])] }, 17),
+  );
+  try {
+    const out = await probe.run({ a: new ort.Tensor('float32', Float32Array.of(-1, 2), [2]) });
+    const got = out.b.data as Float32Array;
+    if (got[0] !== 0 || got[1] !== 2) throw new Error(`probe graph gave [${[...got].join(', ')}]`);
+  } finally {
+    await probe.release();
+  }
+  return engine;
+}
