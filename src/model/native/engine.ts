@@ -4,6 +4,7 @@
  * one-node graph, else tfjs, and says which; `onnxruntime` fails start-up with the reason instead.
  * The adapters' maths (CSN reads, additions, heads) and every gradient stay on tfjs either way.
  */
+import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import { AppError } from '../../errors.js';
 import { modelBytes, valueInfo } from './onnx-proto.js';
@@ -13,8 +14,8 @@ export type EnginePreference = 'auto' | 'onnxruntime' | 'tfjs';
 export type EngineProvider = 'cpu' | 'cuda' | 'tensorrt';
 
 export interface EngineOptions {
-  /** Intra-op threads per session run. */
-  threads: number;
+  /** Intra-op threads per session run; default: the cores this process may run on. */
+  threads?: number;
   provider: EngineProvider;
   /** The module to load; a seam for the start-up path where it cannot load. */
   moduleName?: string;
@@ -36,7 +37,11 @@ export async function initEngine(pref: EnginePreference, options: EngineOptions,
     log('backbone engine: tfjs (BACKBONE_ENGINE=tfjs)');
     return null;
   }
-  const opts: Required<EngineOptions> = { moduleName: 'onnxruntime-node', ...options };
+  const opts: Required<EngineOptions> = {
+    moduleName: options.moduleName ?? 'onnxruntime-node',
+    provider: options.provider,
+    threads: options.threads ?? availableParallelism(),
+  };
   let engine: NativeEngine;
   try {
     engine = await loadEngine(opts);
