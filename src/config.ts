@@ -130,6 +130,11 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   METRICS_TENANT_LABELS: 'Per-tenant metric series (images classified, queue depth, refusals by tenant id). Needs `METRICS_TOKEN`: tenant ids are never published on an open endpoint.',
 };
 
+/** The backbone engine's options (model/native/engine.ts EngineOptions) from the configuration. */
+export function engineOptions(c: Pick<Config, 'ENGINE_THREADS' | 'ENGINE_PROVIDER'>): { threads?: number; provider: Config['ENGINE_PROVIDER'] } {
+  return { threads: c.ENGINE_THREADS, provider: c.ENGINE_PROVIDER };
+}
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const raw: Record<string, string> = {};
   for (const key of Object.keys(configSchema.shape)) {
