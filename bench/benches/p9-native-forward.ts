@@ -6,8 +6,8 @@
  * no_grad) when Debian's python3-torch is installed (run with /usr/bin/python3; OpenBLAS at its
  * default core type) — the rows say plainly when it is not.
  * Forward = embedding, every block, final LayerNorm of the mean-pooled patch tokens
- * (backboneFeatures on tfjs; the native prefix at split = depth, then the same pool, on
- * onnxruntime). Each round runs forwards until ≥ minCpuMs of process CPU time; the figure is the
+ * (backboneFeatures on tfjs; on onnxruntime the native prefix at split = depth, then the same
+ * pool on tfjs). Each round runs forwards until ≥ minCpuMs of process CPU time; the figure is the
  * median of the rounds.
  */
 import { execFile } from 'node:child_process';
@@ -18,8 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import {
   backboneFeatures,
   detachNative,
-  disposePrefix,
-  enginePrefix,
+  enginePrefixArrays,
   imagesToTensor,
   initBackend,
   loadBackboneFromDir,
@@ -89,10 +88,11 @@ const bench: Bench = {
         const imgs = makeImages(c.batch, backbone.config, 5);
         const pixels = imagesToTensor(imgs, backbone.config);
         const onTfjs = async () => backboneFeatures(backbone, pixels).dispose();
+        const { tokens, width } = backbone.config;
         const onOrt = async () => {
-          const state = await enginePrefix(backbone, imgs, backbone.config.depth);
-          tf.tidy(() => pool(backbone, state.x)).dispose();
-          disposePrefix(state);
+          // Only the last block's output enters tfjs, for the pool: no block input is kept.
+          const { x } = await enginePrefixArrays(backbone, imgs, backbone.config.depth, []);
+          tf.tidy(() => pool(backbone, tf.tensor3d(x, [c.batch, tokens, width]))).dispose();
         };
         await startBackboneEngine(backbone, 'onnxruntime', { threads: 1, provider: 'cpu' });
         const tfjsRates: number[] = [];
