@@ -68,7 +68,15 @@ async function loadEngine(opts: Required<EngineOptions>): Promise<NativeEngine> 
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // Memory, measured on ViT-B/16 at batch 8 (README of src/model): a per-session arena (one per
+    // block) kept every block's peak activations, +1.1 GB RSS; one planned buffer per run (memory
+    // pattern) without the arena is a fresh mmap per run, half the speed. Plain allocations are
+    // reused by malloc: the arena's speed at the tfjs path's RSS. Pre-packed MatMul weights were a
+    // second copy of the weights (+~100 MB) for no measured gain.
+    enableCpuMemArena: false,
+    enableMemPattern: false,
     logSeverityLevel: 3,
+    extra: { session: { disable_prepacking: '1' } },
   };
   const engine: NativeEngine = {
     name: 'onnxruntime',
