@@ -88,7 +88,7 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   S3_FORCE_PATH_STYLE: 'Path-style addressing (needed by most non-AWS stores).',
   TFJS_BACKEND: '`auto` tries tfjs-node-gpu → tfjs-node → wasm → cpu; or force one.',
   BACKBONE_ENGINE: 'Engine of the frozen backbone\'s forward (serving, and the training prefix fill): `auto` uses onnxruntime-node when it loads, else tfjs (logged at start); `onnxruntime` fails start-up when it cannot load; `tfjs` never tries it. Adapters and gradients always run on tfjs.',
-  ENGINE_THREADS: 'onnxruntime intra-op threads. Unset → the cores this process may run on.',
+  ENGINE_THREADS: 'onnxruntime intra-op threads. Unset → the cores this process may run on (its CPU affinity, capped by a cgroup CPU quota).',
   ENGINE_PROVIDER: 'onnxruntime execution provider: `cpu`, or `cuda` / `tensorrt` on GPU nodes with the provider libraries installed (README, GPU nodes); onnxruntime falls back to the CPU for what they do not run.',
   BACKBONE: 'Backbone folder (Hugging Face or timm ViT layout), a local path or `blob:<key prefix>`.',
   ADMIN_TOKEN: 'Bearer token for tenant administration. Unset → admin routes are disabled.',

@@ -5,6 +5,7 @@
  * and start-up when onnxruntime cannot load (auto → tfjs; onnxruntime → a clear error).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +32,7 @@ import {
   type AdapterSpec,
   type Backbone,
 } from '../../src/model/index.js';
+import { processCores } from '../../src/model/native/engine.js';
 import { randomAdapter } from '../helpers/tiny-backbone.js';
 import { expectAppError, maxAbsDiff } from './expect.js';
 
@@ -196,5 +198,23 @@ describe('engine start-up when onnxruntime cannot load', () => {
     await detachNative(backbone);
     expect(await startBackboneEngine(backbone, 'tfjs', ENGINE)).toBe('tfjs');
     expect(nativeOf(backbone)).toBeUndefined();
+  });
+});
+
+describe('ENGINE_THREADS default: the cores the process may use', () => {
+  const files = (map: Record<string, string>) => (file: string) => map[file];
+  const cores = availableParallelism();
+
+  it('is the affinity without a CPU quota (cgroup v2 "max", or no cgroup files)', () => {
+    expect(processCores(files({ '/sys/fs/cgroup/cpu.max': 'max 100000\n' }))).toBe(cores);
+    expect(processCores(files({}))).toBe(cores);
+    expect(processCores(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(cores);
+  });
+
+  it('is capped by a cgroup quota (v2 and v1), whole cores, at least one', () => {
+    expect(processCores(files({ '/sys/fs/cgroup/cpu.max': '150000 100000\n' }))).toBe(1);
+    expect(processCores(files({ '/sys/fs/cgroup/cpu.max': '50000 100000' }))).toBe(1);
+    expect(processCores(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '100000', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }))).toBe(1);
+    expect(processCores(files({ '/sys/fs/cgroup/cpu.max': `${(cores + 8) * 100000} 100000` }))).toBe(cores);
   });
 });

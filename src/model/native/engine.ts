@@ -4,6 +4,7 @@
  * one-node graph, else tfjs, and says which; `onnxruntime` fails start-up with the reason instead.
  * The adapters' maths (CSN reads, additions, heads) and every gradient stay on tfjs either way.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import { AppError } from '../../errors.js';
@@ -40,7 +41,7 @@ export async function initEngine(pref: EnginePreference, options: EngineOptions,
   const opts: Required<EngineOptions> = {
     moduleName: options.moduleName ?? 'onnxruntime-node',
     provider: options.provider,
-    threads: options.threads ?? availableParallelism(),
+    threads: options.threads ?? processCores(),
   };
   let engine: NativeEngine;
   try {
@@ -55,6 +56,27 @@ export async function initEngine(pref: EnginePreference, options: EngineOptions,
   }
   log(`backbone engine: onnxruntime ${engine.ort.env.versions.node ?? ''} (${opts.provider}, ${opts.threads} thread${opts.threads === 1 ? '' : 's'})`);
   return engine;
+}
+
+/**
+ * The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (a container's
+ * CPU limit does not change the affinity; more threads than the quota only get throttled).
+ */
+export function processCores(readCgroup: (file: string) => string | undefined = readOptional): number {
+  const cores = availableParallelism();
+  const v2 = readCgroup('/sys/fs/cgroup/cpu.max')?.trim().split(/\s+/);
+  const quota = v2 ? [v2[0], v2[1]] : [readCgroup('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')?.trim(), readCgroup('/sys/fs/cgroup/cpu/cpu.cfs_period_us')?.trim()];
+  const [q, p] = quota.map(Number);
+  if (!Number.isFinite(q) || !Number.isFinite(p) || q <= 0 || p <= 0) return cores;
+  return Math.max(1, Math.min(cores, Math.floor(q / p)));
+}
+
+function readOptional(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 async function loadEngine(opts: Required<EngineOptions>): Promise<NativeEngine> {
