@@ -25,6 +25,9 @@ export const configSchema = z.object({
   S3_PREFIX: z.string().default(''),
   S3_FORCE_PATH_STYLE: bool.default(true),
   TFJS_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  BACKBONE_ENGINE: z.enum(['auto', 'onnxruntime', 'tfjs']).default('auto'),
+  ENGINE_THREADS: int(1, 1024).optional(),
+  ENGINE_PROVIDER: z.enum(['cpu', 'cuda', 'tensorrt']).default('cpu'),
   BACKBONE: z.string().min(1).default('backbones/default'),
   BACKBONE_IMAGE_SIZE: int(8, 4096).optional(),
   HF_ENDPOINT: z.url().default('https://huggingface.co'),
@@ -91,6 +94,9 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   BACKBONE_IMAGE_SIZE: 'Run the backbone at this input size (a multiple of its patch size): images are resized to it and the position embeddings interpolated (bicubic, as the checkpoint\'s library does: Hugging Face `interpolate_pos_encoding`, timm `resample_abs_pos_embed` for timm and `.npz`). Unset: the size `preprocessor_config.json` names, else the checkpoint\'s own.',
   HF_ENDPOINT: 'Model hub for `BACKBONE=hf:…` and `dtl-host backbone pull` (a Hugging Face mirror serving `/<org>/<name>/resolve/<revision>/<file>` works too).',
   HF_TOKEN: 'Token sent to `HF_ENDPOINT` (never to the CDN it redirects to) for gated or private repositories.',
+  BACKBONE_ENGINE: 'Engine of the frozen backbone\'s forward (serving, and the training prefix fill): `auto` uses onnxruntime-node when it loads, else tfjs (logged at start); `onnxruntime` fails start-up when it cannot load; `tfjs` never tries it. Adapters and gradients always run on tfjs.',
+  ENGINE_THREADS: 'onnxruntime intra-op threads. Unset → the cores this process may run on (its CPU affinity, capped by a cgroup CPU quota).',
+  ENGINE_PROVIDER: 'onnxruntime execution provider: `cpu`, or `cuda` / `tensorrt` on GPU nodes with the provider libraries installed (README, GPU nodes); onnxruntime falls back to the CPU for what they do not run.',
   ADMIN_TOKEN: 'Bearer token for tenant administration. Unset → admin routes are disabled.',
   WORKER_ENABLED: 'Run a training worker inside `npm start`.',
   WORKER_CONCURRENCY: 'Training jobs run at once per process.',
@@ -129,6 +135,11 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   METRICS_TOKEN: 'Bearer token `/metrics` requires (API and `dtl-host worker`); without it → 401. Unset → `/metrics` is open and holds no per-tenant series.',
   METRICS_TENANT_LABELS: 'Per-tenant metric series (images classified, queue depth, refusals by tenant id). Needs `METRICS_TOKEN`: tenant ids are never published on an open endpoint.',
 };
+
+/** The backbone engine's options (model/native/engine.ts EngineOptions) from the configuration. */
+export function engineOptions(c: Pick<Config, 'ENGINE_THREADS' | 'ENGINE_PROVIDER'>): { threads?: number; provider: Config['ENGINE_PROVIDER'] } {
+  return { threads: c.ENGINE_THREADS, provider: c.ENGINE_PROVIDER };
+}
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const raw: Record<string, string> = {};

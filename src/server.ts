@@ -18,12 +18,12 @@ import { buildApp, connectMetrics, type AppDeps } from './app.js';
 import { createHttpServer } from './routes/http-server.js';
 import { loadConfiguredBackbone, pullLogReporting } from './services/backbone.js';
 import { isHubSpec, parseHubSpec } from './services/hub-client.js';
-import { loadConfig, type Config } from './config.js';
+import { engineOptions, loadConfig, type Config } from './config.js';
 import { openDatabase, type Database } from './db/open.js';
 import { AppError, isAppError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { initBackend, type Backbone } from './model/index.js';
+import { detachNative, initBackend, startBackboneEngine, type Backbone } from './model/index.js';
 import { ServingEngine } from './serve/index.js';
 import { Authenticator } from './services/auth.js';
 import { sweepUploadWorkDirs } from './services/datasets.js';
@@ -105,6 +105,8 @@ export async function startServer(env: Record<string, string | undefined> = proc
     opened.push(['blob store', () => blobs.close()]);
     backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log)); // its folder (or hub spec) was checked above
     opened.push(['backbone', () => backbone.dispose()]);
+    await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), (m) => log.info(m));
+    opened.push(['backbone engine', () => detachNative(backbone)]);
   } catch (err) {
     await unwind();
     throw err;

@@ -4,7 +4,7 @@
  * array with one object per image.
  */
 import { readFile } from 'node:fs/promises';
-import { loadConfig } from '../config.js';
+import { engineOptions, loadConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import { loadBackboneArg } from './backbone-arg.js';
 import { UsageError, type Command } from './command.js';
@@ -72,10 +72,17 @@ export const predictCommand: Command = {
     }
     const config = loadConfig();
     // Loaded only now, so usage errors and --help answer without starting TensorFlow.js.
-    const { imagesToTensor, initBackend, loadAdapter, predictLogits, preprocessImage } = await import('../model/index.js');
-    await initBackend(config.TFJS_BACKEND, values.verbose ? (m) => process.stderr.write(`${m}\n`) : undefined);
+    const { detachNative, enginePredict, initBackend, loadAdapter, preprocessImage, startBackboneEngine } = await import('../model/index.js');
+    const note = values.verbose ? (m: string) => process.stderr.write(`${m}\n`) : undefined;
+    await initBackend(config.TFJS_BACKEND, note);
 
     const backbone = await loadBackboneArg(backboneDir, config);
+    try {
+      await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), note);
+    } catch (err) {
+      backbone.dispose();
+      throw err;
+    }
     const { adapter } = loadAdapter(await readInput(adapterFile, 'adapter file'), backbone.config);
     const labels = adapter.spec.labels;
     const results: Prediction[] = [];
@@ -93,15 +100,9 @@ export const predictCommand: Command = {
             }
           }),
         );
-        const batch = imagesToTensor(pixels, backbone.config);
-        let values2d: number[][];
-        try {
-          const logits = predictLogits(backbone, adapter, batch);
-          values2d = logits.arraySync();
-          logits.dispose();
-        } finally {
-          batch.dispose();
-        }
+        const logits = await enginePredict(backbone, adapter, pixels);
+        const values2d = logits.arraySync();
+        logits.dispose();
         names.forEach((image, i) => {
           const logits = values2d[i];
           const probabilities = softmax(logits, adapter.temperature);
@@ -117,6 +118,7 @@ export const predictCommand: Command = {
       }
     } finally {
       adapter.dispose();
+      await detachNative(backbone);
       backbone.dispose();
     }
     process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

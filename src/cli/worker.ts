@@ -5,10 +5,10 @@
  * gracefully: running jobs get a lease's length to finish, then go back to the queue.
  * Serves /healthz and /metrics on HOST:PORT for probes and scrapes (worker-http.ts).
  */
-import { loadConfig } from '../config.js';
+import { engineOptions, loadConfig } from '../config.js';
 import { openDatabase } from '../db/open.js';
 import { createLogger } from '../log.js';
-import { initBackend, type Backbone } from '../model/index.js';
+import { detachNative, initBackend, startBackboneEngine, type Backbone } from '../model/index.js';
 import { loadConfiguredBackbone, pullLogReporting } from '../services/backbone.js';
 import { openBlobStore, type BlobStore } from '../storage/index.js';
 import { Sweeper } from '../services/maintenance.js';
@@ -48,6 +48,7 @@ export const workerCommand: Command = {
       blobs = await openBlobStore(config);
       backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log));
       log.info({ backbone: backbone.identity, width: backbone.config.width, depth: backbone.config.depth }, 'backbone loaded');
+      await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), (m) => log.info(m));
       // Read at scrape time, after `runtime` exists.
       const metrics = createWorkerMetrics(() => runtime.worker.active);
       const queue = new ObservedJobQueue(database.db, { leaseMs: config.JOB_LEASE_MS, maxAttempts: config.JOB_MAX_ATTEMPTS }, metrics.record);
@@ -71,6 +72,7 @@ export const workerCommand: Command = {
       await sweeper.stop();
     } finally {
       await http?.close();
+      if (backbone) await detachNative(backbone);
       backbone?.dispose();
       await blobs?.close();
       await database.close();

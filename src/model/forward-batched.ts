@@ -25,10 +25,46 @@ import type { PrefixState } from './prefix.js';
 import type { SuffixGroup } from './suffix.js';
 
 /**
+ * The batched suffix between blocks: what happens before and after each frozen block, whoever
+ * runs the block itself (vitBlock here; onnxruntime in native/forward-native.ts). Tensors it
+ * returns are owned by it until released or disposed with it.
+ */
+export interface BatchedSuffix {
+  /** The rows' x after the additions after block split−1 (the accumulator holds the prefix reads). */
+  start(): tf.Tensor3D;
+  /** Block i's reads of its input x (before the block runs). */
+  read(i: number, x: tf.Tensor3D): void;
+  /** x_{i+1} from block i's output y (kept; this object takes it over): y itself when no row adds after i. */
+  add(i: number, y: tf.Tensor3D): tf.Tensor3D;
+  /** Frees a tensor this object returned, once the next one is computed. */
+  release(x: tf.Tensor3D): void;
+  dispose(): void;
+}
+
+/**
  * Pooled features of every row, [Σ rows, d], groups one after the other in their rows' order
  * (forward.ts validates the groups before calling this). The caller owns the result.
  */
 export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): tf.Tensor2D {
+  const suffix = batchedSuffix(backbone, state, groups);
+  try {
+    let x = suffix.start();
+    for (let i = state.split; i < backbone.config.depth; i++) {
+      const input = x;
+      suffix.read(i, input);
+      const y = tf.keep(tf.tidy(() => vitBlock(input, backbone.blocks[i], backbone.config)));
+      x = suffix.add(i, y);
+      suffix.release(input);
+    }
+    const finalX = x;
+    return tf.tidy(() => pool(backbone, finalX));
+  } finally {
+    suffix.dispose();
+  }
+}
+
+/** The batched suffix's stages for `groups` over the prefix state (validated by the caller). */
+export function batchedSuffix(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): BatchedSuffix {
   const cfg = backbone.config;
   const { tokens: t, width: d, depth } = cfg;
   const G = groups.length;
@@ -145,11 +181,15 @@ export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, grou
 
   const owned = new Set<tf.Tensor>();
   const own = <T extends tf.Tensor>(x: T): T => {
-    owned.add(x);
-    return tf.keep(x);
+    if (!owned.has(x)) owned.add(tf.keep(x));
+    return x;
   };
   const release = (x: tf.Tensor | null) => {
     if (x && owned.delete(x)) x.dispose();
+  };
+  const disposeAll = () => {
+    for (const x of owned) x.dispose();
+    owned.clear();
   };
   try {
     const rowIdx = identityRows ? null : own(tf.tensor1d(allRows, 'int32'));
@@ -165,19 +205,8 @@ export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, grou
       if (!m) addMasks.set(i, (m = own(perRow((g) => (adds[g].has(i) ? 1 : 0)))));
       return m;
     };
-
-    // Accumulator [R·t, d] from the reads of the prefix's block inputs; null = still zero.
-    const early = [...Array(state.split).keys()].filter(anyReads);
-    let h: tf.Tensor2D | null =
-      early.length === 0
-        ? null
-        : own(
-            tf.tidy(() => {
-              const terms = early.map((i) => readAll(pick(state.inputs[i]), i, stackedReads));
-              return terms.length === 1 ? terms[0] : tf.addN(terms);
-            }),
-          );
-    let x: tf.Tensor3D = rowIdx ? own(tf.tidy(() => pick(state.x))) : state.x;
+    // Accumulator [R·t, d]; null = still zero.
+    let h: tf.Tensor2D | null = null;
 
     /** x_{i+1} = y + a_i ⊙ fuse(θ(h)) (y = block i's output); rows whose adapter does not add keep y. */
     const addAfter = (i: number, y: tf.Tensor3D, acc: tf.Tensor2D | null): tf.Tensor3D => {
@@ -190,35 +219,53 @@ export function batchedSuffixPooled(backbone: Backbone, state: PrefixState, grou
       return tf.add(y, all ? th : tf.mul(th, addMask(i)));
     };
 
-    if (state.split > 0) {
-      const input = x;
-      const acc = h;
-      const next = tf.tidy(() => addAfter(state.split - 1, input, acc));
-      if (next !== input) {
-        x = own(next);
-        release(input);
-      }
-    }
-    for (let i = state.split; i < depth; i++) {
-      const input = x;
-      if (anyReads(i)) {
+    return {
+      start: () => {
+        // The reads of the prefix's block inputs.
+        const early = [...Array(state.split).keys()].filter(anyReads);
+        if (early.length > 0) {
+          h = own(
+            tf.tidy(() => {
+              const terms = early.map((i) => readAll(pick(state.inputs[i]), i, stackedReads));
+              return terms.length === 1 ? terms[0] : tf.addN(terms);
+            }),
+          );
+        }
+        let x: tf.Tensor3D = rowIdx ? own(tf.tidy(() => pick(state.x))) : state.x;
+        if (state.split > 0) {
+          const input = x;
+          const acc = h;
+          const next = tf.tidy(() => addAfter(state.split - 1, input, acc));
+          if (next !== input) {
+            x = own(next);
+            release(input);
+          }
+        }
+        return x;
+      },
+      read: (i, x) => {
+        if (!anyReads(i)) return;
         const prev = h;
         h = own(
           tf.tidy(() => {
-            const r = readAll(input, i, stackedReads);
+            const r = readAll(x, i, stackedReads);
             return prev ? tf.add<tf.Tensor2D>(prev, r) : r;
           }),
         );
         release(prev);
-      }
-      const acc = h;
-      x = own(tf.tidy(() => addAfter(i, vitBlock(input, backbone.blocks[i], cfg), acc)));
-      release(input);
-    }
-    const finalX = x;
-    return tf.tidy(() => pool(backbone, finalX));
-  } finally {
-    for (const x of owned) x.dispose();
+      },
+      add: (i, y) => {
+        const acc = h;
+        const next = tf.tidy(() => addAfter(i, y, acc));
+        if (next !== y) y.dispose();
+        return own(next);
+      },
+      release,
+      dispose: disposeAll,
+    };
+  } catch (err) {
+    disposeAll();
+    throw err;
   }
 }
 

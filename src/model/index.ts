@@ -1,5 +1,8 @@
 /** The model core: everything train/ and serve/ use, from one import. */
 export { initBackend, type BackendPreference } from './backend.js';
+export { type EnginePreference, type EngineProvider, type EngineOptions } from './native/engine.js';
+export { startBackboneEngine, detachNative, nativeOf } from './native/attach.js';
+export { enginePrefix, enginePrefixArrays, engineSuffix, enginePredict } from './native/forward-native.js';
 export {
   readSafetensors,
   writeSafetensors,
@@ -23,7 +26,7 @@ export {
   type BlockWeights,
 } from './backbone.js';
 export { loadBackbone, loadBackboneFromNpz } from './backbone-load.js';
-export { preprocessImage, imagesToTensor, type PreprocessOptions } from './preprocess.js';
+export { preprocessImage, imagesToTensor, imagesToArray, type PreprocessOptions } from './preprocess.js';
 export { resizePosEmbed } from './pos-embed.js';
 export { ACCEPTED_IMAGE_FORMATS, IMAGE_MEDIA_TYPES, ImageTextError, decodeImageText, sniffImageFormat, type ImageFormat } from './image-format.js';
 export {

@@ -60,12 +60,17 @@ export async function preprocessImage(bytes: Uint8Array, cfg: BackboneConfig, op
 /** Stacks preprocessed images into one NHWC batch. */
 export function imagesToTensor(list: Float32Array[], cfg: BackboneConfig): tf.Tensor4D {
   const s = cfg.imageSize;
-  const per = s * s * 3;
+  return tf.tensor4d(imagesToArray(list, cfg), [list.length, s, s, 3]);
+}
+
+/** The images as one [n, S, S, 3] array (what the native engine takes). */
+export function imagesToArray(list: Float32Array[], cfg: BackboneConfig): Float32Array {
+  const per = cfg.imageSize * cfg.imageSize * 3;
   if (list.length === 0) throw new AppError('bad_request', 'no images');
   const all = new Float32Array(per * list.length);
   list.forEach((img, i) => {
     if (img.length !== per) throw new AppError('bad_request', `image ${i} has ${img.length} values, expected ${per}`);
     all.set(img, i * per);
   });
-  return tf.tensor4d(all, [list.length, s, s, 3]);
+  return all;
 }

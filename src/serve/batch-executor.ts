@@ -7,6 +7,7 @@
  *      among the batch's adapters (cached rows from the prefix cache + fresh rows);
  *   3. ONE suffix call: a group per adapter (rows repeat for fan-out), each with its own CSN,
  *      additions and head;
+ *   (2 and 3 run the frozen blocks on the backbone's engine: onnxruntime when attached, else tfjs)
  *   4. softmax per group (logits / the adapter's calibrated temperature), results routed back to (request, image, adapter) slots.
  * Leases are released and every tensor of the batch is disposed before it returns.
  *
@@ -23,9 +24,8 @@ import { AppError } from '../errors.js';
 import {
   concatPrefix,
   disposePrefix,
-  forwardSuffix,
-  imagesToTensor,
-  runPrefix,
+  enginePrefix,
+  engineSuffix,
   splitPoint,
   type Adapter,
   type Backbone,
@@ -88,7 +88,7 @@ export async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntr
     });
     if (live.length > 0) {
       try {
-        const computed = compute(deps, batch, live, leases, loadMs);
+        const computed = await compute(deps, batch, live, leases, loadMs);
         live.forEach((r, i) => (outcomes[r] = { ok: true, value: computed.results[i] }));
         timings = computed.timings;
       } catch (err) {
@@ -116,14 +116,17 @@ interface BatchImage {
   readonly hash: string | undefined;
 }
 
-/** Steps 2–4 for the requests `live` (indices into batch); synchronous, so nothing interleaves. */
-function compute(
+/**
+ * Steps 2–4 for the requests `live` (indices into batch). Only the native engine's block runs are
+ * awaited; the executor owns every tensor it makes until it returns, so interleaving is harmless.
+ */
+async function compute(
   deps: ExecutorDeps,
   batch: readonly BatchEntry<EngineRequest>[],
   live: number[],
   leases: Map<string, Lease<Adapter>>,
   loadMs: number,
-): { results: ItemResult[][]; timings: BatchTimings } {
+): Promise<{ results: ItemResult[][]; timings: BatchTimings }> {
   const { backbone, prefixCache } = deps;
   const depth = backbone.config.depth;
 
@@ -177,13 +180,13 @@ function compute(
   const split = Math.min(...groups.map((g) => splitPoint(g.adapter.spec, depth)));
 
   const tPrefix = performance.now();
-  const { state, rowOfImage, cached } = buildPrefix(backbone, prefixCache, images, split);
+  const { state, rowOfImage, cached } = await buildPrefix(backbone, prefixCache, images, split);
   let logits: tf.Tensor2D[] = [];
   let data: Array<{ logits: Float32Array; probs: Float32Array }>;
   const tSuffix = performance.now();
   try {
     const suffixGroups: SuffixGroup[] = groups.map((g) => ({ adapter: g.adapter, rows: g.images.map((i) => rowOfImage[i]) }));
-    logits = forwardSuffix(backbone, state, suffixGroups);
+    logits = await engineSuffix(backbone, state, suffixGroups);
     data = logits.map((l, g) => {
       // The adapter's calibrated temperature (1 = raw softmax): probabilities mean what a threshold says.
       const t = groups[g].adapter.temperature;
@@ -232,12 +235,12 @@ function compute(
  * The batch's prefix state: cached rows first, then a fresh runPrefix over the rest (whose rows
  * are then cached). `rowOfImage[i]` is image i's row in the state.
  */
-function buildPrefix(
+async function buildPrefix(
   backbone: Backbone,
   prefixCache: PrefixActivationCache,
   images: BatchImage[],
   split: number,
-): { state: PrefixState; rowOfImage: number[]; cached: boolean[] } {
+): Promise<{ state: PrefixState; rowOfImage: number[]; cached: boolean[] }> {
   const hits: Array<{ image: number; rows: PrefixRows }> = [];
   const fresh: number[] = [];
   images.forEach((img, i) => {
@@ -257,12 +260,7 @@ function buildPrefix(
   try {
     if (hits.length > 0) parts.push(stateFromRows(backbone, hits.map((h) => h.rows), split));
     if (fresh.length > 0) {
-      const pixels = imagesToTensor(fresh.map((i) => images[i].pixels), backbone.config);
-      try {
-        parts.push(runPrefix(backbone, pixels, split));
-      } finally {
-        pixels.dispose();
-      }
+      parts.push(await enginePrefix(backbone, fresh.map((i) => images[i].pixels), split));
       if (prefixCache.enabled) storeRows(prefixCache, parts[parts.length - 1], fresh.map((i) => images[i].hash!));
     }
     if (parts.length === 1) return { state: parts.pop()!, rowOfImage, cached };

@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
-import { disposePrefix, floatToHalf, halfToFloat, runPrefix, type Backbone, type PrefixState } from '../model/index.js';
+import { enginePrefixArrays, floatToHalf, halfToFloat, type Backbone, type PrefixState } from '../model/index.js';
 
 export type CachePrecision = 'float32' | 'float16';
 
@@ -162,26 +162,11 @@ export class TrainingPrefixStore {
   /** Runs the prefix for rows not in the cache, `chunk` images at a time, yielding in between. */
   private async computeMissing(keys: number[], seen: Set<number>): Promise<Map<number, Float32Array>> {
     const fresh = new Map<number, Float32Array>();
-    const cfg = this.opts.backbone.config;
-    const per = cfg.imageSize * cfg.imageSize * 3;
     for (let start = 0; start < keys.length; start += this.chunk) {
       const part = keys.slice(start, start + this.chunk);
-      const all = new Float32Array(part.length * per);
-      part.forEach((k, i) => all.set(this.opts.pixels(k), i * per));
-      // Not inside tf.tidy: tidy walks whatever its callback returns element by element (typed
-      // arrays included), which cost seconds per chunk for these megabytes of floats.
-      const pixels = tf.tensor4d(all, [part.length, cfg.imageSize, cfg.imageSize, 3]);
-      let slotData: Float32Array[];
-      try {
-        const state = runPrefix(this.opts.backbone, pixels, this.opts.split);
-        try {
-          slotData = [...this.slotBlocks.map((b) => state.inputs[b]), state.x].map((t) => t.dataSync() as Float32Array);
-        } finally {
-          disposePrefix(state);
-        }
-      } finally {
-        pixels.dispose();
-      }
+      // On the backbone's engine (onnxruntime when attached): the fill is the frozen forward only.
+      const out = await enginePrefixArrays(this.opts.backbone, part.map((k) => this.opts.pixels(k)), this.opts.split, this.slotBlocks);
+      const slotData = [...out.inputs, out.x];
       part.forEach((k, i) => {
         const row = new Float32Array(this.rowFloats);
         slotData.forEach((d, s) => row.set(d.subarray(i * this.slotFloats, (i + 1) * this.slotFloats), s * this.slotFloats));

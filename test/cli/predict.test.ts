@@ -1,5 +1,6 @@
 /**
- * `dtl-host predict` as a user runs it: a child process on the real files, on wasm and on cpu.
+ * `dtl-host predict` as a user runs it: a child process on the real files, on wasm and on cpu, with
+ * the backbone on tfjs and on onnxruntime.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -49,12 +50,16 @@ interface Expected {
 }
 
 describe('dtl-host predict', () => {
-  describe.each(['wasm', 'cpu'])('golden fixtures on %s', (backend) => {
+  describe.each([
+    ['wasm', 'tfjs'],
+    ['wasm', 'onnxruntime'],
+    ['cpu', 'tfjs'],
+  ])('golden fixtures on tfjs %s, backbone engine %s', (backend, engine) => {
     it.each(['dtl-golden-hf', 'dtl-golden-timm-plus'])('%s matches expected.json to 1e-4', async (name) => {
       const dir = path.join(FIXTURES, name);
       const expected = JSON.parse(await readFile(path.join(dir, 'expected.json'), 'utf8')) as Expected;
       const images = expected.cases.map((c) => path.join(dir, c.image));
-      const r = await cli(['predict', '--backbone', dir, '--adapter', path.join(dir, 'adapter.safetensors'), '--top', '2', ...images], { TFJS_BACKEND: backend });
+      const r = await cli(['predict', '--backbone', dir, '--adapter', path.join(dir, 'adapter.safetensors'), '--top', '2', ...images], { TFJS_BACKEND: backend, BACKBONE_ENGINE: engine });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toBe('');
       const out = JSON.parse(r.stdout) as Array<{ image: string; labels: string[]; logits: number[]; probabilities: number[]; top: Array<{ label: string; probability: number }> }>;

@@ -1,13 +1,14 @@
 /**
  * The serving engine against one-at-a-time prediction: batched, mixed-tenant, fan-out and
- * prefix-cached answers must equal what each adapter gives alone, for every adapter and image.
+ * prefix-cached answers must equal what each adapter gives alone, for every adapter and image —
+ * with the frozen blocks on tfjs and on onnxruntime.
  */
 import fs from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAppError } from '../../src/errors.js';
-import { initBackend, type Backbone } from '../../src/model/index.js';
+import { detachNative, initBackend, startBackboneEngine, type Backbone } from '../../src/model/index.js';
 import type { ItemResult } from '../../src/serve/index.js';
 import { DiskBlobStore } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/db.js';
@@ -17,7 +18,7 @@ import { makeEngine, maxAbsDiff, randomImages, referenceLogits, storeAdapters, T
 const ADAPTERS = 56;
 const IMAGES = 6;
 
-describe('ServingEngine: batched answers equal one-at-a-time predictions', () => {
+describe.each(['tfjs', 'onnxruntime'] as const)('ServingEngine on the %s backbone engine: batched answers equal one-at-a-time predictions (tfjs)', (engineName) => {
   let backbone: Backbone;
   let dir: string;
   let blobs: DiskBlobStore;
@@ -34,8 +35,11 @@ describe('ServingEngine: batched answers equal one-at-a-time predictions', () =>
     stored = await storeAdapters(blobs, backbone, ADAPTERS);
     images = randomImages(IMAGES, backbone, 21);
     reference = stored.map((s) => images.map((img) => referenceLogits(backbone, s.bytes, img)));
+    // The references above are tfjs alone; the engine under test runs the batches.
+    expect(await startBackboneEngine(backbone, engineName, { threads: 1, provider: 'cpu' })).toBe(engineName);
   });
   afterAll(async () => {
+    await detachNative(backbone);
     backbone.dispose();
     await blobs.close();
     await fs.rm(dir, { recursive: true, force: true });

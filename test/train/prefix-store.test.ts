@@ -1,7 +1,7 @@
 /** The training prefix store: same numbers as runPrefix, computed once, byte-bounded, half precision, no leaks. */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { disposePrefix, initBackend, runPrefix, type Backbone, type PrefixState } from '../../src/model/index.js';
+import { detachNative, disposePrefix, initBackend, nativeOf, runPrefix, startBackboneEngine, type Backbone, type PrefixState } from '../../src/model/index.js';
 import { TrainingPrefixStore, type CachePrecision } from '../../src/train/prefix-store.js';
 import { rng, tinyBackbone } from '../helpers/tiny-backbone.js';
 import { TINY } from './helpers.js';
@@ -57,6 +57,30 @@ describe('TrainingPrefixStore', () => {
     // 4 slots (inputs of blocks 0..2 and x) × 17 tokens × 32 wide × 4 bytes.
     expect(cache.stats().rowBytes).toBe(4 * 17 * 32 * 4);
     expect(cache.stats().storedBytes).toBe(4 * cache.stats().rowBytes);
+  });
+
+  it('fills on the native engine when one is attached: same rows as runPrefix (1e-4), no tensor left', async () => {
+    await startBackboneEngine(backbone, 'onnxruntime', { threads: 1, provider: 'cpu' });
+    try {
+      const cache = makeCache('float32', 1 << 30, [0, 2]);
+      const keys = [2, 7, 2, 9];
+      const want = reference(keys);
+      const before = tf.memory().numTensors;
+      const got = await cache.batch(keys);
+      expect(nativeOf(backbone)).toBeDefined();
+      // Slots: the inputs of read blocks 0 and 2, and x (block 1's input is an empty placeholder).
+      expect(maxDiff(Float32Array.from(got.inputs[0].dataSync()), want[0])).toBeLessThan(1e-4);
+      expect(got.inputs[1].shape).toEqual([4, 0, 32]);
+      expect(maxDiff(Float32Array.from(got.inputs[2].dataSync()), want[2])).toBeLessThan(1e-4);
+      const x = Float32Array.from(got.x.dataSync());
+      expect(maxDiff(x, want[3])).toBeLessThan(1e-4);
+      // onnxruntime's sums differ from tfjs's in the last bits: the rows did come from it.
+      expect(maxDiff(x, want[3])).toBeGreaterThan(0);
+      disposePrefix(got);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      await detachNative(backbone);
+    }
   });
 
   it('half precision halves the bytes and stays within half-float rounding', async () => {

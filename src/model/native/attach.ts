@@ -1,0 +1,38 @@
+/**
+ * Which engine runs a loaded backbone's frozen forward: its NativeBackbone when one is attached,
+ * tfjs otherwise. Attached by the composition roots (startBackboneEngine), read by the
+ * engine-aware forward (forward-native.ts), so the code in between passes one Backbone as before.
+ */
+import type { Backbone } from '../backbone.js';
+import { initEngine, type EngineOptions, type EnginePreference } from './engine.js';
+import { NativeBackbone } from './native-backbone.js';
+
+const natives = new WeakMap<Backbone, NativeBackbone>();
+
+export function nativeOf(backbone: Backbone): NativeBackbone | undefined {
+  return natives.get(backbone);
+}
+
+/** Releases the backbone's native sessions, if any; its forward is tfjs again. */
+export async function detachNative(backbone: Backbone): Promise<void> {
+  const native = natives.get(backbone);
+  natives.delete(backbone);
+  await native?.release();
+}
+
+/**
+ * Selects the engine (engine.ts) and, for onnxruntime, builds the backbone's sessions and
+ * attaches them. Resolves with the engine in use.
+ */
+export async function startBackboneEngine(
+  backbone: Backbone,
+  pref: EnginePreference,
+  options: EngineOptions,
+  log: (msg: string) => void = () => {},
+): Promise<'onnxruntime' | 'tfjs'> {
+  const engine = await initEngine(pref, options, log);
+  if (!engine) return 'tfjs';
+  await detachNative(backbone);
+  natives.set(backbone, await NativeBackbone.create(engine, backbone));
+  return 'onnxruntime';
+}
