@@ -80,7 +80,7 @@ export const trainAdapterRoute = defineRoute(writers, {
   summary: 'Train an adapter from a data set (creates it, or a new version of the one with this name)',
   request: { body: json(TrainBody) },
   responses: { 202: { description: 'Training queued', content: { 'application/json': { schema: TrainingStartedSchema } } }, ...errorResponses(400, 404, 409) },
-});
+}, { idempotent: 'json' });
 
 export const listAdaptersRoute = defineRoute(readers, {
   operationId: 'listAdapters',
@@ -120,7 +120,7 @@ export const retrainAdapterRoute = defineRoute(writers, {
   summary: 'Train a new version of this adapter',
   request: { params: AdapterParams, body: json(RetrainBody) },
   responses: { 202: { description: 'Training queued', content: { 'application/json': { schema: TrainingStartedSchema } } }, ...errorResponses(400, 404, 409) },
-});
+}, { idempotent: 'json' });
 
 export const listVersionsRoute = defineRoute(readers, {
   operationId: 'listAdapterVersions',
@@ -198,7 +198,7 @@ export const importAdapterRoute = defineRoute(writers, {
     201: { description: 'Imported', content: { 'application/json': { schema: ImportedSchema } } },
     ...errorResponses(400, 413, 415),
   },
-});
+}, { idempotent: 'streamed' });
 
 async function importBody(c: Context<AppEnv>, query: { name?: string; description?: string }) {
   const deps = c.get('deps');

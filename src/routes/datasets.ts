@@ -48,7 +48,7 @@ export const uploadDatasetRoute = defineRoute(auth.tenant('train'), {
     201: { description: 'Stored and ready for training', content: { 'application/json': { schema: CreatedDatasetSchema } } },
     ...errorResponses(400, 413, 415, 422),
   },
-});
+}, { idempotent: 'streamed' });
 
 export const listDatasetsRoute = defineRoute(auth.tenant('train'), {
   operationId: 'listDatasets',

@@ -32,7 +32,7 @@ export const createTenantRoute = defineRoute(auth.admin, {
     201: { description: 'Created', content: { 'application/json': { schema: TenantSchema } } },
     ...errorResponses(400, 409),
   },
-});
+}, { idempotent: 'json' });
 
 export const listTenantsRoute = defineRoute(auth.admin, {
   operationId: 'listTenants',
@@ -73,7 +73,7 @@ export const adminCreateKeyRoute = defineRoute(auth.admin, {
   summary: "Create an API key for a tenant (e.g. its first 'manage' key)",
   request: { params: TenantParams, body: json(CreateKeyBody) },
   responses: { 201: { description: 'Created; the token is shown only now', content: { 'application/json': { schema: CreatedKeySchema } } }, ...errorResponses(400, 404) },
-});
+}, { idempotent: 'json' });
 
 export const adminListKeysRoute = defineRoute(auth.admin, {
   operationId: 'adminListKeys',
