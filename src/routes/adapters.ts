@@ -22,6 +22,7 @@ import {
 import { startTraining } from '../services/training.js';
 import { MAX_VERSION } from '../services/version-resolver.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { readPage } from './pagination.js';
 import type { AppEnv } from './env.js';
 import {
   AdapterListSchema,
@@ -247,8 +248,9 @@ export function adaptersRouter() {
     return c.json({ adapter: await view(c, adapter.id), job: jobDto(job) }, 202);
   });
   app.openapi(listAdaptersRoute, async (c) => {
-    const items = await listAdapters({ deps: c.get('deps'), ctx: c.get('principal'), page: c.req.valid('query') });
-    return c.json({ items: items.map(adapterDto) }, 200);
+    const [deps, ctx] = [c.get('deps'), c.get('principal')];
+    const keyOf = (v: { adapter: { createdAt: Date; id: string } }) => ({ at: v.adapter.createdAt, id: v.adapter.id });
+    return c.json(await readPage(c, c.req.valid('query'), (page) => listAdapters({ deps, ctx, page }), keyOf, adapterDto), 200);
   });
   app.openapi(getAdapterRoute, async (c) => c.json(await view(c, c.req.valid('param').adapterId), 200));
   app.openapi(deleteAdapterRoute, async (c) => {

@@ -5,6 +5,7 @@ import { streamSSE } from 'hono/streaming';
 import { AppError } from '../errors.js';
 import { cancelJob, getJob, listJobEvents, listJobs } from '../services/training.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { keyOf, readPage } from './pagination.js';
 import { errorBody, toAppError } from './errors.js';
 import { JobListSchema, JobSchema, PageQuery, idParam, isoOf, jobDto } from './schemas.js';
 
@@ -67,8 +68,8 @@ export const jobEventsRoute = defineRoute(auth.tenant('train'), {
 export function jobsRouter() {
   const app = newRouter();
   app.openapi(listJobsRoute, async (c) => {
-    const { limit, offset } = c.req.valid('query');
-    return c.json({ items: (await listJobs({ deps: c.get('deps'), ctx: c.get('principal'), limit, offset })).map(jobDto) }, 200);
+    const [deps, ctx] = [c.get('deps'), c.get('principal')];
+    return c.json(await readPage(c, c.req.valid('query'), (page) => listJobs({ deps, ctx, page }), keyOf, jobDto), 200);
   });
   app.openapi(getJobRoute, async (c) => c.json(jobDto(await getJob({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').jobId })), 200));
   app.openapi(cancelJobRoute, async (c) => c.json(jobDto(await cancelJob({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').jobId })), 200));

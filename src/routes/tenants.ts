@@ -3,6 +3,7 @@ import { z } from '@hono/zod-openapi';
 import { createKeyInput, createKey, listKeys, revokeKey } from '../services/keys.js';
 import { createTenant, createTenantInput, deleteTenant, getTenant, listTenants } from '../services/tenants.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { keyOf, readPage } from './pagination.js';
 import {
   ApiKeySchema,
   CreatedKeySchema,
@@ -103,8 +104,8 @@ export function tenantsRouter() {
     return c.json(tenantDto(tenant), 201);
   });
   app.openapi(listTenantsRoute, async (c) => {
-    const tenants = await listTenants({ deps: c.get('deps'), page: c.req.valid('query') });
-    return c.json({ items: tenants.map(tenantDto) }, 200);
+    const deps = c.get('deps');
+    return c.json(await readPage(c, c.req.valid('query'), (page) => listTenants({ deps, page }), keyOf, tenantDto), 200);
   });
   app.openapi(getTenantRoute, async (c) => {
     const { tenant, usage } = await getTenant({ deps: c.get('deps'), id: c.req.valid('param').tenantId });

@@ -11,6 +11,7 @@ import { AppError, isAppError } from '../errors.js';
 import { JobQueue, jobErrorOf, type JobError } from '../jobs/queue.js';
 import { parseHyperparameters, resolveBlocks, type Hyperparameters } from '../train/hyperparameters.js';
 import { TRAIN_JOB_KIND, type TrainJobPayload } from '../train/job.js';
+import type { Page } from '../db/repos/util.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 import { parseAdapterName } from './names.js';
 
@@ -112,8 +113,8 @@ export async function getJob({ deps, ctx, id }: { deps: ServiceDeps; ctx: Tenant
   return toJobView(await JobQueue.of(deps).get(id, ctx.tenantId));
 }
 
-export async function listJobs({ deps, ctx, limit, offset }: { deps: ServiceDeps; ctx: TenantCtx; limit?: number; offset?: number }): Promise<JobView[]> {
-  return (await JobQueue.of(deps).list(ctx.tenantId, { kind: TRAIN_JOB_KIND, limit, offset })).map(toJobView);
+export async function listJobs({ deps, ctx, page = {} }: { deps: ServiceDeps; ctx: TenantCtx; page?: Page }): Promise<JobView[]> {
+  return (await JobQueue.of(deps).list(ctx.tenantId, { kind: TRAIN_JOB_KIND, ...page })).map(toJobView);
 }
 
 /** Queued → cancelled now; running → cancel requested (the worker stops between batches; no version is published). */

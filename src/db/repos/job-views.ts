@@ -7,7 +7,7 @@ import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-or
 import type { Db } from '../open.js';
 import { jobs, type Job, type JobStatus } from '../schema.js';
 import type { JobScope } from './job-events.js';
-import { one, pageOf, requireId, type Page } from './util.js';
+import { afterCursor, keysetOrder, one, pageOf, requireId, type Page } from './util.js';
 
 /** A tenant's jobs, or (scope null) the system's own. */
 export function scoped(scope: JobScope): SQL {
@@ -38,9 +38,10 @@ export async function list(
         scoped(scope),
         opts.kind === undefined ? undefined : eq(jobs.kind, opts.kind),
         opts.status === undefined ? undefined : inArray(jobs.status, opts.status),
+        afterCursor(jobs, 'desc', opts.after),
       ),
     )
-    .orderBy(desc(jobs.createdAt), desc(jobs.id))
+    .orderBy(...keysetOrder(jobs, 'desc'))
     .limit(limit)
     .offset(offset);
 }
