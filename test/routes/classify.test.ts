@@ -139,7 +139,7 @@ describe('classify', () => {
     expect(r.headers.get('content-type')).toContain('text/plain');
     expect(r.text).toMatch(/dtl_http_requests_total\{method="POST",route="\/v1\/adapters\/\{adapterId\}\/classify",status="200"\} \d+/);
     expect(r.text).toMatch(/dtl_http_request_duration_seconds_bucket\{[^}]*route="\/v1\/classify\/fan-out"/);
-    expect(r.text).toMatch(/# TYPE dtl_classify_queue_depth gauge\ndtl_classify_queue_depth\{tenant=""\} 0/);
+    expect(r.text).toMatch(/# TYPE dtl_classify_queue_depth gauge\ndtl_classify_queue_depth 0/);
     expect(r.text).toContain(`dtl_classify_images_total{tenant="${t.id}"}`);
     expect(r.text).toMatch(/dtl_classify_batch_size_count [1-9]/);
     expect(r.text).toMatch(/dtl_adapter_cache_hits_total [1-9]/);
