@@ -55,15 +55,26 @@ const Hyperparameters = z
       "Training hyperparameters (epochs, lr, rank, variant dtl|dtl+, budget fast|balanced|best, …); anything left out takes the recipe default. lr and variant default to 'auto': the job searches them on the validation split (job events 'search'; the version's metrics.search).",
   });
 
+const Webhook = z
+  .object({ url: z.string().max(2048), secret: z.string().min(16).max(256) })
+  .optional()
+  .openapi('Webhook', {
+    description:
+      'Called once when the job ends (succeeded, failed or cancelled): POST {type: "job.finished", timestamp, data: {job}} to `url`, signed as Standard Webhooks sign — ' +
+      'headers webhook-id, webhook-timestamp and webhook-signature "v1,<base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` with `secret`>". ' +
+      'Any non-2xx answer or no answer in 10 s is retried with backoff (8 attempts, about 10 minutes); the attempts are listed at GET /v1/jobs/{jobId}/webhook-deliveries.',
+  });
+
 const TrainBody = z
   .object({
     datasetId: z.string().max(200),
     name: z.string().max(100).openapi({ description: 'Adapter name; a new version is trained when the tenant already has one by this name.' }),
     description: z.string().max(2000).refine((s) => !s.includes('\0'), 'must not contain NUL').optional(),
     hyperparameters: Hyperparameters,
+    webhook: Webhook,
   })
   .openapi('TrainAdapter');
-const RetrainBody = z.object({ datasetId: z.string().max(200), hyperparameters: Hyperparameters }).openapi('TrainVersion');
+const RetrainBody = z.object({ datasetId: z.string().max(200), hyperparameters: Hyperparameters, webhook: Webhook }).openapi('TrainVersion');
 const TrainingStartedSchema = z
   .object({ adapter: AdapterSchema, job: JobSchema })
   .openapi('TrainingStarted', { description: "The version appears when the job succeeds (job.result.version; 'latest' moves to it)." });
@@ -231,7 +242,7 @@ export function adaptersRouter() {
     const { adapter, job } = await startTraining({
       deps: c.get('deps'),
       ctx: c.get('principal'),
-      input: { datasetId: body.datasetId, adapterName: body.name, description: body.description, hyperparameters: body.hyperparameters },
+      input: { datasetId: body.datasetId, adapterName: body.name, description: body.description, hyperparameters: body.hyperparameters, webhook: body.webhook },
     });
     return c.json({ adapter: await view(c, adapter.id), job: jobDto(job) }, 202);
   });
@@ -243,7 +254,7 @@ export function adaptersRouter() {
     const { adapter, job } = await startTraining({
       deps,
       ctx,
-      input: { datasetId: body.datasetId, adapterName: current.adapter.name, hyperparameters: body.hyperparameters },
+      input: { datasetId: body.datasetId, adapterName: current.adapter.name, hyperparameters: body.hyperparameters, webhook: body.webhook },
     });
     return c.json({ adapter: await view(c, adapter.id), job: jobDto(job) }, 202);
   });

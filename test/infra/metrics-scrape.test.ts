@@ -66,7 +66,7 @@ describe('a real /metrics scrape', () => {
       BATCH_MAX_SIZE: '64',
       BATCH_MAX_WAIT_MS: '5000',
     });
-    const call = (method: string, p: string, token: string, body?: BodyInit, type = 'application/json') =>
+    const call = (method: string, p: string, token: string, body?: string | Buffer, type = 'application/json') =>
       fetch(`${server.url}${p}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': type }, body });
     const adapter = await readFile(fixturePath('adapter.safetensors'));
     const image = await readFile(fixturePath(((JSON.parse(await readFile(fixturePath('expected.json'), 'utf8')) as { cases: { image: string }[] }).cases[0]).image));
