@@ -7,6 +7,8 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobQueue } from '../../src/jobs/queue.js';
+import { createWorkerRuntime } from '../../src/train/runtime.js';
 import { makeShapesDataset, zipClassFolders } from '../helpers/datasets.js';
 import { startHarness, type Harness } from './harness.js';
 
@@ -101,5 +103,38 @@ describe('training webhooks', () => {
     const plain = await h.call('POST', '/v1/adapters', { token: t.token, body: { name: 'plain', datasetId, hyperparameters: FAST } });
     await until(async () => ((await h.call('GET', `/v1/jobs/${plain.body.job.id}`, { token: t.token })).body.status === 'succeeded' ? true : undefined));
     expect((await h.call('GET', `/v1/jobs/${plain.body.job.id}/webhook-deliveries`, { token: t.token })).body.items).toEqual([]);
+  });
+});
+
+describe('a webhook delivery is a queued row, not work on the request path', () => {
+  it('a queued job cancelled through the API leaves a delivery job that a worker started later delivers', async () => {
+    const idle = await startHarness(); // no worker: nothing runs until one starts
+    try {
+      const tt = await idle.tenant('later');
+      const zip = await zipClassFolders(await makeShapesDataset({ classes: 2, perClass: 4, size: 16, seed: 4 }));
+      const up = await idle.call('POST', '/v1/datasets?name=d', { token: tt.token, body: zip, headers: { 'content-type': 'application/zip' } });
+      const before = received.length;
+      const r = await idle.call('POST', '/v1/adapters', { token: tt.token, body: { name: 'a', datasetId: up.body.id, webhook: { url, secret: SECRET } } });
+      const cancelled = await idle.call('POST', `/v1/jobs/${r.body.job.id}/cancel`, { token: tt.token });
+      expect(cancelled.body.status).toBe('cancelled');
+      const queued = await idle.call('GET', `/v1/jobs/${r.body.job.id}/webhook-deliveries`, { token: tt.token });
+      expect(queued.body.items).toMatchObject([{ status: 'queued', attempts: 0, log: [] }]);
+      expect(received.length).toBe(before); // the cancel answered without calling anyone
+
+      const runtime = createWorkerRuntime(idle.deps, { queue: new JobQueue(idle.db.db, { leaseMs: 6000, maxAttempts: 2 }), pollMs: 50 });
+      runtime.start();
+      try {
+        const done = await until(async () => {
+          const d = await idle.call('GET', `/v1/jobs/${r.body.job.id}/webhook-deliveries`, { token: tt.token });
+          return d.body.items[0]?.status === 'succeeded' ? d.body.items[0] : undefined;
+        });
+        expect(done.log.at(-1).status).toBe(204);
+        expect((JSON.parse(received.at(-1)!.body) as { data: { job: { status: string } } }).data.job.status).toBe('cancelled');
+      } finally {
+        await runtime.stop({ graceMs: 2000 });
+      }
+    } finally {
+      await idle.close();
+    }
   });
 });
