@@ -6,7 +6,7 @@
  *
  * Names the infrastructure depends on (infra/k8s/base/keda.yaml): the gauge
  * `dtl_classify_queue_depth` (one series per process, no labels) and the counter
- * `dtl_http_requests_total`. No gauge is named *_total (promtool's rule; test/unit/promtool.test.ts).
+ * `dtl_http_requests_total`. No gauge is named *_total (promtool's rule; test/infra/metrics-scrape.test.ts).
  *
  * Tenant ids appear as label values only when per-tenant series are switched on
  * (METRICS_TENANT_LABELS, which requires METRICS_TOKEN): otherwise every series that could carry
