@@ -67,6 +67,8 @@ export const configSchema = z.object({
   UPLOADS_PER_TENANT: int(1).default(2),
   SWEEP_INTERVAL_MS: int(0).default(60 * 60 * 1000),
   SWEEP_GRACE_MS: int(60_000).default(60 * 60 * 1000),
+  PUBLIC_URL: z.url().optional(),
+  IDEMPOTENCY_TTL_MS: int(60_000).default(24 * 60 * 60 * 1000),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   METRICS_TENANT_LABELS: bool.default(false),
 });
@@ -132,6 +134,8 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   UPLOADS_PER_TENANT: 'Data set uploads one tenant may have in progress at once in this process; beyond → 429 rate_limited with Retry-After.',
   SWEEP_INTERVAL_MS: 'How often a process that runs jobs cleans up after interrupted work (unfinished deletes, data sets stuck processing, blobs no row names); 0: never.',
   SWEEP_GRACE_MS: 'The sweep leaves anything younger than this alone (an upload or publish in progress); at start, upload work folders under DATA_DIR/tmp older than this are removed.',
+  PUBLIC_URL: 'The URL clients reach this service at (e.g. behind a proxy): the OpenAPI document\'s `servers` and the `Link` headers of list pages. Unset → the origin of each request.',
+  IDEMPOTENCY_TTL_MS: 'How long the first answer to a creating POST sent with an `Idempotency-Key` is kept (per tenant) and returned to a retry with the same key and body.',
   METRICS_TOKEN: 'Bearer token `/metrics` requires (API and `dtl-host worker`); without it → 401. Unset → `/metrics` is open and holds no per-tenant series.',
   METRICS_TENANT_LABELS: 'Per-tenant metric series (images classified, queue depth, refusals by tenant id). Needs `METRICS_TOKEN`: tenant ids are never published on an open endpoint.',
 };

@@ -25,10 +25,14 @@ export const ERROR_CODES = {
   conflict: 409,
   already_exists: 409,
   invalid_state: 409,
+  /** The first request with this Idempotency-Key has not answered yet. */
+  idempotency_key_in_use: 409,
   // 413 / 415 / 422
   payload_too_large: 413,
   unsupported_media_type: 415,
   unprocessable: 422,
+  /** An Idempotency-Key already used with another request (method, path, query or body). */
+  idempotency_key_reused: 422,
   // 429 — per-tenant limits
   rate_limited: 429,
   quota_exceeded: 429,

@@ -5,8 +5,8 @@
  * pulled at scrape time through `sources`, so those components need not know about Prometheus.
  *
  * Names the infrastructure depends on (infra/k8s/base/keda.yaml): the gauge
- * `dtl_classify_queue_depth` (its all-tenants series, `tenant=""`) and the counter
- * `dtl_http_requests_total`.
+ * `dtl_classify_queue_depth` (one series per process, no labels) and the counter
+ * `dtl_http_requests_total`. No gauge is named *_total (promtool's rule; test/infra/metrics-scrape.test.ts).
  *
  * Tenant ids appear as label values only when per-tenant series are switched on
  * (METRICS_TENANT_LABELS, which requires METRICS_TOKEN): otherwise every series that could carry
@@ -62,9 +62,20 @@ export interface Metrics {
   render(): Promise<string>;
 }
 
+/**
+ * prom-client's process and Node.js metrics under their standard names (process_*, nodejs_*), so
+ * stock dashboards and alerts work — except its three gauges named *_total
+ * (nodejs_active_{handles,requests,resources}_total): a gauge must not end in _total (promtool
+ * refuses it), and the same numbers are there by type as nodejs_active_{handles,requests,resources}.
+ */
+export function registerProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+}
+
 export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'dtl_' });
+  if (options.defaultMetrics !== false) registerProcessMetrics(registry);
   let sources: MetricSources = {};
   let perTenant = options.tenantLabels ?? false;
   const tenant = (id: string | undefined) => (perTenant ? (id ?? '') : '');
@@ -108,17 +119,26 @@ export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?
     registers: [registry],
   });
 
+  // The total and the per-tenant split are two metrics, not one metric with a tenant="" total
+  // beside per-tenant series: then sum(dtl_classify_queue_depth) is the real depth however it is
+  // queried (KEDA sums it), and the per-tenant one sums to the same.
   new Gauge({
     name: 'dtl_classify_queue_depth',
-    help: 'Classify requests waiting for a batch, by tenant ("" = all tenants).',
+    help: 'Classify requests waiting for a batch (all tenants).',
+    registers: [registry],
+    collect() {
+      this.set(sources.queue?.()?.queueDepth ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'dtl_classify_queue_depth_by_tenant',
+    help: 'Classify requests waiting for a batch, by tenant (only with per-tenant series on).',
     labelNames: ['tenant'] as const,
     registers: [registry],
     collect() {
       this.reset();
-      const q = sources.queue?.();
-      this.set({ tenant: '' }, q?.queueDepth ?? 0);
       if (!perTenant) return;
-      for (const [id, n] of Object.entries(q?.queueDepthByTenant ?? {})) this.set({ tenant: id }, n);
+      for (const [id, n] of Object.entries(sources.queue?.()?.queueDepthByTenant ?? {})) this.set({ tenant: id }, n);
     },
   });
   new Gauge({
@@ -129,8 +149,19 @@ export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?
       this.set(sources.queue?.()?.inFlight ?? 0);
     },
   });
-  // Cache counters live in the cache; exported as gauges of the running totals (a Counter cannot
-  // be set), named *_total so dashboards can rate() them like counters.
+  // The cache keeps its own running totals; they are exported as counters (they only grow), set
+  // to the total at each scrape — a counter reset to 0 and raised by the total in one step.
+  const cacheCounter = (name: string, help: string, pick: (s: CacheSnapshot) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const s = sources.cache?.();
+        this.reset();
+        if (s !== undefined) this.inc(pick(s));
+      },
+    });
   const cacheGauge = (name: string, help: string, pick: (s: CacheSnapshot) => number) =>
     new Gauge({
       name,
@@ -141,24 +172,25 @@ export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?
         this.set(s === undefined ? 0 : pick(s));
       },
     });
-  cacheGauge('dtl_adapter_cache_hits_total', 'Adapter cache hits.', (s) => s.hits);
-  cacheGauge('dtl_adapter_cache_misses_total', 'Adapter cache misses.', (s) => s.misses);
-  cacheGauge('dtl_adapter_cache_loads_total', 'Adapters loaded from the blob store.', (s) => s.loads);
-  cacheGauge('dtl_adapter_cache_load_failures_total', 'Adapter loads that failed.', (s) => s.loadFailures);
-  cacheGauge('dtl_adapter_cache_evictions_total', 'Adapters evicted by the byte budget.', (s) => s.evictions);
+  cacheCounter('dtl_adapter_cache_hits_total', 'Adapter cache hits.', (s) => s.hits);
+  cacheCounter('dtl_adapter_cache_misses_total', 'Adapter cache misses.', (s) => s.misses);
+  cacheCounter('dtl_adapter_cache_loads_total', 'Adapters loaded from the blob store.', (s) => s.loads);
+  cacheCounter('dtl_adapter_cache_load_failures_total', 'Adapter loads that failed.', (s) => s.loadFailures);
+  cacheCounter('dtl_adapter_cache_evictions_total', 'Adapters evicted by the byte budget.', (s) => s.evictions);
   cacheGauge('dtl_adapter_cache_resident_bytes', 'Bytes of adapters held in memory.', (s) => s.residentBytes);
   cacheGauge('dtl_adapter_cache_resident_adapters', 'Adapters held in memory.', (s) => s.residentCount);
-  new Gauge({
+  new Counter({
     name: 'dtl_lookup_cache_total',
-    help: 'API-key verifications and adapter-version lookups answered from memory (hit) or the database (miss), running totals.',
+    help: 'API-key verifications and adapter-version lookups answered from memory (hit) or the database (miss).',
     labelNames: ['cache', 'result'] as const,
     registers: [registry],
     collect() {
       const s = sources.lookups?.();
+      this.reset();
       if (s === undefined) return;
       for (const [cache, snap] of [['api_keys', s.apiKeys], ['adapter_versions', s.adapterVersions]] as const) {
-        this.set({ cache, result: 'hit' }, snap.hits);
-        this.set({ cache, result: 'miss' }, snap.misses);
+        this.inc({ cache, result: 'hit' }, snap.hits);
+        this.inc({ cache, result: 'miss' }, snap.misses);
       }
     },
   });

@@ -84,6 +84,24 @@ function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   ]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * A blob store that cannot be used (a missing bucket, no credentials) is not fatal at start — in
+ * a compose stack the bucket may be created a moment later — but it must not go unnoticed either:
+ * one clear line now, and /readyz fails with the same reason until it works.
+ */
+async function checkBlobStore(blobs: BlobStore, log: Logger): Promise<void> {
+  let reason: string | undefined;
+  const answered = await within(
+    blobs.ping().catch((err: unknown) => {
+      reason = err instanceof Error ? err.message : String(err);
+    }),
+    BLOB_CHECK_MS,
+  );
+  if (!answered) reason = `no answer within ${BLOB_CHECK_MS} ms`;
+  if (reason !== undefined) log.error({ blobs: blobs.kind, reason }, `blob store not usable: ${reason}; /readyz fails until it is`);
+}
+const BLOB_CHECK_MS = 5000;
+
 export async function startServer(env: Record<string, string | undefined> = process.env): Promise<RunningServer> {
   const config = loadConfig(env);
   const log = createLogger(config.LOG_LEVEL);
@@ -115,6 +133,7 @@ export async function startServer(env: Record<string, string | undefined> = proc
     { backend, database: database.kind, blobs: blobs.kind, backbone: backbone.identity, width: backbone.config.width, depth: backbone.config.depth },
     'backbone loaded',
   );
+  await checkBlobStore(blobs, log);
 
   const staleUploads = await sweepUploadWorkDirs({ deps: { config } });
   if (staleUploads > 0) log.info({ removed: staleUploads }, 'removed upload work folders a previous run left');

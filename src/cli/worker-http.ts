@@ -12,7 +12,8 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../metrics.js';
 import { AppError } from '../errors.js';
 import { JobQueue, type Job } from '../jobs/queue.js';
 import { bearerToken, sameToken } from '../services/auth.js';
@@ -68,7 +69,7 @@ const HELP: Record<JobOutcome, string> = {
 /** `active`: jobs running now (read at scrape time). */
 export function createWorkerMetrics(active: () => number, options: { defaultMetrics?: boolean } = {}): WorkerMetrics {
   const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'dtl_' });
+  if (options.defaultMetrics !== false) registerProcessMetrics(registry);
   const counters = Object.fromEntries(
     (Object.keys(HELP) as JobOutcome[]).map((o) => [o, new Counter({ name: `dtl_worker_jobs_${o}_total`, help: HELP[o], registers: [registry] })]),
   ) as Record<JobOutcome, Counter>;

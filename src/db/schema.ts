@@ -263,6 +263,29 @@ export const jobEvents = pgTable(
   (t) => [index('job_events_job_idx').on(t.jobId, t.id)],
 );
 
+/**
+ * Answers to creating POSTs sent with an Idempotency-Key, kept until `expires_at` so a retry gets
+ * the first answer instead of creating again. `scope` is the tenant id (tenant keys) or 'admin';
+ * `status` null = the first request is still running. Rows go with their tenant and, once
+ * expired, with the maintenance sweep.
+ */
+export const idempotencyKeys = pgTable(
+  'idempotency_keys',
+  {
+    scope: text('scope').notNull(),
+    key: text('key').notNull(),
+    tenantId: uuid('tenant_id').references(() => tenants.id, { onDelete: 'cascade' }),
+    /** sha256 of method, path, query, content type and body (or, for streamed uploads, its length). */
+    fingerprint: text('fingerprint').notNull(),
+    status: integer('status'),
+    contentType: text('content_type'),
+    body: text('body'),
+    createdAt: createdAt(),
+    expiresAt: ts('expires_at').notNull(),
+  },
+  (t) => [primaryKey({ name: 'idempotency_keys_pk', columns: [t.scope, t.key] }), index('idempotency_keys_expires_idx').on(t.expiresAt)],
+);
+
 export type Tenant = typeof tenants.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;
 export type Dataset = typeof datasets.$inferSelect;
@@ -271,3 +294,4 @@ export type AdapterVersion = typeof adapterVersions.$inferSelect;
 export type AdapterAlias = typeof adapterAliases.$inferSelect;
 export type Job = typeof jobs.$inferSelect;
 export type JobEvent = typeof jobEvents.$inferSelect;
+export type IdempotencyRecord = typeof idempotencyKeys.$inferSelect;

@@ -12,6 +12,7 @@ import type { Page } from '../db/repos/util.js';
 
 export type { Backoff, FailureKind, JobError, JobScope, NewJob, TransientBackoff } from '../db/repos/jobs.js';
 export { jobErrorOf, safeJobError } from '../db/repos/jobs.js';
+export { WEBHOOK_JOB_KIND } from '../db/repos/job-events.js';
 export type { Job, JobEvent, JobStatus } from '../db/schema.js';
 
 export interface QueueOptions {
@@ -83,6 +84,11 @@ export class JobQueue {
   /** A tenant's jobs that trained any of `adapterIds`, newest first. */
   listForAdapters(tenantId: string, adapterIds: readonly string[]): Promise<Job[]> {
     return views.listForAdapters(this.db, tenantId, adapterIds);
+  }
+
+  /** Jobs of `kind` made for `jobId` (its webhook deliveries), oldest first. */
+  listFollowUps(scope: JobScope, kind: string, jobId: string): Promise<Job[]> {
+    return views.listFollowUps(this.db, scope, kind, jobId);
   }
 
   /** Jobs of `kind` by status (for metrics; all processes sharing the database). */

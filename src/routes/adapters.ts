@@ -22,6 +22,7 @@ import {
 import { startTraining } from '../services/training.js';
 import { MAX_VERSION } from '../services/version-resolver.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { readPage } from './pagination.js';
 import type { AppEnv } from './env.js';
 import {
   AdapterListSchema,
@@ -54,15 +55,26 @@ const Hyperparameters = z
       "Training hyperparameters (epochs, lr, rank, variant dtl|dtl+, budget fast|balanced|best, …); anything left out takes the recipe default. lr and variant default to 'auto': the job searches them on the validation split (job events 'search'; the version's metrics.search).",
   });
 
+const Webhook = z
+  .object({ url: z.string().max(2048), secret: z.string().min(16).max(256) })
+  .optional()
+  .openapi('Webhook', {
+    description:
+      'Called once when the job ends (succeeded, failed or cancelled): POST {type: "job.finished", timestamp, data: {job}} to `url`, signed as Standard Webhooks sign — ' +
+      'headers webhook-id, webhook-timestamp and webhook-signature "v1,<base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` with `secret`>". ' +
+      'Any non-2xx answer or no answer in 10 s is retried with backoff (8 attempts, about 10 minutes); the attempts are listed at GET /v1/jobs/{jobId}/webhook-deliveries.',
+  });
+
 const TrainBody = z
   .object({
     datasetId: z.string().max(200),
     name: z.string().max(100).openapi({ description: 'Adapter name; a new version is trained when the tenant already has one by this name.' }),
     description: z.string().max(2000).refine((s) => !s.includes('\0'), 'must not contain NUL').optional(),
     hyperparameters: Hyperparameters,
+    webhook: Webhook,
   })
   .openapi('TrainAdapter');
-const RetrainBody = z.object({ datasetId: z.string().max(200), hyperparameters: Hyperparameters }).openapi('TrainVersion');
+const RetrainBody = z.object({ datasetId: z.string().max(200), hyperparameters: Hyperparameters, webhook: Webhook }).openapi('TrainVersion');
 const TrainingStartedSchema = z
   .object({ adapter: AdapterSchema, job: JobSchema })
   .openapi('TrainingStarted', { description: "The version appears when the job succeeds (job.result.version; 'latest' moves to it)." });
@@ -80,7 +92,7 @@ export const trainAdapterRoute = defineRoute(writers, {
   summary: 'Train an adapter from a data set (creates it, or a new version of the one with this name)',
   request: { body: json(TrainBody) },
   responses: { 202: { description: 'Training queued', content: { 'application/json': { schema: TrainingStartedSchema } } }, ...errorResponses(400, 404, 409) },
-});
+}, { idempotent: 'json' });
 
 export const listAdaptersRoute = defineRoute(readers, {
   operationId: 'listAdapters',
@@ -120,7 +132,7 @@ export const retrainAdapterRoute = defineRoute(writers, {
   summary: 'Train a new version of this adapter',
   request: { params: AdapterParams, body: json(RetrainBody) },
   responses: { 202: { description: 'Training queued', content: { 'application/json': { schema: TrainingStartedSchema } } }, ...errorResponses(400, 404, 409) },
-});
+}, { idempotent: 'json' });
 
 export const listVersionsRoute = defineRoute(readers, {
   operationId: 'listAdapterVersions',
@@ -198,7 +210,7 @@ export const importAdapterRoute = defineRoute(writers, {
     201: { description: 'Imported', content: { 'application/json': { schema: ImportedSchema } } },
     ...errorResponses(400, 413, 415),
   },
-});
+}, { idempotent: 'streamed' });
 
 async function importBody(c: Context<AppEnv>, query: { name?: string; description?: string }) {
   const deps = c.get('deps');
@@ -230,7 +242,7 @@ export function adaptersRouter() {
     const { adapter, job } = await startTraining({
       deps: c.get('deps'),
       ctx: c.get('principal'),
-      input: { datasetId: body.datasetId, adapterName: body.name, description: body.description, hyperparameters: body.hyperparameters },
+      input: { datasetId: body.datasetId, adapterName: body.name, description: body.description, hyperparameters: body.hyperparameters, webhook: body.webhook },
     });
     return c.json({ adapter: await view(c, adapter.id), job: jobDto(job) }, 202);
   });
@@ -242,13 +254,14 @@ export function adaptersRouter() {
     const { adapter, job } = await startTraining({
       deps,
       ctx,
-      input: { datasetId: body.datasetId, adapterName: current.adapter.name, hyperparameters: body.hyperparameters },
+      input: { datasetId: body.datasetId, adapterName: current.adapter.name, hyperparameters: body.hyperparameters, webhook: body.webhook },
     });
     return c.json({ adapter: await view(c, adapter.id), job: jobDto(job) }, 202);
   });
   app.openapi(listAdaptersRoute, async (c) => {
-    const items = await listAdapters({ deps: c.get('deps'), ctx: c.get('principal'), page: c.req.valid('query') });
-    return c.json({ items: items.map(adapterDto) }, 200);
+    const [deps, ctx] = [c.get('deps'), c.get('principal')];
+    const keyOf = (v: { adapter: { createdAt: Date; id: string } }) => ({ at: v.adapter.createdAt, id: v.adapter.id });
+    return c.json(await readPage(c, c.req.valid('query'), (page) => listAdapters({ deps, ctx, page }), keyOf, adapterDto), 200);
   });
   app.openapi(getAdapterRoute, async (c) => c.json(await view(c, c.req.valid('param').adapterId), 200));
   app.openapi(deleteAdapterRoute, async (c) => {

@@ -56,6 +56,14 @@ const AnswerSchema = z
 const ClassifyResponse = z.object({ results: z.array(AnswerSchema) }).openapi('ClassifyResponse', { description: 'One answer per image (classify) or per adapter (fan-out), in request order.' });
 
 const binary = { type: 'string', format: 'binary' } as const;
+const queryText = (description: string) => z.string().max(64).optional().openapi({ description });
+/** Options of a raw image body (which has nowhere else to carry them); ignored with JSON and multipart. */
+const RawImageQuery = z.object({
+  version: queryText('With a raw image body: pin a version number.'),
+  alias: queryText("With a raw image body: an alias (default 'latest')."),
+  topK: queryText('With a raw image body: labels per answer (default 5).'),
+  threshold: queryText('With a raw image body: drop labels below this probability.'),
+});
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const classifyErrors = errorResponses(400, 404, 413, 415);
 
@@ -65,12 +73,16 @@ export const classifyRoute = defineRoute(auth.tenant('classify'), {
   path: '/v1/adapters/{adapterId}/classify',
   tags: ['classify'],
   summary: 'Classify images with one adapter (id or name; pinned version or alias)',
-  description: `Up to ${MAX_IMAGES_PER_REQUEST} images: JSON with base64 images, or multipart/form-data with one file part per image (and optional version, alias, topK, threshold fields).`,
+  description:
+    `Up to ${MAX_IMAGES_PER_REQUEST} images: JSON with base64 images, or multipart/form-data with one file part per image (and optional version, alias, topK, threshold fields), ` +
+    'or one image as the raw body (Content-Type image/png, image/jpeg, …; version, alias, topK and threshold then go in the query string).',
   request: {
     params: z.object({ adapterId: idParam('adapterId', 'Adapter id or name') }),
+    query: RawImageQuery,
     body: {
       required: true,
       content: {
+        'image/*': { schema: binary },
         'application/json': { schema: ref('ClassifyRequest') },
         'multipart/form-data': {
           schema: {
@@ -150,8 +162,13 @@ const num = (v: string | undefined, what: string): number | undefined => {
   return n;
 };
 
-function unsupported(c: Context<AppEnv>): AppError {
-  return new AppError('unsupported_media_type', `send application/json or multipart/form-data, not '${c.req.header('content-type') ?? 'nothing'}'`);
+function unsupported(c: Context<AppEnv>, also = ''): AppError {
+  return new AppError('unsupported_media_type', `send ${also}application/json or multipart/form-data, not '${c.req.header('content-type') ?? 'nothing'}'`);
+}
+
+/** A raw image body: the declared type only routes it; its bytes decide the format (and refuse a lie). */
+function isImage(c: Context<AppEnv>): boolean {
+  return /^image\/[a-z0-9.+-]+\s*(;|$)/i.test(c.req.header('content-type') ?? '');
 }
 
 function answerDto(a: ClassifyAnswer) {
@@ -174,8 +191,11 @@ export function classifyRouter() {
       const { files, fields } = await readForm(c, MAX_IMAGES_PER_REQUEST, max);
       if (files.length === 0) throw new AppError('validation_failed', 'images: at least one file part');
       input = { images: files, version: fields.version, alias: fields.alias, topK: num(fields.topK, 'topK'), threshold: num(fields.threshold, 'threshold') };
+    } else if (isImage(c)) {
+      const q = c.req.valid('query');
+      input = { images: [await readBody(c, max, 'the request body')], version: q.version, alias: q.alias, topK: num(q.topK, 'topK'), threshold: num(q.threshold, 'threshold') };
     } else {
-      throw unsupported(c);
+      throw unsupported(c, 'an image/* body, ');
     }
     const principal = c.get('principal');
     const { results } = await classify({ deps, engine: deps.engine, ctx: principal, input: { ...input, adapter: c.req.valid('param').adapterId } });

@@ -4,6 +4,7 @@ import type { Context } from 'hono';
 import { AppError, validationError } from '../errors.js';
 import { createDataset, deleteDataset, getDataset, listDatasets, type CreateDatasetResult } from '../services/datasets.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { keyOf, readPage } from './pagination.js';
 import type { AppEnv } from './env.js';
 import { CreatedDatasetSchema, DatasetListSchema, DatasetSchema, PageQuery, datasetDto, idParam } from './schemas.js';
 import { contentTypeOf, isMultipart, parseMultipart, rawBody } from './uploads.js';
@@ -48,7 +49,7 @@ export const uploadDatasetRoute = defineRoute(auth.tenant('train'), {
     201: { description: 'Stored and ready for training', content: { 'application/json': { schema: CreatedDatasetSchema } } },
     ...errorResponses(400, 413, 415, 422),
   },
-});
+}, { idempotent: 'streamed' });
 
 export const listDatasetsRoute = defineRoute(auth.tenant('train'), {
   operationId: 'listDatasets',
@@ -135,8 +136,9 @@ export function datasetsRouter() {
     return c.json({ ...datasetDto(created.dataset), form: created.form, problemCount: created.problemCount }, 201);
   });
   app.openapi(listDatasetsRoute, async (c) => {
-    const items = await listDatasets({ deps: c.get('deps'), ctx: c.get('principal'), page: c.req.valid('query') });
-    return c.json({ items: items.map(datasetDto) }, 200);
+    const q = c.req.valid('query');
+    const [deps, ctx] = [c.get('deps'), c.get('principal')];
+    return c.json(await readPage(c, q, (page) => listDatasets({ deps, ctx, page: { ...page, status: q.status } }), keyOf, datasetDto), 200);
   });
   app.openapi(getDatasetRoute, async (c) =>
     c.json(datasetDto(await getDataset({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').datasetId })), 200),

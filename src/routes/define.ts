@@ -4,12 +4,13 @@
  * extensions (the isolation tests are generated from them) and the per-route middleware (route
  * label for logs and metrics, authentication, scope check, rate limit).
  */
-import { OpenAPIHono, createRoute, type RouteConfig } from '@hono/zod-openapi';
+import { OpenAPIHono, createRoute, z, type RouteConfig } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { AppError, validationError } from '../errors.js';
 import type { ZodError } from 'zod';
 import type { Scope } from '../services/auth.js';
 import type { AppEnv } from './env.js';
+import { IDEMPOTENCY_HEADER, idempotent, type IdempotentBody } from './idempotency.js';
 import { authenticate, labelRoute, type RouteAuth } from './middleware.js';
 import { ErrorSchema } from './schemas.js';
 
@@ -25,10 +26,10 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'Missing, malformed, unknown or revoked credentials (unauthenticated).',
   403: 'The API key lacks a required scope (forbidden).',
   404: 'No such object for this tenant (not_found) — another tenant’s object looks exactly the same.',
-  409: 'State conflict (conflict, already_exists, invalid_state).',
+  409: 'State conflict (conflict, already_exists, invalid_state, idempotency_key_in_use).',
   413: 'Body larger than the limit (payload_too_large).',
   415: 'Content type not accepted (unsupported_media_type).',
-  422: 'Well-formed but unusable (unprocessable).',
+  422: 'Well-formed but unusable (unprocessable, idempotency_key_reused).',
   429: 'Rate limit, quota or queue full (rate_limited, quota_exceeded, queue_full); see Retry-After.',
   500: 'Internal error (details are in the server log under the request id).',
   503: 'Temporarily unavailable (unavailable, deadline_exceeded, storage_error); see Retry-After.',
@@ -58,17 +59,45 @@ function hasValidatedJsonBody(config: Omit<RouteConfig, 'middleware' | 'security
   return Object.entries(content).some(([type, media]) => /json/i.test(type) && typeof ((media as { schema?: { safeParse?: unknown } } | undefined)?.schema?.safeParse) === 'function');
 }
 
-/** Declare a route; its OpenAPI path (`/v1/x/{id}`) is also its label in logs and metrics. */
-export function defineRoute<const R extends Omit<RouteConfig, 'middleware' | 'security'>>(routeAuth: RouteAuth, config: R) {
+const IdempotencyHeaders = z.object({
+  [IDEMPOTENCY_HEADER]: z
+    .string()
+    .max(255)
+    .optional()
+    .openapi({
+      description:
+        'Makes a retry safe: the same key with the same request (method, path, query, body; for uploads their Content-Length) within IDEMPOTENCY_TTL_MS ' +
+        'returns the first 2xx answer (with `Idempotent-Replayed: true`) and creates nothing. Another request under the key: 422 idempotency_key_reused; ' +
+        'the first still running: 409 idempotency_key_in_use. Keys are per tenant; 1–255 printable ASCII characters (e.g. a UUID).',
+    }),
+});
+
+/**
+ * Declare a route; its OpenAPI path (`/v1/x/{id}`) is also its label in logs and metrics.
+ * `idempotent`: a creating POST that honours `Idempotency-Key` (how its body is fingerprinted).
+ */
+export function defineRoute<const R extends Omit<RouteConfig, 'middleware' | 'security'>>(
+  routeAuth: RouteAuth,
+  config: R,
+  options: { idempotent?: IdempotentBody } = {},
+) {
   const base = routeAuth.kind === 'public' ? [500, 503] : routeAuth.kind === 'admin' ? [401, 403, 500, 503] : [401, 403, 429, 500, 503];
   const security = routeAuth.kind === 'admin' ? [{ adminToken: [] }] : routeAuth.kind === 'tenant' ? [{ apiKey: [] }] : [];
+  // Typed as declared: the header is read by the middleware, not through c.req.valid.
+  const withHeader = (options.idempotent === undefined ? config : { ...config, request: { ...config.request, headers: IdempotencyHeaders } }) as R;
+  const extra = options.idempotent === undefined ? [] : [409, 422];
   return createRoute({
-    ...config,
-    responses: { ...errorResponses(...base), ...config.responses } as R['responses'],
+    ...withHeader,
+    responses: { ...errorResponses(...base, ...extra), ...config.responses } as R['responses'],
     security,
     'x-dtl-auth': routeAuth.kind,
     'x-dtl-scopes': routeAuth.kind === 'tenant' ? routeAuth.scopes : [],
-    middleware: [labelRoute(config.path), authenticate(routeAuth), ...(hasValidatedJsonBody(config) ? [jsonLimit] : [])],
+    middleware: [
+      labelRoute(config.path),
+      authenticate(routeAuth),
+      ...(hasValidatedJsonBody(config) ? [jsonLimit] : []),
+      ...(options.idempotent === undefined ? [] : [idempotent(options.idempotent)]),
+    ],
   });
 }
 

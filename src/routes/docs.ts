@@ -1,6 +1,7 @@
 /** /openapi.json and /docs: built once, on first request, from every route registered by then. */
 import { z } from '@hono/zod-openapi';
 import { auth, defineRoute, newRouter } from './define.js';
+import { publicBase } from './links.js';
 import { renderDocsHtml, type OpenApiDocument } from './openapi.js';
 
 export const openApiRoute = defineRoute(auth.public, {
@@ -24,7 +25,9 @@ export const docsRoute = defineRoute(auth.public, {
 export function docsRouter(document: () => OpenApiDocument) {
   const app = newRouter();
   let html: string | undefined;
-  app.openapi(openApiRoute, (c) => c.json(document() as unknown as Record<string, unknown>, 200));
+  // `servers` names where this document was fetched from (or PUBLIC_URL), so clients and
+  // generators built from it call the right host.
+  app.openapi(openApiRoute, (c) => c.json({ ...(document() as unknown as Record<string, unknown>), servers: [{ url: publicBase(c) }] }, 200));
   app.openapi(docsRoute, (c) => c.html((html ??= renderDocsHtml(document())), 200));
   return app;
 }

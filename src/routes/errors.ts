@@ -73,6 +73,11 @@ export function errorResponse(
     log.error({ err: raw, code: err.code, requestId }, 'request failed');
   }
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+  if (status === 401) {
+    // RFC 6750: say which scheme to use, and that the token sent (if any) was not accepted.
+    const realm = c.get('route') === '/metrics' ? 'metrics' : 'dtl-host';
+    headers['www-authenticate'] = `Bearer realm="${realm}"${c.req.header('authorization') === undefined ? '' : ', error="invalid_token"'}`;
+  }
   const retryAfter = retryAfterOf(err);
   if (retryAfter !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(retryAfter)));
   return c.body(JSON.stringify(body), status as 400, headers);

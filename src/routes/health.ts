@@ -96,7 +96,6 @@ export function healthRouter() {
   app.openapi(metricsRoute, async (c) => {
     const { metrics, config } = c.get('deps');
     if (config.METRICS_TOKEN !== undefined && !sameToken(config.METRICS_TOKEN, bearerToken(c.req.header('authorization')))) {
-      c.header('www-authenticate', 'Bearer realm="metrics"');
       throw new AppError('unauthenticated', 'missing or invalid metrics token');
     }
     return c.text(await metrics.render(), 200, { 'content-type': metrics.contentType });

@@ -3,8 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { AppError } from '../errors.js';
-import { cancelJob, getJob, listJobEvents, listJobs } from '../services/training.js';
+import { cancelJob, getJob, listJobEvents, listJobs, listWebhookDeliveries } from '../services/training.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { keyOf, readPage } from './pagination.js';
 import { errorBody, toAppError } from './errors.js';
 import { JobListSchema, JobSchema, PageQuery, idParam, isoOf, jobDto } from './schemas.js';
 
@@ -45,6 +46,32 @@ export const cancelJobRoute = defineRoute(auth.tenant('train'), {
   responses: { 200: { description: 'The job after the request', content: { 'application/json': { schema: JobSchema } } }, ...errorResponses(404, 409) },
 });
 
+const DeliverySchema = z
+  .object({
+    id: z.string(),
+    status: z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']).openapi({ description: 'queued/running: still trying · succeeded: delivered · failed: gave up' }),
+    attempts: z.number().int(),
+    maxAttempts: z.number().int(),
+    url: z.string(),
+    log: z.array(
+      z.object({ at: z.string(), attempt: z.number().int(), status: z.number().int().nullable(), error: z.string().nullable(), ms: z.number() }),
+    ),
+  })
+  .openapi('WebhookDelivery');
+
+export const webhookDeliveriesRoute = defineRoute(auth.tenant('train'), {
+  operationId: 'listWebhookDeliveries',
+  method: 'get',
+  path: '/v1/jobs/{jobId}/webhook-deliveries',
+  tags: ['jobs'],
+  summary: "The job's webhook deliveries and every attempt (empty without a webhook, or before the job ended)",
+  request: { params: JobParams },
+  responses: {
+    200: { description: 'Deliveries', content: { 'application/json': { schema: z.object({ items: z.array(DeliverySchema) }).openapi('WebhookDeliveryList') } } },
+    ...errorResponses(404),
+  },
+});
+
 export const jobEventsRoute = defineRoute(auth.tenant('train'), {
   operationId: 'streamJobEvents',
   method: 'get',
@@ -67,10 +94,14 @@ export const jobEventsRoute = defineRoute(auth.tenant('train'), {
 export function jobsRouter() {
   const app = newRouter();
   app.openapi(listJobsRoute, async (c) => {
-    const { limit, offset } = c.req.valid('query');
-    return c.json({ items: (await listJobs({ deps: c.get('deps'), ctx: c.get('principal'), limit, offset })).map(jobDto) }, 200);
+    const [deps, ctx] = [c.get('deps'), c.get('principal')];
+    return c.json(await readPage(c, c.req.valid('query'), (page) => listJobs({ deps, ctx, page }), keyOf, jobDto), 200);
   });
   app.openapi(getJobRoute, async (c) => c.json(jobDto(await getJob({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').jobId })), 200));
+  app.openapi(webhookDeliveriesRoute, async (c) => {
+    const items = await listWebhookDeliveries({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').jobId });
+    return c.json({ items: items.map((d) => ({ ...d, log: d.log.map((l) => ({ ...l, at: isoOf(l.at) })) })) }, 200);
+  });
   app.openapi(cancelJobRoute, async (c) => c.json(jobDto(await cancelJob({ deps: c.get('deps'), ctx: c.get('principal'), id: c.req.valid('param').jobId })), 200));
 
   app.openapi(jobEventsRoute, async (c) => {

@@ -27,7 +27,7 @@ export const createKeyRoute = defineRoute(auth.tenant('manage'), {
   summary: 'Create an API key for the calling tenant',
   request: { body: { content: { 'application/json': { schema: CreateKeyBody } }, required: true } },
   responses: { 201: { description: 'Created; the token is shown only now', content: { 'application/json': { schema: CreatedKeySchema } } }, ...errorResponses(400) },
-});
+}, { idempotent: 'json' });
 
 export const listKeysRoute = defineRoute(auth.tenant('manage'), {
   operationId: 'listKeys',

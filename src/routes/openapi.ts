@@ -32,6 +32,8 @@ export function buildOpenApiDocument(app: OpenAPIHono<AppEnv>, version: string):
   return app.getOpenAPI31Document({
     openapi: '3.1.0',
     info: { title: 'dtl-host API', version, description: DESCRIPTION },
+    // /openapi.json replaces this with the absolute URL it was fetched from (or PUBLIC_URL).
+    servers: [{ url: '/', description: 'The server that serves this document' }],
     tags: [
       { name: 'tenants', description: 'Tenant administration (admin token).' },
       { name: 'keys', description: "A tenant's API keys." },

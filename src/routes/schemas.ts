@@ -42,7 +42,18 @@ const MAX_OFFSET = 2_147_483_647;
 
 export const PageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100).openapi({ description: 'At most this many items.' }),
-  offset: z.coerce.number().int().min(0).max(MAX_OFFSET).default(0),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ description: "Where the page starts: a previous page's `nextCursor` (opaque; keep the other query parameters as they were)." }),
+  offset: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_OFFSET)
+    .default(0)
+    .openapi({ deprecated: true, description: 'Deprecated (kept for one release): follow `nextCursor` instead. Not with `cursor`.' }),
 });
 
 // ---- tenants and keys ----
@@ -93,8 +104,16 @@ export function keyDto(k: ApiKey): z.infer<typeof ApiKeySchema> {
 }
 
 export const list = <T extends z.ZodType>(item: T, name: string) => z.object({ items: z.array(item) }).openapi(name);
+/** A list read page by page: `nextCursor` (and a `Link: <…>; rel="next"` header) while more follow. */
+export const pagedList = <T extends z.ZodType>(item: T, name: string) =>
+  z
+    .object({
+      items: z.array(item),
+      nextCursor: z.string().nullable().openapi({ description: 'Pass as `cursor` for the next page; null on the last page.' }),
+    })
+    .openapi(name);
 
-export const TenantListSchema = list(TenantSchema, 'TenantList');
+export const TenantListSchema = pagedList(TenantSchema, 'TenantList');
 export const ApiKeyListSchema = list(ApiKeySchema, 'ApiKeyList');
 
 export { isoOf, isoOrNull };
@@ -118,7 +137,7 @@ export const DatasetSchema = z
     updatedAt: iso,
   })
   .openapi('Dataset');
-export const DatasetListSchema = list(DatasetSchema, 'DatasetList');
+export const DatasetListSchema = pagedList(DatasetSchema, 'DatasetList');
 export const CreatedDatasetSchema = DatasetSchema.extend({
   form: z.string().openapi({ description: 'How the upload was read: zip-folders, zip-manifest-csv, zip-manifest-jsonl or jsonl.' }),
   problemCount: z.number().int().openapi({ description: 'All problems found (the dataset keeps the first ones).' }),
@@ -156,7 +175,7 @@ export const JobSchema = z
     finishedAt: iso.nullable(),
   })
   .openapi('Job');
-export const JobListSchema = list(JobSchema, 'JobList');
+export const JobListSchema = pagedList(JobSchema, 'JobList');
 
 export function jobDto(j: JobView): z.infer<typeof JobSchema> {
   return { ...j, createdAt: isoOf(j.createdAt), startedAt: isoOrNull(j.startedAt), finishedAt: isoOrNull(j.finishedAt) };
@@ -205,7 +224,7 @@ export const AdapterSchema = z
     updatedAt: iso,
   })
   .openapi('Adapter');
-export const AdapterListSchema = list(AdapterSchema, 'AdapterList');
+export const AdapterListSchema = pagedList(AdapterSchema, 'AdapterList');
 
 export function versionDto(v: AdapterVersion): z.infer<typeof AdapterVersionSchema> {
   const s = v.spec as Record<string, unknown>;

@@ -3,6 +3,7 @@ import { z } from '@hono/zod-openapi';
 import { createKeyInput, createKey, listKeys, revokeKey } from '../services/keys.js';
 import { createTenant, createTenantInput, deleteTenant, getTenant, listTenants } from '../services/tenants.js';
 import { auth, defineRoute, errorResponses, newRouter } from './define.js';
+import { keyOf, readPage } from './pagination.js';
 import {
   ApiKeySchema,
   CreatedKeySchema,
@@ -32,7 +33,7 @@ export const createTenantRoute = defineRoute(auth.admin, {
     201: { description: 'Created', content: { 'application/json': { schema: TenantSchema } } },
     ...errorResponses(400, 409),
   },
-});
+}, { idempotent: 'json' });
 
 export const listTenantsRoute = defineRoute(auth.admin, {
   operationId: 'listTenants',
@@ -73,7 +74,7 @@ export const adminCreateKeyRoute = defineRoute(auth.admin, {
   summary: "Create an API key for a tenant (e.g. its first 'manage' key)",
   request: { params: TenantParams, body: json(CreateKeyBody) },
   responses: { 201: { description: 'Created; the token is shown only now', content: { 'application/json': { schema: CreatedKeySchema } } }, ...errorResponses(400, 404) },
-});
+}, { idempotent: 'json' });
 
 export const adminListKeysRoute = defineRoute(auth.admin, {
   operationId: 'adminListKeys',
@@ -103,8 +104,8 @@ export function tenantsRouter() {
     return c.json(tenantDto(tenant), 201);
   });
   app.openapi(listTenantsRoute, async (c) => {
-    const tenants = await listTenants({ deps: c.get('deps'), page: c.req.valid('query') });
-    return c.json({ items: tenants.map(tenantDto) }, 200);
+    const deps = c.get('deps');
+    return c.json(await readPage(c, c.req.valid('query'), (page) => listTenants({ deps, page }), keyOf, tenantDto), 200);
   });
   app.openapi(getTenantRoute, async (c) => {
     const { tenant, usage } = await getTenant({ deps: c.get('deps'), id: c.req.valid('param').tenantId });

@@ -12,6 +12,7 @@ import { AppError, isAppError } from '../errors.js';
 import { JobQueue } from '../jobs/queue.js';
 import { loadAdapter } from '../model/index.js';
 import type { ServingEngine } from '../serve/index.js';
+import type { Page } from '../db/repos/util.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 import { checkCountQuota, remainingBytes } from './limits.js';
 import { parseAdapterName } from './names.js';
@@ -62,7 +63,7 @@ async function view(deps: Pick<ServiceDeps, 'database'>, tenantId: string, adapt
   };
 }
 
-export async function listAdapters({ deps, ctx, page }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; page?: { limit?: number; offset?: number } }): Promise<AdapterView[]> {
+export async function listAdapters({ deps, ctx, page }: { deps: Pick<ServiceDeps, 'database'>; ctx: TenantCtx; page?: Page }): Promise<AdapterView[]> {
   const adapters = await adaptersRepo.list(deps.database.db, ctx.tenantId, page);
   const allJobs = await JobQueue.of(deps).listForAdapters(ctx.tenantId, adapters.map((a) => a.id));
   return Promise.all(adapters.map((a) => view(deps, ctx.tenantId, a, allJobs)));

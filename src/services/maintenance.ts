@@ -14,6 +14,7 @@
  */
 import * as adaptersRepo from '../db/repos/adapters.js';
 import * as datasetsRepo from '../db/repos/datasets.js';
+import * as idempotencyRepo from '../db/repos/idempotency.js';
 import * as maintenanceRepo from '../db/repos/maintenance.js';
 import { deletePrefix, listAll } from '../storage/index.js';
 import type { ServiceDeps } from './context.js';
@@ -27,6 +28,7 @@ export interface SweepReport {
   datasetsFailed: number;
   datasetsRemoved: number;
   orphanBlobsDeleted: number;
+  idempotencyKeysExpired: number;
 }
 
 export async function sweep({
@@ -40,7 +42,7 @@ export async function sweep({
 }): Promise<SweepReport> {
   const db = deps.database.db;
   const cutoff = new Date(now.getTime() - graceMs);
-  const report: SweepReport = { tenantsPurged: 0, adaptersPurged: 0, datasetsFailed: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0 };
+  const report: SweepReport = { tenantsPurged: 0, adaptersPurged: 0, datasetsFailed: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0, idempotencyKeysExpired: 0 };
 
   for (const id of await maintenanceRepo.deletedTenantsBefore(db, cutoff)) {
     await deleteTenant({ deps, id });
@@ -74,7 +76,8 @@ export async function sweep({
     await deps.blobs.delete(entry.key);
     report.orphanBlobsDeleted++;
   }
-  const total = report.tenantsPurged + report.adaptersPurged + report.datasetsFailed + report.datasetsRemoved + report.orphanBlobsDeleted;
+  report.idempotencyKeysExpired = await idempotencyRepo.deleteExpired(db, now);
+  const total = report.idempotencyKeysExpired + report.tenantsPurged + report.adaptersPurged + report.datasetsFailed + report.datasetsRemoved + report.orphanBlobsDeleted;
   if (total > 0) deps.log.info({ ...report }, 'maintenance sweep cleaned up');
   return report;
 }

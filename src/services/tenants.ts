@@ -18,6 +18,7 @@ import { nameSchema } from '../text.js';
 import type { ServingEngine } from '../serve/index.js';
 import { deletePrefix } from '../storage/index.js';
 import type { KeyRevocations } from './auth.js';
+import type { Page } from '../db/repos/util.js';
 import type { ServiceDeps } from './context.js';
 
 export const createTenantInput = z.object({
@@ -44,7 +45,7 @@ export function createTenant({ deps, input }: { deps: Pick<ServiceDeps, 'databas
   return tenantsRepo.create(deps.database.db, parsed.data);
 }
 
-export function listTenants({ deps, page = {} }: { deps: Pick<ServiceDeps, 'database'>; page?: { limit?: number; offset?: number } }): Promise<Tenant[]> {
+export function listTenants({ deps, page = {} }: { deps: Pick<ServiceDeps, 'database'>; page?: Page }): Promise<Tenant[]> {
   return tenantsRepo.list(deps.database.db, page);
 }
 

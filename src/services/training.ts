@@ -7,10 +7,12 @@ import * as adaptersRepo from '../db/repos/adapters.js';
 import * as datasetsRepo from '../db/repos/datasets.js';
 import * as tenantsRepo from '../db/repos/tenants.js';
 import type { Adapter, Job, JobEvent } from '../db/schema.js';
-import { AppError, isAppError } from '../errors.js';
+import { AppError, isAppError, validationError } from '../errors.js';
 import { JobQueue, jobErrorOf, type JobError } from '../jobs/queue.js';
 import { parseHyperparameters, resolveBlocks, type Hyperparameters } from '../train/hyperparameters.js';
 import { TRAIN_JOB_KIND, type TrainJobPayload } from '../train/job.js';
+import { WEBHOOK_JOB_KIND, webhookSchema, type WebhookSpec } from '../train/webhook-job.js';
+import type { Page } from '../db/repos/util.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
 import { parseAdapterName } from './names.js';
 
@@ -21,6 +23,19 @@ export interface StartTrainingInput {
   description?: string;
   /** Partial: everything left out takes the recipe's default. */
   hyperparameters?: unknown;
+  /** Called (signed, retried) when the job ends: `{url, secret}`. */
+  webhook?: unknown;
+}
+
+/** One webhook delivery job of a training job, with its attempts. */
+export interface WebhookDeliveryView {
+  id: string;
+  /** queued / running: still trying; succeeded: delivered; failed: gave up. */
+  status: Job['status'];
+  attempts: number;
+  maxAttempts: number;
+  url: string;
+  log: Array<{ at: Date; attempt: number; status: number | null; error: string | null; ms: number }>;
 }
 
 export interface JobView {
@@ -93,6 +108,12 @@ async function findOrCreateAdapter(deps: ServiceDeps, ctx: TenantCtx, name: stri
 export async function startTraining({ deps, ctx, input }: { deps: ServiceDeps; ctx: TenantCtx; input: StartTrainingInput }): Promise<{ adapter: Adapter; job: JobView }> {
   const adapterName = parseAdapterName(input.adapterName);
   const h: Hyperparameters = parseHyperparameters(input.hyperparameters ?? {});
+  let webhook: WebhookSpec | undefined;
+  if (input.webhook !== undefined) {
+    const parsed = webhookSchema.safeParse(input.webhook);
+    if (!parsed.success) throw validationError(parsed.error);
+    webhook = parsed.data;
+  }
   resolveBlocks(h, deps.backbone.config);
   const db = deps.database.db;
   const dataset = await datasetsRepo.get(db, ctx.tenantId, input.datasetId);
@@ -102,7 +123,7 @@ export async function startTraining({ deps, ctx, input }: { deps: ServiceDeps; c
     });
   }
   const adapter = await findOrCreateAdapter(deps, ctx, adapterName, input.description);
-  const payload: TrainJobPayload = { datasetId: dataset.id, adapterId: adapter.id, hyperparameters: h };
+  const payload: TrainJobPayload & { webhook?: WebhookSpec } = { datasetId: dataset.id, adapterId: adapter.id, hyperparameters: h, ...(webhook && { webhook }) };
   const job = await JobQueue.of(deps).enqueue({ kind: TRAIN_JOB_KIND, tenantId: ctx.tenantId, payload });
   deps.log.info({ tenantId: ctx.tenantId, job: job.id, adapterId: adapter.id, datasetId: dataset.id }, 'training job queued');
   return { adapter, job: toJobView(job) };
@@ -112,8 +133,8 @@ export async function getJob({ deps, ctx, id }: { deps: ServiceDeps; ctx: Tenant
   return toJobView(await JobQueue.of(deps).get(id, ctx.tenantId));
 }
 
-export async function listJobs({ deps, ctx, limit, offset }: { deps: ServiceDeps; ctx: TenantCtx; limit?: number; offset?: number }): Promise<JobView[]> {
-  return (await JobQueue.of(deps).list(ctx.tenantId, { kind: TRAIN_JOB_KIND, limit, offset })).map(toJobView);
+export async function listJobs({ deps, ctx, page = {} }: { deps: ServiceDeps; ctx: TenantCtx; page?: Page }): Promise<JobView[]> {
+  return (await JobQueue.of(deps).list(ctx.tenantId, { kind: TRAIN_JOB_KIND, ...page })).map(toJobView);
 }
 
 /** Queued → cancelled now; running → cancel requested (the worker stops between batches; no version is published). */
@@ -148,4 +169,28 @@ export async function listJobEvents({
   if (!Number.isSafeInteger(afterId) || afterId < 0) throw new AppError('validation_failed', 'afterId must be a non-negative integer');
   const rows: JobEvent[] = await queue.listEvents(id, ctx.tenantId, afterId, limit);
   return rows.map((e) => ({ id: e.id, at: e.at, type: e.type, data: safeEventData(e.data) }));
+}
+
+/** The webhook deliveries of a tenant's training job (none when it has no webhook or has not ended). */
+export async function listWebhookDeliveries({ deps, ctx, id }: { deps: ServiceDeps; ctx: TenantCtx; id: string }): Promise<WebhookDeliveryView[]> {
+  const queue = JobQueue.of(deps);
+  await queue.get(id, ctx.tenantId); // a foreign or unknown job is not_found
+  const out: WebhookDeliveryView[] = [];
+  for (const d of await queue.listFollowUps(ctx.tenantId, WEBHOOK_JOB_KIND, id)) {
+    const events = await queue.listEvents(d.id, ctx.tenantId, 0, 100);
+    out.push({
+      id: d.id,
+      status: d.status,
+      attempts: d.attempts,
+      maxAttempts: d.maxAttempts,
+      url: String((d.payload as { webhook?: { url?: unknown } }).webhook?.url ?? ''),
+      log: events
+        .filter((e) => e.type === 'delivery')
+        .map((e) => {
+          const x = e.data as { attempt: number; status: number | null; error: string | null; ms: number };
+          return { at: e.at, attempt: x.attempt, status: x.status, error: x.error, ms: x.ms };
+        }),
+    });
+  }
+  return out;
 }

@@ -229,13 +229,26 @@ export class S3BlobStore implements BlobStore {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
-      throw new AppError('storage_error', `S3 bucket '${this.bucket}' is not reachable: ${(err as Error).name ?? String(err)}`, {
-        cause: err,
-      });
+      throw new AppError('storage_error', `S3 bucket '${this.bucket}': ${pingFailure(err)}`, { cause: err });
     }
   }
 
   async close(): Promise<void> {
     this.client.destroy();
   }
+}
+
+/** Why HeadBucket failed, in words an operator can act on (it is logged at start and shown by /readyz). */
+function pingFailure(err: unknown): string {
+  const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e.$metadata?.httpStatusCode;
+  if (e.name === 'CredentialsProviderError') {
+    return 'no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or another source of the AWS default chain)';
+  }
+  if (status === 404 || e.name === 'NotFound' || e.name === 'NoSuchBucket') {
+    return 'does not exist (create it, e.g. with infra/docker/create-bucket.mjs)';
+  }
+  if (status === 403 || status === 401) return `access denied (HTTP ${status}): check the credentials and the bucket policy`;
+  if (status !== undefined) return `not usable: HTTP ${status} (${e.name ?? 'error'})`;
+  return `not reachable: ${e.name ?? 'error'}${e.message ? ` (${e.message.split('\n')[0].slice(0, 120)})` : ''}`;
 }

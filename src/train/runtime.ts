@@ -5,6 +5,7 @@
 import { JobQueue, type Backoff } from '../jobs/queue.js';
 import { Worker } from '../jobs/worker.js';
 import { trainJobHandler, TRAIN_JOB_KIND, type TrainDeps, type TrainHandlerOptions } from './job.js';
+import { webhookJobHandler, WEBHOOK_JOB_KIND } from './webhook-job.js';
 
 export interface WorkerRuntimeOptions extends TrainHandlerOptions {
   /** Jobs at once (default WORKER_CONCURRENCY). They share one process and one tfjs heap. */
@@ -33,7 +34,7 @@ export function createWorkerRuntime(deps: TrainDeps, options: WorkerRuntimeOptio
   const log = deps.log.child({ component: 'worker' });
   const worker = new Worker({
     queue,
-    handlers: { [TRAIN_JOB_KIND]: trainJobHandler({ ...deps, log }, options) },
+    handlers: { [TRAIN_JOB_KIND]: trainJobHandler({ ...deps, log }, options), [WEBHOOK_JOB_KIND]: webhookJobHandler(deps) },
     concurrency: options.concurrency ?? deps.config.WORKER_CONCURRENCY,
     pollMs: options.pollMs,
     owner: options.owner,

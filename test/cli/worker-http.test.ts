@@ -56,7 +56,7 @@ describe('worker http', () => {
       expect(sample(text, 'dtl_worker_jobs_succeeded_total')).toBe(0);
       expect(sample(text, 'dtl_worker_jobs_active')).toBe(2);
       expect(text).toContain('# TYPE dtl_worker_jobs_claimed_total counter');
-      expect(text).toMatch(/^dtl_process_resident_memory_bytes \d+/m);
+      expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
       active = 0;
       expect(sample(await (await fetch(`${http.url}/metrics`)).text(), 'dtl_worker_jobs_active')).toBe(0);
 
@@ -193,7 +193,7 @@ describe('dtl-host worker', () => {
       const text = await (await fetch(`${url}/metrics`)).text();
       expect(sample(text, 'dtl_worker_jobs_claimed_total')).toBe(0);
       expect(sample(text, 'dtl_worker_jobs_active')).toBe(0);
-      expect(text).toMatch(/^dtl_process_cpu_seconds_total [\d.e+-]+$/m);
+      expect(text).toMatch(/^process_cpu_seconds_total [\d.e+-]+$/m);
 
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

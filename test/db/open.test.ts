@@ -9,7 +9,7 @@ import { MIGRATIONS_DIR, openDatabase, type Db } from '../../src/db/open.js';
 import { makeTempDir, openTestPostgres } from '../helpers/db.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/open-pglite.ts', import.meta.url));
-const TABLES = ['adapter_aliases', 'adapter_versions', 'adapters', 'api_keys', 'datasets', 'job_events', 'jobs', 'tenants'];
+const TABLES = ['adapter_aliases', 'adapter_versions', 'adapters', 'api_keys', 'datasets', 'idempotency_keys', 'job_events', 'jobs', 'tenants'];
 
 async function rows<T>(db: Db, query: ReturnType<typeof sql>): Promise<T[]> {
   const r = (await db.execute(query)) as unknown;

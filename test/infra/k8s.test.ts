@@ -345,8 +345,9 @@ describe.each(VARIANTS)('infra/k8s/%s', (variant) => {
       expect(Number(t.metadata.threshold)).toBeGreaterThan(0);
       return t.metadata.query;
     });
-    // Each pod's all-tenants series only: per-tenant ones (METRICS_TENANT_LABELS) would double it.
-    expect(queries.some((q) => /dtl_classify_queue_depth\{[^}]*tenant=""/.test(q))).toBe(true);
+    // The all-tenants metric (one series per pod), never the per-tenant split, which would double it.
+    expect(queries.some((q) => /dtl_classify_queue_depth\{/.test(q))).toBe(true);
+    expect(queries.some((q) => q.includes('dtl_classify_queue_depth_by_tenant'))).toBe(false);
     expect(queries.some((q) => /rate\(dtl_http_requests_total/.test(q))).toBe(true);
   });
 

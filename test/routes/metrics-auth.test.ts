@@ -35,7 +35,8 @@ describe('/metrics by default (no token, no per-tenant series)', () => {
     expect(r.text).not.toContain(t.id);
     expect(r.text).toMatch(/dtl_classify_images_total\{tenant=""\} 1/);
     expect(r.text).toMatch(/dtl_rejections_total\{code="rate_limited",tenant=""\} [1-9]/);
-    expect(r.text).toMatch(/dtl_classify_queue_depth\{tenant=""\} 0/);
+    expect(r.text).toMatch(/^dtl_classify_queue_depth 0$/m);
+    expect(r.text).not.toMatch(/^dtl_classify_queue_depth_by_tenant\{/m);
   });
 });
 

@@ -131,3 +131,34 @@ describe('docs page', () => {
     expect(r.text).not.toMatch(/<script|<link|src=|https?:\/\/(?!127)/i);
   });
 });
+
+describe('API conventions in the document and on the wire', () => {
+  it('names the server it was fetched from (or PUBLIC_URL)', async () => {
+    expect(doc.servers).toEqual([{ url: 'http://localhost' }]);
+    const res = await h.app.request('http://api.example.test:8443/openapi.json');
+    expect(((await res.json()) as Json).servers).toEqual([{ url: 'http://api.example.test:8443' }]);
+  });
+
+  it('documents Idempotency-Key on every creating POST', () => {
+    const creating = ['createTenant', 'adminCreateKey', 'createKey', 'uploadDataset', 'trainAdapter', 'trainAdapterVersion', 'importAdapter'];
+    const ops = Object.values(doc.paths as Json).flatMap((item) => Object.values(item as Json)) as Json[];
+    for (const id of creating) {
+      const op = ops.find((o) => o.operationId === id);
+      expect(op, id).toBeDefined();
+      expect((op!.parameters as Json[]).some((p) => p.in === 'header' && p.name === 'idempotency-key'), id).toBe(true);
+      expect(op!.responses['422'], id).toBeDefined();
+    }
+  });
+
+  it('answers 401 with WWW-Authenticate: Bearer (and invalid_token when one was sent)', async () => {
+    const none = await h.call('GET', '/v1/me');
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toBe('Bearer realm="dtl-host"');
+    const bad = await h.call('GET', '/v1/me', { token: 'dtl_nope_nope' });
+    expect(bad.status).toBe(401);
+    expect(bad.headers.get('www-authenticate')).toBe('Bearer realm="dtl-host", error="invalid_token"');
+    const admin = await h.call('GET', '/v1/tenants', { token: 'wrong-admin-token-123456' });
+    expect(admin.status).toBe(401);
+    expect(admin.headers.get('www-authenticate')).toMatch(/^Bearer realm="dtl-host"/);
+  });
+});

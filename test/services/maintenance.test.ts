@@ -88,7 +88,7 @@ describe.each(targets)('maintenance sweep: $label', ({ db: kind, open }) => {
     const listed = async () => (await listAll(blobs, 'tenants/')).map((e) => e.key).filter((k) => k.startsWith(root) || k.startsWith(`tenants/${doomed}`)).sort();
 
     // Everything is young: nothing is touched.
-    expect(await sweep({ deps, graceMs: HOUR })).toEqual({ tenantsPurged: 0, adaptersPurged: 0, datasetsFailed: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0 });
+    expect(await sweep({ deps, graceMs: HOUR })).toEqual({ tenantsPurged: 0, adaptersPurged: 0, datasetsFailed: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0, idempotencyKeysExpired: 0 });
     expect(await listed()).toEqual(everything);
 
     // Two hours on, it is all old enough — but 'writing' was touched a moment ago (its upload goes on).
@@ -96,7 +96,7 @@ describe.each(targets)('maintenance sweep: $label', ({ db: kind, open }) => {
     await db.db.execute(sql`update datasets set updated_at = now() + interval '2 hours' where id = ${writing.id}`);
     const later = new Date(Date.now() + 2 * HOUR);
     const report = await sweep({ deps, graceMs: HOUR, now: later });
-    expect(report).toEqual({ tenantsPurged: 1, adaptersPurged: 1, datasetsFailed: 0, datasetsRemoved: 1, orphanBlobsDeleted: 2 });
+    expect(report).toEqual({ tenantsPurged: 1, adaptersPurged: 1, datasetsFailed: 0, datasetsRemoved: 1, orphanBlobsDeleted: 2, idempotencyKeysExpired: 0 });
     expect(await listed()).toEqual([...readyKeys, liveKey, writingKey].sort());
     expect((await datasetsRepo.list(db.db, t)).map((d) => d.name).sort()).toEqual(['ready', 'writing']);
     expect((await adaptersRepo.list(db.db, t)).map((a) => a.name)).toEqual(['live']);
@@ -105,7 +105,7 @@ describe.each(targets)('maintenance sweep: $label', ({ db: kind, open }) => {
     await expect(tenantsRepo.get(db.db, doomed)).rejects.toMatchObject({ code: 'not_found' });
 
     // Idempotent.
-    expect(await sweep({ deps, graceMs: HOUR, now: later })).toEqual({ tenantsPurged: 0, adaptersPurged: 0, datasetsFailed: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0 });
+    expect(await sweep({ deps, graceMs: HOUR, now: later })).toEqual({ tenantsPurged: 0, adaptersPurged: 0, datasetsFailed: 0, datasetsRemoved: 0, orphanBlobsDeleted: 0, idempotencyKeysExpired: 0 });
   });
 
   it('fails a data set whose upload lease lapsed (its blobs go as orphans) and spares one whose lease is held, however old', async () => {
@@ -119,13 +119,23 @@ describe.each(targets)('maintenance sweep: $label', ({ db: kind, open }) => {
     await new Promise((r) => setTimeout(r, 20));
 
     // Young blobs: the row fails at once, its blob waits for the grace period.
-    expect(await sweep({ deps, graceMs: HOUR })).toMatchObject({ datasetsFailed: 1, datasetsRemoved: 0, orphanBlobsDeleted: 0 });
+    expect(await sweep({ deps, graceMs: HOUR })).toMatchObject({ datasetsFailed: 1, datasetsRemoved: 0, orphanBlobsDeleted: 0, idempotencyKeysExpired: 0 });
     expect(await datasetsRepo.get(db.db, t, crashed.id)).toMatchObject({ status: 'failed', error: datasetsRepo.INTERRUPTED, byteSize: 0, leaseUntil: null });
     const later = new Date(Date.now() + 2 * HOUR);
     expect(await sweep({ deps, graceMs: HOUR, now: later })).toMatchObject({ datasetsFailed: 0, datasetsRemoved: 0, orphanBlobsDeleted: 1 });
     expect(await blobs.head(crashedKey)).toBeNull();
     expect(await blobs.head(heldKey)).not.toBeNull();
     expect((await datasetsRepo.get(db.db, t, held.id)).status).toBe('processing');
+  });
+
+  it('removes expired Idempotency-Key records and keeps live ones', async () => {
+    const deps = { database: db, blobs, log };
+    await db.db.execute(sql`insert into idempotency_keys (scope, key, fingerprint, status, expires_at) values
+      ('admin', ${`old-${kind}`}, 'f', 201, now() - interval '1 minute'), ('admin', ${`live-${kind}`}, 'f', 201, now() + interval '1 hour')`);
+    expect(await sweep({ deps, graceMs: HOUR })).toMatchObject({ idempotencyKeysExpired: 1 });
+    const left = await db.db.execute(sql`select key from idempotency_keys where scope = 'admin' and key like ${`%-${kind}`}`);
+    const rows = Array.isArray(left) ? left : (left as unknown as { rows: unknown[] }).rows;
+    expect(rows).toEqual([{ key: `live-${kind}` }]);
   });
 
   it('the Sweeper runs the sweep on its timer until stopped', async () => {

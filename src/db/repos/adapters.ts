@@ -17,7 +17,7 @@ import {
   type AdapterVersion,
   type VersionSource,
 } from '../schema.js';
-import { one, pageOf, requireId, type Page } from './util.js';
+import { afterCursor, keysetOrder, one, pageOf, requireId, type Page } from './util.js';
 
 const MESSAGES = {
   adapters_tenant_name_live_uq: 'an adapter with this name already exists',
@@ -78,8 +78,8 @@ export async function list(db: Db, tenantId: string, page?: Page): Promise<Adapt
   return db
     .select()
     .from(adapters)
-    .where(and(eq(adapters.tenantId, tenantId), isNull(adapters.deletedAt)))
-    .orderBy(asc(adapters.createdAt), asc(adapters.id))
+    .where(and(eq(adapters.tenantId, tenantId), isNull(adapters.deletedAt), afterCursor(adapters, 'asc', page?.after)))
+    .orderBy(...keysetOrder(adapters, 'asc'))
     .limit(limit)
     .offset(offset);
 }

@@ -1,9 +1,9 @@
 /** Data sets: one upload, its validation status, class counts and the blob keys it lives under. */
-import { and, count, desc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, count, eq, inArray, lt, sql } from 'drizzle-orm';
 import { dbCall } from '../errors.js';
 import type { Db } from '../open.js';
 import { datasets, type ClassCounts, type Dataset, type DatasetProblem, type DatasetStatus } from '../schema.js';
-import { invalidState, one, pageOf, requireId, type Page } from './util.js';
+import { afterCursor, invalidState, keysetOrder, one, pageOf, requireId, type Page } from './util.js';
 
 const MESSAGES = { datasets_tenant_id_tenants_id_fk: 'tenant not found' };
 
@@ -67,15 +67,16 @@ export async function get(db: Db, tenantId: string, id: string): Promise<Dataset
 /** Newest first. */
 export async function list(db: Db, tenantId: string, opts: Page & { status?: DatasetStatus } = {}): Promise<Dataset[]> {
   const { limit, offset } = pageOf(opts);
-  const where =
-    opts.status === undefined
-      ? eq(datasets.tenantId, tenantId)
-      : and(eq(datasets.tenantId, tenantId), eq(datasets.status, opts.status));
+  const where = and(
+    eq(datasets.tenantId, tenantId),
+    opts.status === undefined ? undefined : eq(datasets.status, opts.status),
+    afterCursor(datasets, 'desc', opts.after),
+  );
   return db
     .select()
     .from(datasets)
     .where(where)
-    .orderBy(desc(datasets.createdAt), desc(datasets.id))
+    .orderBy(...keysetOrder(datasets, 'desc'))
     .limit(limit)
     .offset(offset);
 }

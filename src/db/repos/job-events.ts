@@ -5,7 +5,7 @@
 import { and, asc, eq, gt, isNull } from 'drizzle-orm';
 import { dbCall } from '../errors.js';
 import type { Db } from '../open.js';
-import { jobEvents, type Job, type JobEvent } from '../schema.js';
+import { jobEvents, jobs, type Job, type JobEvent } from '../schema.js';
 import { one, requireId } from './util.js';
 
 /** A tenant id, or null for system jobs (tenant_id is null). */
@@ -20,6 +20,28 @@ export async function statusEvent(db: Db, job: Job, extra: Record<string, unknow
     type: 'status',
     data: { status: job.status, attempt: job.attempts, ...extra },
   });
+  await enqueueWebhook(db, job);
+}
+
+/** The job that delivers a job's webhook (`payload.webhook`) once it ended. */
+export const WEBHOOK_JOB_KIND = 'webhook';
+/** Delivery attempts: with the queue's backoff (5 s doubling to 5 min) about 10 minutes of retries. */
+const WEBHOOK_ATTEMPTS = 8;
+const ENDED = new Set(['succeeded', 'failed', 'cancelled']);
+
+/**
+ * In the transaction that ends a job with a webhook: a delivery job, so the notification is as
+ * durable as the ending itself (a restart neither loses nor repeats it) and never runs on the
+ * request path (a cancel through the API only queues it).
+ */
+async function enqueueWebhook(db: Db, job: Job): Promise<void> {
+  const webhook = (job.payload as { webhook?: unknown } | null)?.webhook;
+  if (!ENDED.has(job.status) || job.kind === WEBHOOK_JOB_KIND || webhook === null || typeof webhook !== 'object') return;
+  const [delivery] = await db
+    .insert(jobs)
+    .values({ kind: WEBHOOK_JOB_KIND, tenantId: job.tenantId, payload: { jobId: job.id, webhook }, maxAttempts: WEBHOOK_ATTEMPTS })
+    .returning();
+  await statusEvent(db, delivery);
 }
 
 export async function appendEvent(

@@ -3,11 +3,11 @@
  * adapters, and jobs of one kind counted by status. Writes stay in jobs.ts (which re-exports
  * get and list).
  */
-import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../open.js';
 import { jobs, type Job, type JobStatus } from '../schema.js';
 import type { JobScope } from './job-events.js';
-import { one, pageOf, requireId, type Page } from './util.js';
+import { afterCursor, keysetOrder, one, pageOf, requireId, type Page } from './util.js';
 
 /** A tenant's jobs, or (scope null) the system's own. */
 export function scoped(scope: JobScope): SQL {
@@ -21,6 +21,15 @@ export async function get(db: Db, scope: JobScope, id: string): Promise<Job> {
     .from(jobs)
     .where(and(eq(jobs.id, id), scoped(scope)));
   return one(rows, 'job', id);
+}
+
+/** Jobs of `kind` made for `jobId` (payload.jobId), oldest first: e.g. its webhook deliveries. */
+export async function listFollowUps(db: Db, scope: JobScope, kind: string, jobId: string): Promise<Job[]> {
+  return db
+    .select()
+    .from(jobs)
+    .where(and(scoped(scope), eq(jobs.kind, kind), sql`${jobs.payload}->>'jobId' = ${jobId}`))
+    .orderBy(asc(jobs.createdAt), asc(jobs.id));
 }
 
 /** Newest first. */
@@ -38,9 +47,10 @@ export async function list(
         scoped(scope),
         opts.kind === undefined ? undefined : eq(jobs.kind, opts.kind),
         opts.status === undefined ? undefined : inArray(jobs.status, opts.status),
+        afterCursor(jobs, 'desc', opts.after),
       ),
     )
-    .orderBy(desc(jobs.createdAt), desc(jobs.id))
+    .orderBy(...keysetOrder(jobs, 'desc'))
     .limit(limit)
     .offset(offset);
 }

@@ -1,9 +1,9 @@
 /** Tenants: the root of every owned row. Deleting one is a soft delete that frees its name. */
-import { and, asc, count, eq, isNull, sql, sum } from 'drizzle-orm';
+import { and, count, eq, isNull, sql, sum } from 'drizzle-orm';
 import { dbCall } from '../errors.js';
 import type { Db } from '../open.js';
 import { adapters, adapterVersions, apiKeys, datasets, tenants, type Tenant } from '../schema.js';
-import { one, pageOf, requireId, type Page } from './util.js';
+import { afterCursor, keysetOrder, one, pageOf, requireId, type Page } from './util.js';
 
 const MESSAGES = { tenants_name_live_uq: 'a tenant with this name already exists' };
 
@@ -34,8 +34,8 @@ export async function list(db: Db, page?: Page): Promise<Tenant[]> {
   return db
     .select()
     .from(tenants)
-    .where(isNull(tenants.deletedAt))
-    .orderBy(asc(tenants.createdAt), asc(tenants.id))
+    .where(and(isNull(tenants.deletedAt), afterCursor(tenants, 'asc', page?.after)))
+    .orderBy(...keysetOrder(tenants, 'asc'))
     .limit(limit)
     .offset(offset);
 }
