@@ -1,6 +1,6 @@
 /**
  * The pieces of the recipe that are plain arithmetic: the per-epoch learning rate (linear warm-up,
- * then cosine), a seeded PRNG, a seeded shuffle, and the stratified train/val split.
+ * then cosine), early stopping, a seeded PRNG, a seeded shuffle, and the stratified train/val split.
  */
 import { mulberry32 } from '../model/index.js';
 
@@ -13,6 +13,19 @@ export function learningRate(e: number, h: { lr: number; minLr: number; warmupEp
   if (e < h.warmupEpochs) return (h.lr * (e + 1)) / (h.warmupEpochs + 1);
   const t = Math.min(e - h.warmupEpochs, h.epochs);
   return h.minLr + 0.5 * (h.lr - h.minLr) * (1 + Math.cos((Math.PI * t) / h.epochs));
+}
+
+/**
+ * Early stopping after the 1-based `epoch`: `patience` epochs without a better validation score,
+ * counted from the best epoch — or from `chosenAt`, the epoch a recipe search picked this run,
+ * when that is later: during the search every candidate is still at a high learning rate, and a
+ * winner stopped right after its choice would never reach the cosine's low-rate epochs (measured
+ * on fmnist-unseen: best epoch 3, stopped at 8, 91 % where the same recipe trained on reaches 95 %).
+ * Never during the warm-up, never after the last epoch (nothing left to save), never with patience 0.
+ */
+export function stopsEarly(s: { epoch: number; bestEpoch: number; chosenAt: number; patience: number; warmupEpochs: number; total: number }): boolean {
+  if (s.patience <= 0 || s.epoch >= s.total || s.epoch <= s.warmupEpochs) return false;
+  return s.epoch - Math.max(s.bestEpoch, s.chosenAt) >= s.patience;
 }
 
 /** Seeded floats in [0, 1): the model core's mulberry32, identical on every platform. */

@@ -30,7 +30,7 @@ import { calibrationQuality, fitTemperature, type Calibration, type NoCalibratio
 import { classWeighting, rowWeights, type ClassWeighting } from './class-weights.js';
 import { evaluate, type Evaluation } from './metrics.js';
 import { TrainingPrefixStore, type CachePrecision, type TrainingPrefixStoreStats } from './prefix-store.js';
-import { learningRate, prng, shuffle, subSeed } from './schedule.js';
+import { learningRate, prng, shuffle, stopsEarly, subSeed } from './schedule.js';
 import { planSearch, rankCandidates, type SearchEvent, type SearchRecord } from './search.js';
 import { evalBatch } from './step.js';
 
@@ -221,6 +221,8 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
     let stoppedEarly = false;
     let epochSecondsSum = 0;
     let rung = 0;
+    // The epoch the search's last rung chose the winner (0 without a search): see stopsEarly.
+    let chosenAt = 0;
     for (let e = 0; e < total; e++) {
       const epochStart = performance.now();
       for (const c of alive) c.optimizer.lr = learningRate(e, c.recipe);
@@ -283,9 +285,10 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
         searchSeconds = (performance.now() - started) / 1000;
         const kept = await closeRung(ranked, r.keep, ++rung, e + 1, searchSeconds, opts.onSearch);
         alive = alive.filter((c) => kept.includes(c)); // grid order: the same groups every run
+        if (alive.length === 1) chosenAt = e + 1;
       }
       const only = alive.length === 1 ? alive[0] : null;
-      if (only && validates && h.patience > 0 && e + 1 < total && e >= h.warmupEpochs && e + 1 - only.best.epoch >= h.patience) {
+      if (only && validates && stopsEarly({ epoch: e + 1, bestEpoch: only.best.epoch, chosenAt, patience: h.patience, warmupEpochs: h.warmupEpochs, total })) {
         stoppedEarly = true;
         break;
       }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import type { BackboneConfig } from '../../src/model/index.js';
 import { adapterSpecFor, autoRank, defaultAddBlocks, defaultTapeBlocks, parseHyperparameters, resolveBlocks } from '../../src/train/hyperparameters.js';
-import { learningRate, prng, shuffle, stratifiedSplit, subSeed } from '../../src/train/schedule.js';
+import { learningRate, prng, shuffle, stopsEarly, stratifiedSplit, subSeed } from '../../src/train/schedule.js';
 
 const vitB = { depth: 12, width: 768, gridSize: 14 } as BackboneConfig;
 const tiny = { depth: 4, width: 32, gridSize: 4 } as BackboneConfig;
@@ -105,6 +105,19 @@ describe('schedule', () => {
     expect(learningRate(13, h)).toBeCloseTo(1e-8, 12);
     for (let e = 3; e < 12; e++) expect(learningRate(e + 1, h)).toBeLessThan(learningRate(e, h));
     expect(learningRate(0, { ...h, warmupEpochs: 0 })).toBe(1e-3);
+  });
+
+  it('early stopping: patience from the best epoch, or from the search\'s choice when later; never in the warm-up or at the end', () => {
+    const at = { bestEpoch: 3, chosenAt: 0, patience: 5, warmupEpochs: 2, total: 22 };
+    expect(stopsEarly({ ...at, epoch: 7 })).toBe(false);
+    expect(stopsEarly({ ...at, epoch: 8 })).toBe(true);
+    // A winner chosen at epoch 8 (best at 3) trains on to at least 13.
+    expect(stopsEarly({ ...at, chosenAt: 8, epoch: 8 })).toBe(false);
+    expect(stopsEarly({ ...at, chosenAt: 8, epoch: 12 })).toBe(false);
+    expect(stopsEarly({ ...at, chosenAt: 8, epoch: 13 })).toBe(true);
+    expect(stopsEarly({ ...at, bestEpoch: 1, patience: 1, epoch: 2 })).toBe(false); // still warming up
+    expect(stopsEarly({ ...at, epoch: 22 })).toBe(false); // the last epoch: nothing to save
+    expect(stopsEarly({ ...at, patience: 0, epoch: 20 })).toBe(false);
   });
 
   it('prng and shuffle are seeded and reproducible', () => {
