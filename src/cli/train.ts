@@ -24,7 +24,7 @@ const HYPERPARAMETER_FLAGS: Record<keyof HyperparametersInput, { flag: string; k
   minLr: { flag: 'min-lr', kind: 'number', help: 'learning rate at the end of the cosine (default 1e-8)' },
   weightDecay: { flag: 'weight-decay', kind: 'number', help: 'AdamW weight decay, none on biases (default 0.05)' },
   batchSize: { flag: 'batch-size', kind: 'int', help: 'images per step (default 32)' },
-  rank: { flag: 'rank', kind: 'numberOrAuto', help: "CSN rank r, or 'auto': 2 at ViT-B's width 768, up to width/8 on narrower backbones (default auto)" },
+  rank: { flag: 'rank', kind: 'numberOrAuto', help: "CSN rank r, or 'auto': 2 at ViT-B's width 768, up to width/4 on narrower backbones (default auto)" },
   beta: { flag: 'beta', kind: 'number', help: 'Swish sharpness β (default 100)' },
   readBlocks: { flag: 'read-blocks', kind: 'blocks', help: "blocks the CSN reads: 'all' or a list like 0,1,2 (default all)" },
   addBlocks: { flag: 'add-blocks', kind: 'blocks', help: "blocks after which θ(h) is added: 'default' (second half) or a list" },

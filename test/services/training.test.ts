@@ -138,7 +138,7 @@ describe.each(dbTargets())('training service on %s', (kind) => {
     expect(m.cache.computed).toBe(m.split.train + m.split.val);
     expect(m.cache.hits).toBe((m.epochsRun - 1) * (m.split.train + m.split.val) + m.split.val);
     for (const k of ['bestEpoch', 'trainableParams', 'trainSeconds', 'peakTensorBytes']) expect(m[k], k).toBeGreaterThan(0);
-    expect(m.hyperparameters).toMatchObject({ lr: 1e-2, epochs: 20, rank: 4 }); // rank 'auto' on a width-32 backbone (autoRank)
+    expect(m.hyperparameters).toMatchObject({ lr: 1e-2, epochs: 20, rank: 8 }); // rank 'auto' on a width-32 backbone (autoRank)
 
     // Download the file; its metadata carries labels, backbone identity, hyperparameters, metrics.
     const bytes = await f.blobs.getBuffer(v.objectKey);

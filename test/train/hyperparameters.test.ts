@@ -33,8 +33,8 @@ describe('hyperparameters', () => {
       fusionKernel: 0,
     });
     expect(resolveBlocks(parseHyperparameters({ variant: 'dtl+' }), vitB).fusionKernel).toBe(3);
-    // rank 'auto': the authors' 2 at ViT-B's width, about the same CSN size per block when narrower, 2…d/8.
-    expect([768, 1024, 384, 192, 64, 16].map(autoRank)).toEqual([2, 2, 4, 8, 8, 2]);
+    // rank 'auto': the authors' 2 at ViT-B's width, about the same CSN size per block when narrower, 2…d/4.
+    expect([768, 1024, 384, 192, 64, 32, 16].map(autoRank)).toEqual([2, 2, 4, 8, 16, 8, 4]);
     expect(parseHyperparameters({ rank: 4 }).rank).toBe(4);
     // Activation checkpointing: unset → a quarter of the blocks stay on the tape.
     expect(h.tapeBlocks).toBeUndefined();

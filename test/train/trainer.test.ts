@@ -58,8 +58,8 @@ describe('trainAdapter', () => {
     expect(m.evaluation.confusionMatrix.flat().reduce((a, b) => a + b, 0)).toBe(16);
     expect(m.evaluation.perClass.map((c) => c.support)).toEqual([4, 4, 4, 4]);
     expect(m.bestValAccuracy).toBe(Math.max(...m.lossCurve.map((p) => p.valAccuracy!)));
-    // width 32, rank 'auto' = 4 (autoRank): 4 read blocks × (32·4 + 4·32) + head 32·4 + 4
-    expect(m.trainableParams).toBe(4 * 256 + 128 + 4);
+    // width 32, rank 'auto' = 8 (autoRank): 4 read blocks × (32·8 + 8·32) + head 32·4 + 4
+    expect(m.trainableParams).toBe(4 * 512 + 128 + 4);
     expect(m.peakTensorBytes).toBeGreaterThan(m.stepPeakBytes);
     expect(m.stepPeakBytes).toBeGreaterThan(0);
     const p = r.epochs[3];
@@ -120,8 +120,8 @@ describe('trainAdapter', () => {
     expect(r.metrics.cache.storedRows).toBeLessThanOrEqual(2 * 40 + 8 + 16);
     expect(r.metrics.cache.computed).toBe(r.metrics.cache.storedRows);
     expect(r.losses.at(-1)!).toBeLessThan(r.losses[0]);
-    // 3 read blocks × 256 (rank 4) + fusion 9·32 + head 132
-    expect(r.metrics.trainableParams).toBe(3 * 256 + 9 * 32 + 132);
+    // 3 read blocks × 512 (rank 8) + fusion 9·32 + head 132
+    expect(r.metrics.trainableParams).toBe(3 * 512 + 9 * 32 + 132);
     expect(r.metrics.augment).toBe('flip');
   });
 
