@@ -87,7 +87,7 @@ describe('SIGTERM under classify load', () => {
     // All of them queued (the batch waits to fill): the gauge says so.
     for (let i = 0; ; i++) {
       const metrics = await (await fetch(`${url}/metrics`)).text();
-      const depth = Number(/dtl_classify_queue_depth\{tenant=""\} (\d+)/.exec(metrics)?.[1]);
+      const depth = Number(/^dtl_classify_queue_depth (\d+)$/m.exec(metrics)?.[1]);
       if (depth === LOAD) break;
       expect(i).toBeLessThan(100);
       await new Promise((r) => setTimeout(r, 10));
