@@ -5,7 +5,14 @@
  * - HTTP_HEADERS_TIMEOUT_MS: the request's headers must arrive within it;
  * - HTTP_REQUEST_TIMEOUT_MS: the whole request, body included (bounds the slowest upload);
  * - HTTP_BODY_IDLE_TIMEOUT_MS: while the server waits for more of a body, no pause may be longer
- *   (slow-loris uploads that trickle a byte now and then are bounded by the request timeout).
+ *   (slow-loris uploads that trickle a byte now and then are bounded by the request timeout);
+ * - HTTP_KEEP_ALIVE_TIMEOUT_MS: how long an idle kept-alive connection waits for its next request.
+ *   With Node's 5 s default, a client that polls every few seconds and does not honour the
+ *   `Keep-Alive: timeout=` hint (many pools do not; load balancers keep 60 s) reuses a connection
+ *   just as the server closes it and gets ECONNRESET. 65 s outlasts such clients' polls and the
+ *   60 s idle timeout common in load balancers; idle connections cost a socket each, no thread.
+ *   The headers timeout needs no matching: Node counts it from a request's first byte, not from
+ *   the end of the previous one, so an idle connection is cut by this timeout alone.
  *
  * Each answers 408 and closes the connection, as Node does for its own two.
  */
@@ -13,7 +20,10 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Config } from '../config.js';
 
-export type HttpServerConfig = Pick<Config, 'HOST' | 'HTTP_HEADERS_TIMEOUT_MS' | 'HTTP_REQUEST_TIMEOUT_MS' | 'HTTP_BODY_IDLE_TIMEOUT_MS'>;
+export type HttpServerConfig = Pick<
+  Config,
+  'HOST' | 'HTTP_HEADERS_TIMEOUT_MS' | 'HTTP_REQUEST_TIMEOUT_MS' | 'HTTP_BODY_IDLE_TIMEOUT_MS' | 'HTTP_KEEP_ALIVE_TIMEOUT_MS'
+>;
 
 type FetchApp = { fetch: (request: Request, env: never) => Response | Promise<Response> };
 
@@ -35,6 +45,7 @@ export function createHttpServer(app: FetchApp, config: HttpServerConfig): Serve
       connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(Math.min(headersTimeout, requestTimeout || headersTimeout) / 4))),
     },
   }) as Server;
+  server.keepAliveTimeout = config.HTTP_KEEP_ALIVE_TIMEOUT_MS;
   const idleMs = config.HTTP_BODY_IDLE_TIMEOUT_MS;
   if (idleMs > 0) server.on('request', (req: IncomingMessage, res: ServerResponse) => guardBodyIdle(req, res, idleMs));
   return server;

@@ -142,3 +142,37 @@ describe('uploads per tenant', () => {
     expect(again.status, again.text).toBe(201);
   });
 });
+
+describe('keep-alive', () => {
+  /** Requests over one kept-alive agent; says whether each reused the previous connection. */
+  async function get(port: number, agent: http.Agent): Promise<{ status: number; reused: boolean }> {
+    return new Promise((resolve, reject) => {
+      const req = http.get({ port, host: '127.0.0.1', path: '/healthz', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+    });
+  }
+
+  it('keeps an idle connection open for HTTP_KEEP_ALIVE_TIMEOUT_MS, then closes it (65 s by default, not Node\'s 5 s)', async () => {
+    expect(h.config.HTTP_KEEP_ALIVE_TIMEOUT_MS).toBe(65_000);
+    const s = await server({ HTTP_KEEP_ALIVE_TIMEOUT_MS: 3000 });
+    expect(s.server.keepAliveTimeout).toBe(3000);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    let closedAt = 0;
+    s.server.on('connection', (socket) => socket.on('close', () => (closedAt = Date.now())));
+    try {
+      expect(await get(s.port, agent)).toEqual({ status: 200, reused: false });
+      // Idle within the advertised `Keep-Alive: timeout=3` less the agent's 1 s margin: the agent
+      // reuses the connection, and the server must still hold it.
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(await get(s.port, agent)).toEqual({ status: 200, reused: true });
+      const idleFrom = Date.now();
+      await until(() => closedAt > 0, 'the idle connection to close', 10_000);
+      expect(closedAt - idleFrom).toBeGreaterThanOrEqual(2900);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
