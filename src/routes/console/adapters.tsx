@@ -1,49 +1,20 @@
 /** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/adapters: adapters, versions and their metrics, confusion matrix, aliases, download, import. */
-import { Field, Layout } from './layout.js';
+import { DataTable, Field, Layout } from './layout.js';
 
 export function AdaptersPage() {
   return (
     <Layout title="Adapters" page="adapters">
       <section class="card">
         <h2>Your adapters</h2>
-        <div class="scroll">
-          <table id="adapters-table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Status</th>
-                <th scope="col">Versions</th>
-                <th scope="col">Latest accuracy</th>
-                <th scope="col">Aliases</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="adapters-table" columns={['Name', 'Status', 'Versions', 'Latest accuracy', 'Aliases', 'Actions']} />
       </section>
 
       <section id="adapter" class="card" hidden aria-labelledby="adapter-title">
         <h2 id="adapter-title">Adapter</h2>
         <p id="adapter-summary"></p>
         <h3>Versions</h3>
-        <div class="scroll">
-          <table id="versions-table">
-            <thead>
-              <tr>
-                <th scope="col">Version</th>
-                <th scope="col">Source</th>
-                <th scope="col">Accuracy</th>
-                <th scope="col">Macro F1</th>
-                <th scope="col">Size</th>
-                <th scope="col">Created</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="versions-table" columns={['Version', 'Source', 'Accuracy', 'Macro F1', 'Size', 'Created', 'Actions']} />
         <h3>Aliases</h3>
         <ul id="aliases"></ul>
         <form id="alias-form" class="row" method="post" action="/console/adapters">
@@ -66,20 +37,7 @@ export function AdaptersPage() {
           <div id="metrics-curve" class="chart"></div>
         </figure>
         <h3>Per class</h3>
-        <div class="scroll">
-          <table id="prf-table">
-            <thead>
-              <tr>
-                <th scope="col">Class</th>
-                <th scope="col">Precision</th>
-                <th scope="col">Recall</th>
-                <th scope="col">F1</th>
-                <th scope="col">Support</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="prf-table" columns={['Class', 'Precision', 'Recall', 'F1', 'Support']} />
         <h3 id="confusion-title">Confusion matrix</h3>
         <fieldset class="toggle">
           <legend>Show</legend>

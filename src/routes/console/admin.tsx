@@ -1,6 +1,6 @@
 /** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/admin: tenants and their keys, with the admin token. */
-import { Field, Layout } from './layout.js';
+import { DataTable, Field, Layout } from './layout.js';
 import { ScopeChecks, TokenOnce } from './keys.js';
 
 export function AdminPage() {
@@ -18,19 +18,7 @@ export function AdminPage() {
       </form>
       <section class="card">
         <h2>Tenants</h2>
-        <div class="scroll">
-          <table id="tenants-table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Id</th>
-                <th scope="col">Created</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="tenants-table" columns={['Name', 'Id', 'Created', 'Actions']} />
       </section>
       <section id="tenant" class="card" hidden aria-labelledby="tenant-title">
         <h2 id="tenant-title">Tenant</h2>
@@ -46,20 +34,7 @@ export function AdminPage() {
           <TokenOnce prefix="tkey" />
         </form>
         <h3>Keys</h3>
-        <div class="scroll">
-          <table id="tkeys-table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Prefix</th>
-                <th scope="col">Scopes</th>
-                <th scope="col">State</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="tkeys-table" columns={['Name', 'Prefix', 'Scopes', 'State', 'Actions']} />
         <button type="button" id="tenant-delete" class="danger">
           Delete this tenant and everything it owns
         </button>

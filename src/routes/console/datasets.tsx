@@ -1,6 +1,6 @@
 /** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/datasets: upload (zip, JSONL or a folder) with progress, list, per-class counts, problems, delete. */
-import { Field, Layout } from './layout.js';
+import { DataTable, Field, Layout } from './layout.js';
 
 export function DatasetsPage() {
   return (
@@ -43,43 +43,14 @@ export function DatasetsPage() {
 
       <section class="card">
         <h2>Your data sets</h2>
-        <div class="scroll">
-          <table id="datasets-table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Status</th>
-                <th scope="col">Images</th>
-                <th scope="col">Classes</th>
-                <th scope="col">Problems</th>
-                <th scope="col">Created</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="datasets-table" columns={['Name', 'Status', 'Images', 'Classes', 'Problems', 'Created', 'Actions']} />
       </section>
 
       <section id="dataset-detail" class="card" hidden aria-labelledby="dataset-detail-title">
         <h2 id="dataset-detail-title">Data set</h2>
         <p id="dataset-summary"></p>
         <h3>Images per class</h3>
-        <div class="scroll">
-          <table id="dataset-classes">
-            <thead>
-              <tr>
-                <th scope="col">Class</th>
-                <th scope="col">train</th>
-                <th scope="col">val</th>
-                <th scope="col">test</th>
-                <th scope="col">unassigned</th>
-                <th scope="col">total</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="dataset-classes" columns={['Class', 'train', 'val', 'test', 'unassigned', 'total']} />
         <h3>Problems</h3>
         <ul id="dataset-problems"></ul>
         <p>

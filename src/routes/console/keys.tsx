@@ -1,6 +1,6 @@
 /** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/keys: the tenant's API keys (needs the 'manage' scope): create (token shown once), list, revoke. */
-import { Field, Layout } from './layout.js';
+import { DataTable, Field, Layout } from './layout.js';
 
 export function ScopeChecks(props: { prefix: string }) {
   return (
@@ -49,22 +49,7 @@ export function KeysPage() {
       </form>
       <section class="card">
         <h2>Keys</h2>
-        <div class="scroll">
-          <table id="keys-table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Prefix</th>
-                <th scope="col">Scopes</th>
-                <th scope="col">Created</th>
-                <th scope="col">Last used</th>
-                <th scope="col">State</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="keys-table" columns={['Name', 'Prefix', 'Scopes', 'Created', 'Last used', 'State', 'Actions']} />
       </section>
     </Layout>
   );

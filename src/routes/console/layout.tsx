@@ -78,3 +78,21 @@ export function Field(props: { id: string; label: string; children: Child; hint?
     </div>
   );
 }
+
+/** A table the page's script fills: its header row here, the body rows from the API. */
+export function DataTable(props: { id: string; columns: string[] }) {
+  return (
+    <div class="scroll">
+      <table id={props.id}>
+        <thead>
+          <tr>
+            {props.columns.map((c) => (
+              <th scope="col">{c}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody></tbody>
+      </table>
+    </div>
+  );
+}

@@ -1,6 +1,6 @@
 /** @jsxRuntime automatic @jsxImportSource hono/jsx */
 /** /console/training: start a job (defaults, or the advanced fold), watch it live over SSE, cancel. */
-import { Field, Layout } from './layout.js';
+import { DataTable, Field, Layout } from './layout.js';
 
 export function TrainingPage() {
   return (
@@ -84,19 +84,7 @@ export function TrainingPage() {
 
       <section class="card">
         <h2>Recent jobs</h2>
-        <div class="scroll">
-          <table id="jobs-table">
-            <thead>
-              <tr>
-                <th scope="col">Job</th>
-                <th scope="col">Status</th>
-                <th scope="col">Created</th>
-                <th scope="col">Result</th>
-              </tr>
-            </thead>
-            <tbody></tbody>
-          </table>
-        </div>
+        <DataTable id="jobs-table" columns={['Job', 'Status', 'Created', 'Result']} />
       </section>
     </Layout>
   );
