@@ -373,6 +373,46 @@ describe.each(VARIANTS)('infra/k8s/%s', (variant) => {
     expect(queries.some((q) => /rate\(dtl_http_requests_total/.test(q))).toBe(true);
   });
 
+  it('NetworkPolicies: API takes traffic on http only, workers only the scrape; egress only DNS, PostgreSQL, S3', () => {
+    type Port = { port: number | string; protocol?: string };
+    type Policy = K8sObject & {
+      spec: {
+        podSelector: { matchLabels: Record<string, string> };
+        policyTypes: string[];
+        ingress: { from?: Record<string, unknown>[]; ports: Port[] }[];
+        egress: { to?: unknown[]; ports: Port[] }[];
+      };
+    };
+    const policies = applied.filter((o) => o.obj.kind === 'NetworkPolicy').map((o) => o.obj as Policy);
+    const config = loadConfig(Object.fromEntries(containerEnv(objects, apiC)));
+    const dbPort = Number(new URL(config.DATABASE_URL ?? '').port || 5432);
+    const s3 = new URL(config.S3_ENDPOINT ?? 'https://s3.amazonaws.com');
+    const s3Port = Number(s3.port || (s3.protocol === 'https:' ? 443 : 80));
+    const allowed = ['53/UDP', '53/TCP', `${dbPort}/TCP`, `${s3Port}/TCP`].sort();
+    for (const d of deployments) {
+      const own = policies.filter((p) => selects(p.spec.podSelector.matchLabels, d.spec.template.metadata.labels));
+      expect(own, d.metadata.name).toHaveLength(1);
+      const [p] = own;
+      expect(p.spec.policyTypes.sort()).toEqual(['Egress', 'Ingress']);
+      const ingressPorts = p.spec.ingress.flatMap((r) => r.ports.map((x) => `${String(x.port)}/${x.protocol ?? 'TCP'}`));
+      expect(ingressPorts, d.metadata.name).toEqual(['http/TCP']);
+      expect(d.spec.template.spec.containers[0].ports?.map((x) => x.name)).toContain('http');
+      const egress = p.spec.egress.flatMap((r) => r.ports.map((x) => `${String(x.port)}/${x.protocol ?? 'TCP'}`));
+      expect([...new Set(egress)].sort(), d.metadata.name).toEqual(allowed);
+    }
+    // Workers take no client traffic: only Prometheus's namespace may reach them.
+    const wp = policies.find((p) => selects(p.spec.podSelector.matchLabels, worker.spec.template.metadata.labels));
+    for (const r of wp?.spec.ingress ?? []) expect(r.from?.length ?? 0).toBeGreaterThan(0);
+    const prometheus = new URL(find<ScaledObjectObj>(objects, 'ScaledObject', 'dtl-host-api').spec.triggers[0].metadata.serverAddress);
+    const promNamespace = prometheus.hostname.split('.')[1];
+    expect(JSON.stringify(wp?.spec.ingress)).toContain(`"kubernetes.io/metadata.name":"${promNamespace}"`);
+    // The schema is really checked: a misspelt field is caught.
+    const typo = structuredClone(policies[0]) as unknown as { spec: Record<string, unknown> };
+    typo.spec.egres = typo.spec.egress;
+    delete typo.spec.egress;
+    expect(validateK8s(typo)).toEqual(['unknown field /spec/egres']);
+  });
+
   it('each Deployment is scaled by exactly one ScaledObject', () => {
     const targets = objects.filter((o) => o.obj.kind === 'ScaledObject').map((o) => (o.obj as ScaledObjectObj).spec.scaleTargetRef.name);
     expect(targets.sort()).toEqual(deployments.map((d) => d.metadata.name).sort());
