@@ -43,6 +43,14 @@ const variants = Object.fromEntries(
   }),
 ) as Record<(typeof VARIANTS)[number], { objects: Loaded[]; kustomization: Record<string, unknown> | undefined }>;
 
+/** A Kubernetes memory quantity in bytes (the suffixes the manifests use). */
+function quantity(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(q);
+  if (m === null) throw new Error(`not a quantity: ${q}`);
+  const unit = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[m[2] ?? ''] ?? 1;
+  return Number(m[1]) * unit;
+}
+
 interface ScaledObjectObj extends K8sObject {
   spec: {
     scaleTargetRef: { name: string; kind?: string; apiVersion?: string };
@@ -371,6 +379,21 @@ describe.each(VARIANTS)('infra/k8s/%s', (variant) => {
     expect(queries.some((q) => /dtl_classify_queue_depth\{/.test(q))).toBe(true);
     expect(queries.some((q) => q.includes('dtl_classify_queue_depth_by_tenant'))).toBe(false);
     expect(queries.some((q) => /rate\(dtl_http_requests_total/.test(q))).toBe(true);
+  });
+
+  it('API memory: the request covers the measured ViT-B serving RSS plus the adapter cache, the limit 1 GiB more', () => {
+    // README "Known limits": ViT-B serving peaks near 1.26 GB RSS (onnxruntime; 1.11 GB on tfjs).
+    const measuredPeak = 1.26e9;
+    const config = loadConfig(Object.fromEntries(containerEnv(objects, apiC)));
+    const req = quantity(String(apiC.resources?.requests?.memory));
+    const lim = quantity(String(apiC.resources?.limits?.memory));
+    expect(req).toBeGreaterThanOrEqual(measuredPeak + config.ADAPTER_CACHE_BYTES);
+    // docs/reliability.md's bound under load: peak < start + 1 GiB.
+    expect(lim).toBeGreaterThanOrEqual(req + 2 ** 30);
+    for (const d of deployments) {
+      const r = d.spec.template.spec.containers[0].resources;
+      expect(quantity(String(r?.limits?.memory)), d.metadata.name).toBeGreaterThanOrEqual(quantity(String(r?.requests?.memory)));
+    }
   });
 
   it('NetworkPolicies: API takes traffic on http only, workers only the scrape; egress only DNS, PostgreSQL, S3', () => {
