@@ -396,6 +396,18 @@ describe.each(VARIANTS)('infra/k8s/%s', (variant) => {
     }
   });
 
+  it('the API spool (DATA_DIR) holds 4 tenants each uploading UPLOADS_PER_TENANT maximum files at once', () => {
+    // Uploads are spooled whole under DATA_DIR/tmp before they go to S3 (src/services/datasets.ts).
+    const spoolTenants = 4;
+    const config = loadConfig(Object.fromEntries(containerEnv(objects, apiC)));
+    const mount = apiC.volumeMounts?.find((m) => m.mountPath === config.paths.dataDir);
+    const volume = api.spec.template.spec.volumes?.find((v) => v.name === mount?.name) as
+      | { emptyDir?: { sizeLimit?: string } }
+      | undefined;
+    const limit = quantity(String(volume?.emptyDir?.sizeLimit));
+    expect(limit).toBeGreaterThanOrEqual(spoolTenants * config.UPLOADS_PER_TENANT * config.UPLOAD_MAX_BYTES);
+  });
+
   it('NetworkPolicies: API takes traffic on http only, workers only the scrape; egress only DNS, PostgreSQL, S3', () => {
     type Port = { port: number | string; protocol?: string };
     type Policy = K8sObject & {
