@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { configSchema } from '../../src/config.js';
 
@@ -140,6 +141,7 @@ const MODELS: Record<string, ValidateThis> = {
   'v1/Service': Service,
   'apps/v1/Deployment': Deployment,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
   'keda.sh/v1alpha1/ScaledObject': ScaledObject,
   'keda.sh/v1alpha1/TriggerAuthentication': TriggerAuthentication,
   'monitoring.coreos.com/v1/PodMonitor': PodMonitor,
@@ -216,18 +218,25 @@ function trackReads(root: Obj): { proxy: Obj; unread(): string[] } {
   return { proxy: wrap(root) as Obj, unread };
 }
 
-/** All objects of the YAML files under a folder (not recursive), kustomizations set apart. */
-export function loadK8sDir(dir: string): { objects: Loaded[]; kustomization: Obj | undefined } {
+/** Files named `*.example.yaml` are documentation the kustomization does not apply. */
+export const isExample = (file: string): boolean => /\.example\.ya?ml$/.test(file);
+
+/**
+ * All objects of the YAML files under a folder (not recursive), kustomizations set apart, and the
+ * objects of `*.example.yaml` files (not applied) set apart from those `kubectl apply -k` writes.
+ */
+export function loadK8sDir(dir: string): { objects: Loaded[]; examples: Loaded[]; kustomization: Obj | undefined } {
   const objects: Loaded[] = [];
+  const examples: Loaded[] = [];
   let kustomization: Obj | undefined;
   for (const file of listFiles(dir, /\.ya?ml$/).filter((f) => path.dirname(f) === dir)) {
     for (const doc of readYamlDocs(file)) {
       if (!isObj(doc)) throw new Error(`${rel(file)}: a document is not a mapping`);
       if (`${String(doc.apiVersion)}/${String(doc.kind)}` === KUSTOMIZATION_TYPE) kustomization = doc;
-      else objects.push({ file, obj: doc as unknown as K8sObject });
+      else (isExample(file) ? examples : objects).push({ file, obj: doc as unknown as K8sObject });
     }
   }
-  return { objects, kustomization };
+  return { objects, examples, kustomization };
 }
 
 export function find<T = K8sObject>(objects: Loaded[], kind: string, name: string): T {
