@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, type Backbone } from '../../src/model/index.js';
+import { autoRank } from '../../src/train/hyperparameters.js';
 import { dtl, dtlPlus, serviceDefaults } from '../../eval/methods/dtl.js';
 import { fullFinetune } from '../../eval/methods/full-finetune.js';
 import { linearProbe } from '../../eval/methods/linear-probe.js';
@@ -30,13 +31,15 @@ describe('transfer methods (one tiny epoch each)', () => {
   const classes = 6;
   const head = D * classes + classes;
   const backboneParams = 7 * 7 * 3 * D + D + D + 17 * D + DEPTH * (4 * (D * D + D) + 4 * D + D * MLP + MLP + MLP * D + D) + 2 * D;
+  // The trainer-backed rows train at rank 'auto' (4 at this width 16).
+  const R = autoRank(D);
   const expected: Record<MethodId, number> = {
     pixel: 28 * 28 * classes + classes,
     linear: head,
-    service: DEPTH * 2 * 2 * D + head,
-    http: DEPTH * 2 * 2 * D + head,
-    dtl: DEPTH * 2 * 2 * D + head,
-    'dtl+': DEPTH * 2 * 2 * D + 9 * D + head,
+    service: DEPTH * 2 * R * D + head,
+    http: DEPTH * 2 * R * D + head,
+    dtl: DEPTH * 2 * R * D + head,
+    'dtl+': DEPTH * 2 * R * D + 9 * D + head,
     lora: DEPTH * 2 * 2 * 4 * D + head,
     full: backboneParams + head,
   };
