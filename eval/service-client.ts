@@ -62,7 +62,7 @@ export interface RunningService {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function startService(backboneDir: string, opts: { readyTimeoutMs?: number } = {}): Promise<RunningService> {
+export async function startService(backboneDir: string, opts: { readyTimeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunningService> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'dtl-eval-http-'));
   let proc: Spawned | undefined;
   // A caller that dies (a test timed out, ^C) must not leave a training service behind.
@@ -80,7 +80,7 @@ export async function startService(backboneDir: string, opts: { readyTimeoutMs?:
   };
   try {
     // Only what `npm start` needs: where to keep its state, a free port, the admin token, the backbone.
-    proc = spawnServer({ DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ADMIN_TOKEN, BACKBONE: path.resolve(backboneDir) });
+    proc = spawnServer({ ...opts.env, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ADMIN_TOKEN, BACKBONE: path.resolve(backboneDir) });
     const url = await proc.ready;
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
     for (;;) {

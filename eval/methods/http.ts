@@ -79,13 +79,14 @@ const seconds = (job: JobView) => (Date.parse(job.finishedAt ?? '') - Date.parse
 
 /**
  * The whole round trip for one task against a fresh service on `backboneDir`. The study's row
- * passes no hyperparameters; a test may pass a short explicit recipe to keep the run small.
+ * passes no hyperparameters; a test may pass a short explicit recipe to keep the run small, and
+ * settings for the service (`env`, e.g. the backbone engine the trainer-direct row uses).
  */
-export async function runOverHttp(backboneDir: string, t: StudyTask, hyperparameters: HyperparametersInput = {}): Promise<RunOutcome> {
+export async function runOverHttp(backboneDir: string, t: StudyTask, hyperparameters: HyperparametersInput = {}, env?: Record<string, string>): Promise<RunOutcome> {
   const { task } = t;
   const [trainPngs, testPngs] = [await setToPngs(task.train), await setToPngs(task.test)];
   const zip = await trainingZip(task.labels, task.train, trainPngs);
-  const svc = await startService(backboneDir);
+  const svc = await startService(backboneDir, { env });
   try {
     const token = await createTenantKey(svc, 'eval');
     const ds = await svc.call<{ id: string; imageCount: number; problemCount: number }>('POST', `/v1/datasets?name=${encodeURIComponent(task.id)}`, {
