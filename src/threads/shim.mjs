@@ -1,0 +1,8 @@
+// The first module of every compute thread (spawn.ts). Node 20 runs a worker's modules without the
+// parent's `--import tsx` hooks, so a TypeScript entry cannot be started directly: this plain
+// module registers tsx in the thread, then imports the entry it was handed.
+import { workerData } from 'node:worker_threads';
+import { register } from 'tsx/esm/api';
+
+register();
+await import(workerData.entry);
