@@ -37,15 +37,36 @@ const fail = (msg: string): never => {
 
 const shapeStr = (s: number[]) => `[${s.join(', ')}]`;
 
-/** Fetches a tensor, failing with a message naming it when missing or misshaped. */
-function take(tensors: Tensors, name: string, shape: number[], used: Set<string>): Float32Array {
+type Getter = (name: string, shape: number[]) => Float32Array;
+const NO_DATA = new Float32Array(0);
+
+/** Checks that a tensor is there with this shape (failing with a message naming it) without reading its data. */
+function check(tensors: Tensors, name: string, shape: number[], used: Set<string>): Float32Array {
   const t = tensors.get(name);
   if (!t) fail(`missing tensor '${name}'`);
   if (t!.shape.length !== shape.length || t!.shape.some((s, i) => s !== shape[i])) {
     fail(`tensor '${name}' has shape ${shapeStr(t!.shape)}, expected ${shapeStr(shape)}`);
   }
   used.add(name);
-  return t!.data;
+  return NO_DATA;
+}
+
+/** Fetches a tensor's data, failing with a message naming it when missing or misshaped. */
+function take(tensors: Tensors, name: string, shape: number[], used: Set<string>): Float32Array {
+  check(tensors, name, shape, used);
+  return tensors.get(name)!.data;
+}
+
+/**
+ * The blocks, each checked now (names and shapes) and read when it is first asked for — and again
+ * at each ask, not kept: with a file read lazily (safetensors.ts openSafetensorsFile) only the
+ * block in use is in memory, so the native engine's graphs can be built a block at a time.
+ */
+function lazyBlocks(depth: number, block: (i: number, g: Getter) => CanonicalBlock, dry: Getter, g: Getter): CanonicalBlock[] {
+  for (let i = 0; i < depth; i++) block(i, dry);
+  const blocks: CanonicalBlock[] = [];
+  for (let i = 0; i < depth; i++) Object.defineProperty(blocks, i, { enumerable: true, get: () => block(i, g) });
+  return blocks;
 }
 
 export function detectLayout(tensors: Tensors): { layout: BackboneLayout; prefix: string } {
@@ -77,11 +98,10 @@ export function readHf(
   const used = new Set<string>();
   const g = (name: string, shape: number[]) => take(tensors, prefix + name, shape, used);
   const zeros = new Float32Array(d);
-  const blocks: CanonicalBlock[] = [];
-  for (let i = 0; i < cfg.depth; i++) {
+  const block = (i: number, g: Getter): CanonicalBlock => {
     const l = `encoder.layer.${i}.`;
     const bias = (name: string) => (cfg.qkvBias ? g(name, [d]) : zeros);
-    blocks.push({
+    return {
       ln1g: g(`${l}layernorm_before.weight`, [d]), ln1b: g(`${l}layernorm_before.bias`, [d]),
       wq: g(`${l}attention.attention.query.weight`, [d, d]), bq: bias(`${l}attention.attention.query.bias`),
       wk: g(`${l}attention.attention.key.weight`, [d, d]), bk: bias(`${l}attention.attention.key.bias`),
@@ -90,8 +110,9 @@ export function readHf(
       ln2g: g(`${l}layernorm_after.weight`, [d]), ln2b: g(`${l}layernorm_after.bias`, [d]),
       w1: g(`${l}intermediate.dense.weight`, [m, d]), b1: g(`${l}intermediate.dense.bias`, [m]),
       w2: g(`${l}output.dense.weight`, [d, m]), b2: g(`${l}output.dense.bias`, [d]),
-    });
-  }
+    };
+  };
+  const blocks = lazyBlocks(cfg.depth, block, (name, shape) => check(tensors, prefix + name, shape, used), g);
   const weights: CanonicalWeights = {
     cls: g('embeddings.cls_token', [1, 1, d]),
     pos: g('embeddings.position_embeddings', [1, T, d]),
@@ -141,14 +162,13 @@ export function readTimm(tensors: Tensors, config: Record<string, unknown>): { c
   const m = cfg.mlpDim;
   const used = new Set<string>();
   const g = (name: string, shape: number[]) => take(tensors, name, shape, used);
-  const blocks: CanonicalBlock[] = [];
   const zeros = new Float32Array(3 * d);
-  for (let i = 0; i < depth; i++) {
+  const block = (i: number, g: Getter): CanonicalBlock => {
     const l = `blocks.${i}.`;
     // timm stacks q, k, v on the output axis: rows [0,d) are q, [d,2d) k, [2d,3d) v.
     const qkv = g(`${l}attn.qkv.weight`, [3 * d, d]);
     const qkvB = cfg.qkvBias ? g(`${l}attn.qkv.bias`, [3 * d]) : zeros;
-    blocks.push({
+    return {
       ln1g: g(`${l}norm1.weight`, [d]), ln1b: g(`${l}norm1.bias`, [d]),
       wq: qkv.subarray(0, d * d), bq: qkvB.subarray(0, d),
       wk: qkv.subarray(d * d, 2 * d * d), bk: qkvB.subarray(d, 2 * d),
@@ -157,8 +177,9 @@ export function readTimm(tensors: Tensors, config: Record<string, unknown>): { c
       ln2g: g(`${l}norm2.weight`, [d]), ln2b: g(`${l}norm2.bias`, [d]),
       w1: g(`${l}mlp.fc1.weight`, [m, d]), b1: g(`${l}mlp.fc1.bias`, [m]),
       w2: g(`${l}mlp.fc2.weight`, [d, m]), b2: g(`${l}mlp.fc2.bias`, [d]),
-    });
-  }
+    };
+  };
+  const blocks = lazyBlocks(depth, block, (name, shape) => check(tensors, name, shape, used), g);
   // Average-pool timm models name their final norm fc_norm (and have no `norm`); same role here.
   const normName = tensors.has('norm.weight') || !tensors.has('fc_norm.weight') ? 'norm' : 'fc_norm';
   const weights: CanonicalWeights = {

@@ -4,8 +4,9 @@
  * operand costs an extra transpose pass per call, kernels/wasm-matmul.ts), q/k/v as separate
  * matrices (timm's fused qkv is split on load), the patch projection as an NHWC conv filter.
  */
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
@@ -13,7 +14,7 @@ import { parseJson, type BackboneConfig } from './backbone-config.js';
 import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
 import { atImageSize } from './pos-embed.js';
 import { droppedPart, parameterCount, prepareBlock, prepareEmbed, registerResidency, settleBackboneWeights, type Residency } from './backbone-residency.js';
-import { readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
+import { openSafetensorsFile, readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
 
 export interface BlockWeights {
   ln1g: tf.Tensor1D; ln1b: tf.Tensor1D;
@@ -162,12 +163,17 @@ export function settledUnlessDeferred(backbone: Backbone, opts: LoadOptions): Ba
 export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFiles, opts: LoadOptions = {}): Backbone {
   const parts = 'shards' in files ? files.shards : [files.model];
   const tensors = mergeShards(parts.map((bytes, i) => readSafetensors(bytes, { code: 'invalid_backbone', what: parts.length > 1 ? `backbone shard ${i + 1}` : 'backbone model.safetensors' })));
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return fromTensors(tensors, files, hash, opts);
+}
+
+/** The backbone from its checkpoint's tensors; `hash` has seen the weights' bytes, the config files are added here. */
+function fromTensors(tensors: Map<string, SafetensorsTensor>, files: Omit<BackboneFiles, 'model'>, hash: Hash, opts: LoadOptions): Backbone {
   const { layout, prefix } = detectLayout(tensors);
   const config = parseJson(files.config, 'backbone config.json');
   const preprocessor = files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined;
   const { config: cfg, weights } = layout === 'hf' ? readHf(tensors, prefix, config, preprocessor) : readTimm(tensors, config);
-  const hash = createHash('sha256');
-  for (const part of parts) hash.update(part);
   hash.update(files.config);
   if (files.preprocessor) hash.update(files.preprocessor);
   const sized = atImageSize({ config: cfg, weights, identity: hash.digest('hex') }, opts.imageSize ?? cfg.preprocessorSize);
@@ -183,13 +189,27 @@ async function readOptional(file: string): Promise<Uint8Array | undefined> {
   }
 }
 
-/** Loads `model.safetensors`, `config.json` and (optionally) `preprocessor_config.json` from a folder. */
+/**
+ * Loads `model.safetensors`, `config.json` and (optionally) `preprocessor_config.json` from a
+ * folder. Deferred (`deferResidency`), the weights file is read a tensor at a time as the engine
+ * asks for each part instead of whole (its hash streamed), so loading never holds the whole file.
+ */
 export async function loadBackboneFromDir(dir: string, opts: LoadOptions = {}): Promise<Backbone> {
-  const [model, config, preprocessor] = await Promise.all([
-    readOptional(path.join(dir, 'model.safetensors')),
+  const modelFile = path.join(dir, 'model.safetensors');
+  const [config, preprocessor] = await Promise.all([
     readOptional(path.join(dir, 'config.json')),
     readOptional(path.join(dir, 'preprocessor_config.json')),
   ]);
+  if (opts.deferResidency === true) {
+    const exists = await stat(modelFile).then((st) => st.isFile(), () => false);
+    if (!exists) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no model.safetensors`);
+    if (!config) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no config.json`);
+    const file = openSafetensorsFile(modelFile, { code: 'invalid_backbone', what: 'backbone model.safetensors' });
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(modelFile, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
+    return fromTensors(file.tensors, { config, preprocessor }, hash, opts);
+  }
+  const model = await readOptional(modelFile);
   if (!model) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no model.safetensors`);
   if (!config) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no config.json`);
   return loadBackboneFromFiles({ model, config, preprocessor }, opts);

@@ -4,6 +4,7 @@
  * Our own code rather than a package because the format is tiny and we want every malformed file
  * to end in one clear AppError instead of a crash or an out-of-bounds read.
  */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { AppError, type ErrorCode } from '../errors.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
@@ -33,31 +34,45 @@ const OTHER_DTYPES = new Set(['F64', 'F8_E4M3', 'F8_E5M2', 'I64', 'I32', 'I16', 
 /** Headers beyond this are not weights files (the reference implementation uses 100 MB too). */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-export function readSafetensors(bytes: Uint8Array, opts: ReadOptions = {}): SafetensorsFile {
+interface Span {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  count: number;
+  /** Byte offsets within the data section. */
+  begin: number;
+  end: number;
+}
+
+function failer(opts: ReadOptions): (msg: string) => never {
   const code = opts.code ?? 'bad_request';
   const what = opts.what ?? 'safetensors file';
-  const fail = (msg: string): never => {
+  return (msg: string): never => {
     throw new AppError(code, `${what}: ${msg}`);
   };
-  if (bytes.length < 8) fail(`not a safetensors file (${bytes.length} bytes)`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = Number(view.getBigUint64(0, true));
-  if (headerLen < 2 || headerLen > MAX_HEADER_BYTES || headerLen > bytes.length - 8) {
-    fail(`invalid header length ${headerLen} for a file of ${bytes.length} bytes`);
+}
+
+/** The header's length from the first 8 bytes of a file of `size` bytes, checked. */
+function headerLength(first8: Uint8Array, size: number, fail: (msg: string) => never): number {
+  if (size < 8) fail(`not a safetensors file (${size} bytes)`);
+  const headerLen = Number(new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true));
+  if (headerLen < 2 || headerLen > MAX_HEADER_BYTES || headerLen > size - 8) {
+    fail(`invalid header length ${headerLen} for a file of ${size} bytes`);
   }
+  return headerLen;
+}
+
+/** The header's tensors (checked against `dataLen` data bytes) and metadata. */
+function parseHeader(headerBytes: Uint8Array, dataLen: number, fail: (msg: string) => never): { spans: Span[]; metadata: Record<string, string> } {
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLen)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
   } catch {
     fail('header is not valid JSON');
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
-  const dataStart = 8 + headerLen;
-  const dataLen = bytes.length - dataStart;
   const metadata: Record<string, string> = {};
-  const tensors = new Map<string, SafetensorsTensor>();
-  const spans: Array<{ name: string; begin: number; end: number }> = [];
-
+  const spans: Span[] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('__metadata__ is not an object');
@@ -88,14 +103,65 @@ export function readSafetensors(bytes: Uint8Array, opts: ReadOptions = {}): Safe
     if (end - begin !== count * ITEM_SIZE[dt]) {
       fail(`tensor '${name}' has ${end - begin} bytes but shape [${(shape as number[]).join(', ')}] ${dt} needs ${count * ITEM_SIZE[dt]}`);
     }
-    spans.push({ name, begin, end });
-    tensors.set(name, { dtype: dt, shape: [...(shape as number[])], data: decode(bytes, dataStart + begin, count, dt) });
+    spans.push({ name, dtype: dt, shape: [...(shape as number[])], count, begin, end });
   }
-  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i].begin < spans[i - 1].end) fail(`tensors '${spans[i - 1].name}' and '${spans[i].name}' overlap`);
+  const sorted = [...spans].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end) fail(`tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap`);
   }
+  return { spans, metadata };
+}
+
+export function readSafetensors(bytes: Uint8Array, opts: ReadOptions = {}): SafetensorsFile {
+  const fail = failer(opts);
+  const headerLen = headerLength(bytes, bytes.length, fail);
+  const dataStart = 8 + headerLen;
+  const { spans, metadata } = parseHeader(bytes.subarray(8, dataStart), bytes.length - dataStart, fail);
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const t of spans) tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data: decode(bytes, dataStart + t.begin, t.count, t.dtype) });
   return { tensors, metadata };
+}
+
+/**
+ * A safetensors file on disk read lazily: the header now, each tensor's data from the file each
+ * time its `data` is read (a fresh array, not cached), so a caller can hold one tensor's bytes at a
+ * time instead of the whole file. The file must not change while it is used.
+ */
+export function openSafetensorsFile(file: string, opts: ReadOptions = {}): SafetensorsFile & { size: number } {
+  const fail = failer(opts);
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const first8 = new Uint8Array(8);
+    if (size >= 8) readSync(fd, first8, 0, 8, 0);
+    const headerLen = headerLength(first8, size, fail);
+    const headerBytes = new Uint8Array(headerLen);
+    readSync(fd, headerBytes, 0, headerLen, 8);
+    const dataStart = 8 + headerLen;
+    const { spans, metadata } = parseHeader(headerBytes, size - dataStart, fail);
+    const tensors = new Map<string, SafetensorsTensor>();
+    for (const t of spans) {
+      const read = (): Float32Array => {
+        const bytes = new Uint8Array(t.end - t.begin);
+        const fdr = openSync(file, 'r');
+        try {
+          let done = 0;
+          while (done < bytes.length) {
+            const n = readSync(fdr, bytes, done, bytes.length - done, dataStart + t.begin + done);
+            if (n === 0) fail(`file ended while reading tensor '${t.name}' (changed on disk?)`);
+            done += n;
+          }
+        } finally {
+          closeSync(fdr);
+        }
+        return decode(bytes, 0, t.count, t.dtype);
+      };
+      tensors.set(t.name, { dtype: t.dtype, shape: t.shape, get data() { return read(); } });
+    }
+    return { tensors, metadata, size };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function decode(bytes: Uint8Array, offset: number, count: number, dtype: SafetensorsDtype): Float32Array {
