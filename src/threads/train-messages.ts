@@ -28,22 +28,30 @@ export interface ToTrainThread {
 }
 
 /** An error as it crosses: an AppError keeps its code, so the queue judges it as it would in-process. */
-export type SerializedError =
-  | { kind: 'app'; code: ErrorCode; message: string; details?: Record<string, unknown>; retryAfterSeconds?: number }
-  | { kind: 'error'; name: string; message: string; stack?: string; retryable?: boolean };
+export type SerializedError = (
+  | { kind: 'app'; code: ErrorCode; details?: Record<string, unknown>; retryAfterSeconds?: number }
+  | { kind: 'error'; name: string; retryable?: boolean }
+) & { message: string; stack?: string; cause?: SerializedError };
 
-export function serializeError(err: unknown): SerializedError {
-  if (isAppError(err)) return { kind: 'app', code: err.code, message: err.message, details: err.details, retryAfterSeconds: err.retryAfterSeconds };
+/** The cause chain goes along (a few levels): the operator's log shows what the store said. */
+export function serializeError(err: unknown, depth = 0): SerializedError {
   const e = err instanceof Error ? err : new Error(String(err));
+  const cause = e.cause !== undefined && depth < 4 ? { cause: serializeError(e.cause, depth + 1) } : {};
+  if (isAppError(e)) return { kind: 'app', code: e.code, message: e.message, stack: e.stack, details: e.details, retryAfterSeconds: e.retryAfterSeconds, ...cause };
   const retryable = (e as { retryable?: unknown }).retryable;
-  return { kind: 'error', name: e.name, message: e.message, stack: e.stack, ...(retryable === false ? { retryable: false } : {}) };
+  return { kind: 'error', name: e.name, message: e.message, stack: e.stack, ...(retryable === false ? { retryable: false } : {}), ...cause };
 }
 
 export function deserializeError(s: SerializedError): Error {
-  if (s.kind === 'app') return new AppError(s.code, s.message, { details: s.details, retryAfterSeconds: s.retryAfterSeconds });
-  const err = new Error(s.message) as Error & { retryable?: boolean };
-  err.name = s.name;
+  const cause = s.cause === undefined ? undefined : deserializeError(s.cause);
+  let err: Error & { retryable?: boolean };
+  if (s.kind === 'app') {
+    err = new AppError(s.code, s.message, { details: s.details, retryAfterSeconds: s.retryAfterSeconds, cause });
+  } else {
+    err = new Error(s.message, cause === undefined ? undefined : { cause });
+    err.name = s.name;
+    if (s.retryable === false) err.retryable = false;
+  }
   if (s.stack !== undefined) err.stack = s.stack;
-  if (s.retryable === false) err.retryable = false;
   return err;
 }
