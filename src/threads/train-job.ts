@@ -6,6 +6,8 @@
  * holds its data directory's lock there). An abort message is checked between batches; the runner
  * terminates a thread that does not end soon after it.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { computeTrainedFile } from '../train/compute.js';
 import { startComputeRuntime, type ComputeRuntime } from './compute-runtime.js';
@@ -14,6 +16,23 @@ import { serializeError, type FromTrainThread, type ToTrainThread, type TrainThr
 const port = parentPort!;
 const { env, input } = (workerData as { data: TrainThreadData }).data;
 const post = (m: FromTrainThread, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+
+/**
+ * Training is background work: on Linux this thread (and the engine's threads it starts, which
+ * inherit it) runs at a lower priority (nice 10), so on a busy node the main thread's HTTP,
+ * heartbeats and SSE — and serving — get the CPU first. Alone on a node it changes nothing.
+ * Best effort: elsewhere there is no per-thread id to name.
+ */
+function lowerPriority(): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, TRAIN_THREAD_NICE);
+  } catch {
+    // Not Linux, or not allowed: train at the process's priority.
+  }
+}
+const TRAIN_THREAD_NICE = 10;
+lowerPriority();
 
 const controller = new AbortController();
 const onMessage = (m: ToTrainThread) => {
