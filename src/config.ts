@@ -103,7 +103,7 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   ADMIN_TOKEN: 'Bearer token for tenant administration. Unset → admin routes are disabled.',
   WORKER_ENABLED: 'Run a training worker inside `npm start`.',
   WORKER_CONCURRENCY: 'Training jobs run at once per process.',
-  JOB_LEASE_MS: 'Job lease length; a worker heartbeats at a third of it. A training job whose batches keep the event loop busy for over a quarter of it (a large backbone on CPU) stretches its own lease to four batches (the first batch estimated from one image\'s forward pass).',
+  JOB_LEASE_MS: 'Job lease length; a worker heartbeats at a third of it (training computes in a thread, so heartbeats run however long a batch takes).',
   JOB_MAX_ATTEMPTS: 'Attempts before a job is marked failed.',
   ADAPTER_CACHE_BYTES: 'Byte budget for resident adapters (LRU).',
   BATCH_MAX_SIZE: 'Most images in one serving micro-batch.',

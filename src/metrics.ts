@@ -56,6 +56,8 @@ export interface Metrics {
   observeBatch(info: { images: number; ms: number; ok: boolean }): void;
   /** Requests turned away by a limit, by code (rate_limited, quota_exceeded, queue_full). */
   countRejection(code: string, tenantId?: string): void;
+  /** A training thread that died without an answer, by why (error, exit, out_of_memory). */
+  countTrainThreadFailure(reason: string): void;
   setSources(sources: MetricSources): void;
   /** Per-tenant series on or off (default off). Set before traffic: series already written stay. */
   setTenantLabels(on: boolean): void;
@@ -71,6 +73,20 @@ export interface Metrics {
 export function registerProcessMetrics(registry: Registry): void {
   collectDefaultMetrics({ register: registry });
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+}
+
+/**
+ * `dtl_train_thread_failures_total{reason}`: training threads that died without an answer (an
+ * uncaught error, an exit, out of memory). The API's registry and `dtl-host worker`'s both have it.
+ */
+export function trainThreadFailureCounter(registry: Registry): (reason: string) => void {
+  const c = new Counter({
+    name: 'dtl_train_thread_failures_total',
+    help: 'Training threads that died without an answer (their attempt failed and is retried), by reason: error, exit, out_of_memory.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  return (reason) => c.inc({ reason });
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?: boolean } = {}): Metrics {
@@ -112,6 +128,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
+  const threadFailures = trainThreadFailureCounter(registry);
   const rejections = new Counter({
     name: 'dtl_rejections_total',
     help: 'Requests refused by a limit, by error code and, when per-tenant series are on, tenant.',
@@ -228,6 +245,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?
     countRejection(code, tenantId) {
       rejections.inc({ code, tenant: tenant(tenantId) });
     },
+    countTrainThreadFailure: threadFailures,
     setSources(next) {
       sources = { ...sources, ...next };
     },

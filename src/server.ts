@@ -1,6 +1,7 @@
 /**
  * The composition root: configuration → logger → database → blob store → tfjs backend → backbone
- * → serving engine → HTTP app (+ the training worker when WORKER_ENABLED) → listen. `npm start`
+ * → serving engine → HTTP app (+ the training worker when WORKER_ENABLED, each job computing in a
+ * training thread: threads/train-runner.ts) → listen. `npm start`
  * runs it; tests import `startServer` and spawn it as a process.
  *
  * Graceful shutdown (SIGTERM/SIGINT, or `close()`): /readyz fails and new requests are refused at
@@ -31,6 +32,7 @@ import { Sweeper } from './services/maintenance.js';
 import { VersionResolver } from './services/version-resolver.js';
 import { ConcurrencyLimiter, RateLimiter } from './services/limits.js';
 import { openBlobStore, type BlobStore } from './storage/index.js';
+import { threadTrainCompute } from './threads/train-runner.js';
 import { createWorkerRuntime, type WorkerRuntime } from './train/runtime.js';
 
 export interface RunningServer {
@@ -168,7 +170,10 @@ export async function startServer(env: Record<string, string | undefined> = proc
   };
   connectMetrics(deps);
   const app = buildApp(deps);
-  const worker: WorkerRuntime | undefined = config.WORKER_ENABLED ? createWorkerRuntime(deps) : undefined;
+  // Each training job computes in a thread of its own: this thread keeps answering HTTP and
+  // heartbeating the job's lease while a batch runs.
+  const compute = threadTrainCompute({ env, log, onThreadFailure: (reason) => metrics.countTrainThreadFailure(reason) });
+  const worker: WorkerRuntime | undefined = config.WORKER_ENABLED ? createWorkerRuntime(deps, { compute }) : undefined;
   const maintenance = config.WORKER_ENABLED ? new Sweeper(deps, { intervalMs: config.SWEEP_INTERVAL_MS, graceMs: config.SWEEP_GRACE_MS }) : undefined;
 
   const server = createHttpServer(app, config);

@@ -3,7 +3,10 @@
  * adapter locally and writes it as a .safetensors file. The same code path as the service: the
  * ingestion engine (a zip or JSONL file in any accepted form, or a directory laid out as such a
  * zip), `trainAdapter` with the same hyperparameter schema, and the same `dtl` metadata as a
- * published version. Progress goes to stderr, a JSON summary to stdout.
+ * published version. Progress goes to stderr, a JSON summary to stdout. It trains on its own main
+ * thread, unlike the server and `dtl-host worker` (a training thread per job): it has no HTTP,
+ * heartbeat or SSE to keep answering, so a thread would only add its start-up and a second copy of
+ * the backbone.
  */
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';

@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { registerProcessMetrics } from '../metrics.js';
+import { registerProcessMetrics, trainThreadFailureCounter } from '../metrics.js';
 import { AppError } from '../errors.js';
 import { JobQueue, type Job } from '../jobs/queue.js';
 import { bearerToken, sameToken } from '../services/auth.js';
@@ -56,6 +56,8 @@ export class ObservedJobQueue extends JobQueue {
 export interface WorkerMetrics {
   readonly registry: Registry;
   record(outcome: JobOutcome): void;
+  /** A training thread died without an answer (dtl_train_thread_failures_total). */
+  threadFailure(reason: string): void;
 }
 
 const HELP: Record<JobOutcome, string> = {
@@ -81,7 +83,7 @@ export function createWorkerMetrics(active: () => number, options: { defaultMetr
       this.set(active());
     },
   });
-  return { registry, record: (outcome) => counters[outcome].inc() };
+  return { registry, record: (outcome) => counters[outcome].inc(), threadFailure: trainThreadFailureCounter(registry) };
 }
 
 export interface WorkerHttp {

@@ -3,7 +3,8 @@
  * across processes or machines. Same configuration as the server (DATABASE_URL, blob store,
  * BACKBONE, JOB_LEASE_MS, WORKER_CONCURRENCY, TRAIN_CACHE_BYTES, …). SIGTERM/SIGINT stop it
  * gracefully: running jobs get a lease's length to finish, then go back to the queue.
- * Serves /healthz and /metrics on HOST:PORT for probes and scrapes (worker-http.ts).
+ * Serves /healthz and /metrics on HOST:PORT for probes and scrapes (worker-http.ts). Each job's
+ * compute runs in a training thread (threads/train-runner.ts), as in the server.
  */
 import { engineOptions, loadConfig } from '../config.js';
 import { openDatabase } from '../db/open.js';
@@ -12,6 +13,7 @@ import { detachNative, initBackend, startBackboneEngine, type Backbone } from '.
 import { loadConfiguredBackbone, pullLogReporting } from '../services/backbone.js';
 import { openBlobStore, type BlobStore } from '../storage/index.js';
 import { Sweeper } from '../services/maintenance.js';
+import { threadTrainCompute } from '../threads/train-runner.js';
 import { createWorkerRuntime } from '../train/runtime.js';
 import { UsageError, type Command } from './command.js';
 import { createWorkerMetrics, ObservedJobQueue, startWorkerHttp, type WorkerHttp } from './worker-http.js';
@@ -52,7 +54,10 @@ export const workerCommand: Command = {
       // Read at scrape time, after `runtime` exists.
       const metrics = createWorkerMetrics(() => runtime.worker.active);
       const queue = new ObservedJobQueue(database.db, { leaseMs: config.JOB_LEASE_MS, maxAttempts: config.JOB_MAX_ATTEMPTS }, metrics.record);
-      const runtime = createWorkerRuntime({ config, log, database, blobs, backbone }, { concurrency, queue });
+      // Each job computes in a training thread, configured from the same environment; this thread
+      // keeps the database, the heartbeats and /healthz.
+      const compute = threadTrainCompute({ env: process.env, log, onThreadFailure: (reason) => metrics.threadFailure(reason) });
+      const runtime = createWorkerRuntime({ config, log, database, blobs, backbone }, { concurrency, queue, compute });
       const stopped = new Promise<string>((resolve) => {
         process.once('SIGTERM', () => resolve('SIGTERM'));
         process.once('SIGINT', () => resolve('SIGINT'));

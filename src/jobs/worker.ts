@@ -4,6 +4,9 @@
  *
  * Per job: a heartbeat every lease/3 extends the lease and learns about cancel requests; the
  * handler's AbortSignal fires on cancel, on lease loss, or on shutdown after the grace period.
+ * Heartbeats are timers on this thread's event loop, so a handler must not hold the loop for
+ * long: compute belongs in a thread (the train job's runs in src/threads/train-job.ts). A handler
+ * that blocks the loop past the lease loses its job to another worker's recovery pass.
  * Outcome: returned → succeeded; threw → judged by failure.ts: transient (storage or database
  * out of reach) → retried with backoff without using an attempt; permanent (4xx AppErrors, errors
  * marked `retryable: false`) → failed at once; else retried with backoff up to maxAttempts. The
@@ -39,13 +42,6 @@ export interface JobContext {
   progress(data: unknown): Promise<void>;
   /** Append a custom event to the job's stream. */
   event(type: string, data?: unknown): Promise<void>;
-  /**
-   * The handler is about to keep the event loop busy for about `expectedMs` (one training batch
-   * on a slow backend): heartbeats cannot run meanwhile, so when that is a sizeable part of the
-   * lease, the lease is extended now to four times it, and later heartbeats keep that length.
-   * Cheap when it is not needed (no database write). Aborts the job if the lease was lost.
-   */
-  keepAlive(expectedMs: number): Promise<void>;
 }
 
 /** Returns the job's result (stored as JSON). */
@@ -184,8 +180,6 @@ export class Worker {
       controller.abort(new JobAbortedError(c));
     };
     let beating = false;
-    // Grows when the handler reports long busy stretches (keepAlive); never below the queue's.
-    let leaseMs = this.queue.leaseMs;
     const heard = (hb: { held: boolean; cancelRequested: boolean }) => {
       if (!hb.held) abort('lease_lost');
       else if (hb.cancelRequested) abort('cancelled');
@@ -194,7 +188,7 @@ export class Worker {
       if (beating) return;
       beating = true;
       this.queue
-        .heartbeat(job.id, this.owner, undefined, leaseMs)
+        .heartbeat(job.id, this.owner)
         .then(heard)
         .catch((err: unknown) => this.log.warn({ err, job: job.id }, 'heartbeat failed'))
         .finally(() => {
@@ -211,13 +205,6 @@ export class Worker {
       },
       event: async (type, data) => {
         await this.queue.appendEvent(job, type, data);
-      },
-      keepAlive: async (expectedMs) => {
-        // Between heartbeats (lease/3 apart) a busy stretch under a quarter lease is covered.
-        const needed = Math.ceil(4 * expectedMs);
-        if (!(needed > leaseMs)) return;
-        leaseMs = needed;
-        heard(await this.queue.heartbeat(job.id, this.owner, undefined, leaseMs));
       },
     };
 

@@ -1,7 +1,9 @@
 /**
- * The `train` job: prepared data set from the blob store → trainer (progress event per epoch) →
- * publish. Runs on the durable queue's Worker, which supplies the lease, heartbeat and abort
- * signal (cancel, lease loss, shutdown).
+ * The `train` job: the rows it needs → the compute (compute.ts: prepared data set from the blob
+ * store → trainer → adapter file; in a training thread in the server and `dtl-host worker`) with
+ * its progress and events written as they come → publish (blob + rows, on this thread, which
+ * owns the database). Runs on the durable queue's Worker, which supplies the lease, heartbeat and
+ * abort signal (cancel, lease loss, shutdown).
  *
  * Retries: a retried job first asks whether it already published (adapter_versions.job_id is
  * unique) and returns that version instead of training again; publishVersion is idempotent per
@@ -20,11 +22,10 @@ import type { JobContext, JobHandler } from '../jobs/worker.js';
 import type { Logger } from '../log.js';
 import type { Backbone } from '../model/index.js';
 import type { BlobStore } from '../storage/index.js';
+import { inProcessTrainCompute, type TrainCompute } from './compute.js';
 import { parseHyperparameters } from './hyperparameters.js';
-import { decodePrepared } from './ingest/index.js';
 import type { CachePrecision } from './prefix-store.js';
-import { backboneIdentity, publishTrainedAdapter } from './publish.js';
-import { trainAdapter } from './trainer.js';
+import { publishAdapterFile } from './publish.js';
 
 export const TRAIN_JOB_KIND = 'train';
 
@@ -71,9 +72,16 @@ function resultOf(v: AdapterVersion, trainedThisAttempt: boolean): TrainJobResul
 export interface TrainHandlerOptions {
   /** Prefix cache precision (default float16: half the memory, loss curves agree to ~1e-5). */
   cachePrecision?: CachePrecision;
+  /**
+   * Where the compute runs (default: on the calling thread). The server and `dtl-host worker`
+   * pass a training thread (src/threads/train-runner.ts), so the event loop that answers HTTP and
+   * heartbeats the lease is never held by a batch.
+   */
+  compute?: TrainCompute;
 }
 
 export function trainJobHandler(deps: TrainDeps, options: TrainHandlerOptions = {}): JobHandler {
+  const compute = options.compute ?? inProcessTrainCompute(deps);
   return async (ctx: JobContext): Promise<TrainJobResult> => {
     const { job } = ctx;
     const tenantId = job.tenantId;
@@ -94,48 +102,36 @@ export function trainJobHandler(deps: TrainDeps, options: TrainHandlerOptions = 
     if (dataset.status !== 'ready' || dataset.preparedKey === null) {
       throw new AppError('invalid_state', `data set '${dataset.id}' is ${dataset.status}, not ready for training`);
     }
-    const prepared = decodePrepared(await deps.blobs.getBuffer(dataset.preparedKey));
     ctx.signal.throwIfAborted();
-    await ctx.event('started', {
-      attempt: ctx.attempt,
-      images: prepared.labelIds.length,
-      classes: prepared.labels.length,
-      backbone: backboneIdentity(deps.backbone),
-    });
 
-    const trained = await trainAdapter({
-      backbone: deps.backbone,
-      dataset: prepared,
-      hyperparameters: h,
-      cacheBytes: deps.config.TRAIN_CACHE_BYTES,
-      cachePrecision: options.cachePrecision,
-      signal: ctx.signal,
-      onEpoch: (p) => ctx.progress({ phase: 'training', ...p }),
-      onBatch: (busyMs) => ctx.keepAlive(busyMs),
-      onSearch: (e) => ctx.event('search', e),
+    const trained = await compute(
+      { jobId: job.id, preparedKey: dataset.preparedKey, hyperparameters: h, cacheBytes: deps.config.TRAIN_CACHE_BYTES, cachePrecision: options.cachePrecision },
+      {
+        started: (info) => ctx.event('started', { attempt: ctx.attempt, ...info }),
+        epoch: (p) => ctx.progress({ phase: 'training', ...p }),
+        search: (e) => ctx.event('search', e),
+      },
+      ctx.signal,
+    );
+    // A cancel or lost lease that arrived during the last epoch must not publish.
+    ctx.signal.throwIfAborted();
+    const { version, created } = await publishAdapterFile({
+      db,
+      blobs: deps.blobs,
+      tenantId,
+      adapterId: payload.adapterId,
+      jobId: job.id,
+      datasetId: dataset.id,
+      bytes: trained.bytes,
+      spec: trained.spec,
+      backboneId: trained.backboneId,
+      // The recipe trained (the search's choice), not 'auto'.
+      hyperparameters: trained.hyperparameters,
+      metrics: trained.metrics,
     });
-    try {
-      // A cancel or lost lease that arrived during the last epoch must not publish.
-      ctx.signal.throwIfAborted();
-      const { version, created } = await publishTrainedAdapter({
-        db,
-        blobs: deps.blobs,
-        tenantId,
-        adapterId: payload.adapterId,
-        jobId: job.id,
-        datasetId: dataset.id,
-        adapter: trained.adapter,
-        backbone: deps.backbone,
-        // The recipe trained (the search's choice), not 'auto'.
-        hyperparameters: trained.hyperparameters,
-        metrics: trained.metrics,
-      });
-      const result = resultOf(version, created);
-      await ctx.event('published', result);
-      deps.log.info({ job: job.id, tenantId, adapterId: payload.adapterId, version: version.version, accuracy: result.accuracy }, 'adapter version published');
-      return result;
-    } finally {
-      trained.adapter.dispose();
-    }
+    const result = resultOf(version, created);
+    await ctx.event('published', result);
+    deps.log.info({ job: job.id, tenantId, adapterId: payload.adapterId, version: version.version, accuracy: result.accuracy }, 'adapter version published');
+    return result;
   };
 }

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import * as adaptersRepo from '../db/repos/adapters.js';
 import type { Db } from '../db/open.js';
 import { storedSpecOf, type AdapterVersion } from '../db/schema.js';
-import { saveAdapter, type Adapter, type Backbone } from '../model/index.js';
+import { saveAdapter, type Adapter, type AdapterSpec, type Backbone } from '../model/index.js';
 import type { BlobStore } from '../storage/index.js';
 import type { Hyperparameters } from './hyperparameters.js';
 import type { TrainingMetrics } from './trainer.js';
@@ -73,9 +73,20 @@ export function adapterObjectKey(tenantId: string, adapterId: string, versionHin
 }
 
 export async function publishTrainedAdapter(input: PublishInput): Promise<{ version: AdapterVersion; created: boolean }> {
-  const { db, blobs, tenantId, adapterId, adapter, backbone, metrics } = input;
-  const spec = adapter.spec;
+  const { adapter, backbone, metrics } = input;
   const bytes = saveAdapter(adapter, trainedAdapterMetadata(backbone, input.hyperparameters, metrics));
+  return publishAdapterFile({ ...input, bytes, spec: adapter.spec, backboneId: backbone.identity });
+}
+
+/** A trained adapter that is already a file (a training thread saved it): the job's publish step. */
+export interface PublishFileInput extends Omit<PublishInput, 'adapter' | 'backbone'> {
+  bytes: Uint8Array;
+  spec: AdapterSpec;
+  backboneId: string;
+}
+
+export async function publishAdapterFile(input: PublishFileInput): Promise<{ version: AdapterVersion; created: boolean }> {
+  const { db, blobs, tenantId, adapterId, spec, metrics, bytes } = input;
   // The number in the key is a hint for people browsing the store; the row holds the real one.
   const existing = await adaptersRepo.listVersions(db, tenantId, adapterId);
   const hint = existing.reduce((m, v) => Math.max(m, v.version), 0) + 1;
@@ -88,7 +99,7 @@ export async function publishTrainedAdapter(input: PublishInput): Promise<{ vers
       objectKey,
       spec: stored,
       metrics: { ...metrics, hyperparameters: input.hyperparameters },
-      backboneId: backbone.identity,
+      backboneId: input.backboneId,
       byteSize: bytes.length,
       source: 'trained',
       jobId: input.jobId,

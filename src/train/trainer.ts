@@ -99,8 +99,8 @@ export interface TrainOptions {
   onEpoch?: (p: EpochProgress) => void | Promise<void>;
   /**
    * After every training or validation batch, with how long it kept the event loop busy (ms), and
-   * once before the first, with an estimate from one image's forward pass: the job runner uses it
-   * to keep its lease longer than a batch on slow backends.
+   * once before the first, with an estimate from one image's forward pass (for callers that time
+   * batches; the job no longer needs it: it trains in a thread, so its heartbeats keep running).
    */
   onBatch?: (busyMs: number) => void | Promise<void>;
   /** The recipe search as it goes (nothing when the recipe is explicit). */

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { Worker as ThreadWorker } from 'node:worker_threads';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as tenantsRepo from '../../src/db/repos/tenants.js';
@@ -266,13 +268,18 @@ describe.each(dbTargets())('worker on %s', (kind) => {
     expect(done.result).toEqual({ attempt: 2 });
   });
 
-  it('keepAlive stretches the lease over batches that block the event loop longer than the lease', async () => {
+  it('heartbeats alone keep a job whose batches compute in a thread, over many leases; a handler that holds the event loop loses it', async () => {
     const q = queue(300);
     const busyFor = (ms: number) => {
       const end = Date.now() + ms;
       while (Date.now() < end); // a wasm training batch: no timer, no heartbeat runs meanwhile
     };
-    const run = async (k: string, announce: boolean) => {
+    /** The same busy batch on a thread of its own: this event loop stays free. */
+    const busyInThread = async (ms: number) => {
+      const t = new ThreadWorker(`const end = Date.now() + ${ms}; while (Date.now() < end);`, { eval: true });
+      await once(t, 'exit');
+    };
+    const run = async (k: string, batch: (ms: number) => unknown) => {
       const recovered: number[] = [];
       let runs = 0;
       worker({
@@ -281,9 +288,8 @@ describe.each(dbTargets())('worker on %s', (kind) => {
         handlers: {
           [k]: async (ctx) => {
             runs++;
-            for (let batch = 0; batch < 3; batch++) {
-              if (announce) await ctx.keepAlive(500);
-              busyFor(500);
+            for (let i = 0; i < 3; i++) {
+              await batch(500);
               // Another worker's recovery pass, right when the batch ends.
               recovered.push((await q.recoverExpired()).filter((j) => j.id === ctx.job.id).length);
               ctx.signal.throwIfAborted();
@@ -298,16 +304,17 @@ describe.each(dbTargets())('worker on %s', (kind) => {
       return { job: await q.get(job.id, tenantId), recovered, runs };
     };
 
-    const kept = await run(`busy-${randomUUID().slice(0, 6)}`, true);
+    // 3 batches of 500 ms = 5 leases of 300 ms, with no lease stretch: the heartbeats ran.
+    const kept = await run(`threaded-${randomUUID().slice(0, 6)}`, busyInThread);
     expect(kept.job.status).toBe('succeeded');
     expect(kept.job.attempts).toBe(1);
     expect(kept.recovered).toEqual([0, 0, 0]);
-    // The control: the same batches without keepAlive lose the job to the first recovery pass.
+    // The control: the same batches on the event loop lose the job to the first recovery pass.
     // Only on PGlite, whose one connection runs statements in the order issued: on PostgreSQL the
     // overdue heartbeat, fired as the loop frees, may lock and extend the row first (then the
     // recovery pass skips it) — a race that favours the job, but not a deterministic control.
     if (kind === 'pglite') {
-      const lost = await run(`busy-${randomUUID().slice(0, 6)}`, false);
+      const lost = await run(`busy-${randomUUID().slice(0, 6)}`, busyFor);
       expect(lost.recovered[0]).toBe(1);
       expect(lost.job.status).not.toBe('succeeded');
     }

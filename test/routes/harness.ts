@@ -17,6 +17,8 @@ import { ConcurrencyLimiter, RateLimiter } from '../../src/services/limits.js';
 import { VersionResolver } from '../../src/services/version-resolver.js';
 import { DiskBlobStore, type BlobStore } from '../../src/storage/index.js';
 import { JobQueue, type QueueOptions } from '../../src/jobs/queue.js';
+import { threadTrainCompute } from '../../src/threads/train-runner.js';
+import type { TrainCompute } from '../../src/train/compute.js';
 import { createWorkerRuntime, type WorkerRuntime } from '../../src/train/runtime.js';
 import { makeTempDir, openTestDb, type DbKind, type TestDb } from '../helpers/db.js';
 
@@ -55,18 +57,26 @@ export interface HarnessOptions {
   blobs?: BlobStore;
   /** Overrides of the in-process worker's queue options. */
   queue?: Partial<QueueOptions>;
+  /**
+   * Where the worker's training compute runs. Default: a training thread per job, as the server
+   * runs it (configured from the harness's env, so its blob store is the harness's disk store);
+   * in-process when `blobs` is given (the thread could not open that store). A function builds
+   * any other (tests of the thread runner).
+   */
+  compute?: 'thread' | 'in-process' | ((ctx: { env: Record<string, string>; deps: AppDeps }) => TrainCompute);
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await makeTempDir('dtl-routes');
-  const config = loadConfig({
+  const env: Record<string, string> = {
     DATA_DIR: dir,
     LOG_LEVEL: 'silent',
     ADMIN_TOKEN,
     BACKBONE: FIXTURE_BACKBONE,
     TFJS_BACKEND: 'wasm',
     ...opts.env,
-  });
+  };
+  const config = loadConfig(env);
   const db = await openTestDb(opts.kind ?? 'pglite');
   const blobs: BlobStore = opts.blobs ?? (await DiskBlobStore.open({ root: config.paths.blobDir }));
   await initBackend('wasm');
@@ -102,7 +112,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   if (opts.worker) {
     // Short leases and polls: jobs start at once and cancels are seen quickly.
     const queue = new JobQueue(db.db, { leaseMs: 6000, maxAttempts: 2, backoff: { baseMs: 50, maxMs: 200 }, ...opts.queue });
-    runtime = createWorkerRuntime(deps, { queue, pollMs: 50, cachePrecision: 'float16' });
+    const mode = opts.compute ?? (opts.blobs === undefined ? 'thread' : 'in-process');
+    const compute =
+      mode === 'in-process'
+        ? undefined
+        : mode === 'thread'
+          ? threadTrainCompute({ env, log, onThreadFailure: (reason) => metrics.countTrainThreadFailure(reason) })
+          : mode({ env, deps });
+    runtime = createWorkerRuntime(deps, { queue, pollMs: 50, cachePrecision: 'float16', compute });
     runtime.start();
   }
   const call: Harness['call'] = async (method, url, o = {}) => {
