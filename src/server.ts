@@ -127,9 +127,9 @@ export async function startServer(env: Record<string, string | undefined> = proc
     backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log), { deferResidency: true });
     opened.push(['backbone', () => backbone.dispose()]);
     const engine = await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), (m) => log.info(m));
-    // Training in this process (WORKER_ENABLED) runs the suffix on tfjs; serving alone needs the
-    // weights only where onnxruntime holds them.
-    settleBackboneWeights(backbone, engine === 'onnxruntime' && !config.WORKER_ENABLED ? 'native' : 'tfjs');
+    // Training computes in threads of its own (threads/train-runner.ts): this copy only serves, so
+    // with onnxruntime it needs the weights only where onnxruntime holds them.
+    settleBackboneWeights(backbone, engine === 'onnxruntime' ? 'native' : 'tfjs');
     opened.push(['backbone engine', () => detachNative(backbone)]);
   } catch (err) {
     await unwind();

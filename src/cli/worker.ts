@@ -6,10 +6,10 @@
  * Serves /healthz and /metrics on HOST:PORT for probes and scrapes (worker-http.ts). Each job's
  * compute runs in a training thread (threads/train-runner.ts), as in the server.
  */
-import { engineOptions, loadConfig } from '../config.js';
+import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/open.js';
 import { createLogger } from '../log.js';
-import { detachNative, initBackend, startBackboneEngine, type Backbone } from '../model/index.js';
+import { initBackend, settleBackboneWeights, type Backbone } from '../model/index.js';
 import { loadConfiguredBackbone, pullLogReporting } from '../services/backbone.js';
 import { openBlobStore, type BlobStore } from '../storage/index.js';
 import { Sweeper } from '../services/maintenance.js';
@@ -48,9 +48,11 @@ export const workerCommand: Command = {
     let http: WorkerHttp | undefined;
     try {
       blobs = await openBlobStore(config);
-      backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log));
+      // Loaded here to pull an hf: backbone once and to fail fast on a bad one; this thread never
+      // computes with it (each job's thread loads its own), so its weights are dropped at once.
+      backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log), { deferResidency: true });
+      settleBackboneWeights(backbone, 'native');
       log.info({ backbone: backbone.identity, width: backbone.config.width, depth: backbone.config.depth }, 'backbone loaded');
-      await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), (m) => log.info(m));
       // Read at scrape time, after `runtime` exists.
       const metrics = createWorkerMetrics(() => runtime.worker.active);
       const queue = new ObservedJobQueue(database.db, { leaseMs: config.JOB_LEASE_MS, maxAttempts: config.JOB_MAX_ATTEMPTS }, metrics.record);
@@ -77,7 +79,6 @@ export const workerCommand: Command = {
       await sweeper.stop();
     } finally {
       await http?.close();
-      if (backbone) await detachNative(backbone);
       backbone?.dispose();
       await blobs?.close();
       await database.close();

@@ -42,7 +42,7 @@ port.on('message', onMessage);
 
 let rt: ComputeRuntime | undefined;
 try {
-  rt = await startComputeRuntime(env, { thread: 'train', job: input.jobId });
+  rt = await startComputeRuntime(env, { bindings: { thread: 'train', job: input.jobId }, role: 'train' });
   controller.signal.throwIfAborted();
   const file = await computeTrainedFile(
     rt,
