@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, type Adapter, type Backbone } from '../../src/model/index.js';
+import { initBackend, type Backbone, type ResidentAdapter } from '../../src/model/index.js';
 import { AdapterCache } from '../../src/serve/adapter-cache.js';
 import { blobAdapterLoader, type AdapterRef } from '../../src/serve/adapter-loader.js';
 import { executeBatch, type EngineImage, type EngineRequest } from '../../src/serve/batch-executor.js';
@@ -42,7 +42,7 @@ describe('batch executor: no side channels', () => {
   }
 
   it("returns the batch's timings with its outcomes and leaves the caller's requests and images as they were", async () => {
-    const cache = new AdapterCache<Adapter, AdapterRef>({
+    const cache = new AdapterCache<ResidentAdapter, AdapterRef>({
       budgetBytes: 1 << 24,
       load: (key, signal, ref) => blobAdapterLoader(blobs, backbone)(ref!, signal),
       dispose: (a) => a.dispose(),
