@@ -8,12 +8,17 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as tf from '@tensorflow/tfjs';
 
-/** A full GC without starting node with --expose-gc. */
-function fullGc(): void {
+/**
+ * A full GC without starting node with --expose-gc, with pauses between: freed ArrayBuffer
+ * backing stores leave `external` only after the sweeper has run.
+ */
+async function fullGc(): Promise<void> {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
-  gc();
-  gc();
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export interface ResidentCost {
@@ -33,8 +38,8 @@ interface Snapshot {
   tensors: number;
 }
 
-function snapshot(): Snapshot {
-  fullGc();
+async function snapshot(): Promise<Snapshot> {
+  await fullGc();
   const m = process.memoryUsage();
   const t = tf.memory();
   // `external` includes arrayBuffers (typed arrays' backing stores) and the wasm memory itself;
@@ -49,10 +54,10 @@ function snapshot(): Snapshot {
 export async function measureResidentCost<T>(count: number, load: (i: number) => Promise<T> | T, dispose: (v: T) => void): Promise<ResidentCost> {
   // One throwaway load first: first-use JIT code, lookup tables and lazily created state.
   dispose(await load(-1));
-  const before = snapshot();
+  const before = await snapshot();
   const held: T[] = [];
   for (let i = 0; i < count; i++) held.push(await load(i));
-  const after = snapshot();
+  const after = await snapshot();
   for (const v of held) dispose(v);
   const per = (x: number) => x / count;
   const jsHeap = per(after.heap - before.heap);

@@ -35,11 +35,12 @@ export interface ResidentAdapter {
 }
 
 /**
- * JS heap held beside the weights, measured (bench/lib/resident-cost.ts, P6): the object, its
- * spec and the typed array's header ≈ 1.1 KiB, plus each label string and its array slot.
+ * V8 heap held beside the weights, measured over 300 held adapters (bench/lib/resident-cost.ts,
+ * P6): the object, its spec and the typed arrays' headers ≈ 1.2–1.7 KiB, plus each label string
+ * and its array slot ≈ 30 bytes + its characters (1 byte each, 2 beyond Latin-1). Rounded up.
  */
-const BASE_OVERHEAD = 1152;
-const labelBytes = (label: string) => 24 + 2 * label.length;
+const BASE_OVERHEAD = 1536;
+const labelBytes = (label: string) => 32 + (/[^\u0000-\u00ff]/.test(label) ? 2 : 1) * label.length;
 
 export function residentByteSize(spec: AdapterSpec, weights: Uint16Array | Float32Array): number {
   return weights.byteLength + BASE_OVERHEAD + spec.labels.reduce((s, l) => s + labelBytes(l), 0);
