@@ -40,7 +40,11 @@ export interface ResidentAdapter {
  * and its array slot ≈ 30 bytes + its characters (1 byte each, 2 beyond Latin-1). Rounded up.
  */
 const BASE_OVERHEAD = 1536;
-const labelBytes = (label: string) => 32 + (/[^\u0000-\u00ff]/.test(label) ? 2 : 1) * label.length;
+const labelBytes = (label: string) => {
+  let wide = false;
+  for (let i = 0; i < label.length && !wide; i++) wide = label.charCodeAt(i) > 0xff;
+  return 32 + (wide ? 2 : 1) * label.length;
+};
 
 export function residentByteSize(spec: AdapterSpec, weights: Uint16Array | Float32Array): number {
   return weights.byteLength + BASE_OVERHEAD + spec.labels.reduce((s, l) => s + labelBytes(l), 0);
