@@ -1,23 +1,29 @@
 /**
- * The serving cache's form of an adapter: every weight (CSN reads, DTL+ taps, head) in ONE plain
- * typed array outside the tfjs backend — float16 bits in a Uint16Array by default, or float32 —
- * and float32 tensors made from it only for the batch that uses it (`materialiseGroups`), then
- * freed. tfjs has no float16 dtype (wasm cannot hold one), and a loaded `Adapter` is ~26 small
- * tensors, each with its JS objects (≈ 15 KiB per ViT-B adapter) besides its wasm bytes; this form
- * is the weights plus one object. Measured costs and the float16 error are in README.md.
+ * The serving cache's form of an adapter: its weights in plain typed arrays outside the tfjs
+ * backend, and float32 tensors made from them only for the batch that uses them
+ * (`materialiseGroups`), then freed. tfjs has no float16 dtype (wasm cannot hold one), and a
+ * loaded `Adapter` is ~26 small tensors, each with its JS objects (≈ 15 KiB per ViT-B adapter)
+ * besides its wasm bytes; this form is the weights plus one object. Precisions (SERVE_PRECISION):
+ *
+ *   float32  every weight as float32 (exact)
+ *   float16  every weight as float16 bits in a Uint16Array
+ *   compact  float16, except the head weight: block-scaled 12-bit integers (int12.ts), the part
+ *            that grows with the classes
  *
  * Layout of `weights` (forward layout, as adapter.ts): per read block in ascending order A [d, r]
- * then B [r, d]; the DTL+ taps [k·k, d] if any; head weight [d, classes]; head bias [classes].
+ * then B [r, d]; the DTL+ taps [k·k, d] if any; head bias [classes]; head weight [d, classes]
+ * (absent when compact: in `head`). Measured costs and errors are in README.md.
  */
 import { AppError } from '../errors.js';
 import { adapterFromWeights, type Adapter, type AdapterSpec, type AdapterWeights } from './adapter.js';
 import { parseAdapterFile } from './adapter-file.js';
 import type { BackboneConfig } from './backbone-config.js';
+import { decodeInt12, encodeInt12, type Int12Blocks } from './int12.js';
 import { floatToHalf, halfToFloat } from './safetensors.js';
 import type { SuffixGroup } from './suffix.js';
 
 /** How resident weights are held: SERVE_PRECISION. */
-export type ResidentPrecision = 'float32' | 'float16';
+export type ResidentPrecision = 'float32' | 'float16' | 'compact';
 
 export interface ResidentAdapter {
   readonly spec: AdapterSpec;
@@ -25,9 +31,11 @@ export interface ResidentAdapter {
   readonly depth: number;
   /** Calibrated softmax temperature (see Adapter.temperature). */
   readonly temperature: number;
-  /** What it is held in: float16 unless asked for float32 or a weight is beyond float16's range. */
+  /** What it is held in: as asked, except float32 where a weight is beyond float16's range (|w| > 65504). */
   readonly precision: ResidentPrecision;
   readonly weights: Uint16Array | Float32Array;
+  /** compact: the head weight [d, classes]; null otherwise (it is in `weights`). */
+  readonly head: Int12Blocks | null;
   /** What holding it costs the process (weights + the JS objects around them), for the cache budget. */
   readonly byteSize: number;
   readonly disposed: boolean;
@@ -46,19 +54,24 @@ const labelBytes = (label: string) => {
   return 32 + (wide ? 2 : 1) * label.length;
 };
 
-export function residentByteSize(spec: AdapterSpec, weights: Uint16Array | Float32Array): number {
-  return weights.byteLength + BASE_OVERHEAD + spec.labels.reduce((s, l) => s + labelBytes(l), 0);
+/** The compact head's typed arrays and their holder object. */
+const HEAD_OVERHEAD = 256;
+
+export function residentByteSize(spec: AdapterSpec, weights: Uint16Array | Float32Array, head: Int12Blocks | null = null): number {
+  const labels = spec.labels.reduce((s, l) => s + labelBytes(l), 0);
+  const headBytes = head ? head.packed.byteLength + head.scales.byteLength + HEAD_OVERHEAD : 0;
+  return weights.byteLength + headBytes + BASE_OVERHEAD + labels;
 }
 
-function weightCount(spec: AdapterSpec, d: number): number {
+function weightCount(spec: AdapterSpec, d: number, withHead: boolean): number {
   const k = spec.fusionKernel;
   const c = spec.labels.length;
-  return spec.loraBeforeBlocks.length * 2 * d * spec.rank + (k > 0 ? k * k * d : 0) + d * c + c;
+  return spec.loraBeforeBlocks.length * 2 * d * spec.rank + (k > 0 ? k * k * d : 0) + c + (withHead ? d * c : 0);
 }
 
-/** Packs forward-layout weights into one array in the order documented above. */
-function pack(spec: AdapterSpec, d: number, w: AdapterWeights): Float32Array {
-  const out = new Float32Array(weightCount(spec, d));
+/** Packs forward-layout weights into one array in the order documented above (the head weight only `withHead`). */
+function pack(spec: AdapterSpec, d: number, w: AdapterWeights, withHead: boolean): Float32Array {
+  const out = new Float32Array(weightCount(spec, d, withHead));
   let at = 0;
   const put = (a: Float32Array) => {
     out.set(a, at);
@@ -69,8 +82,8 @@ function pack(spec: AdapterSpec, d: number, w: AdapterWeights): Float32Array {
     put(w.reads.get(i)!.b);
   }
   if (w.fusion) put(w.fusion);
-  put(w.headW);
   put(w.headB);
+  if (withHead) put(w.headW);
   return out;
 }
 
@@ -95,12 +108,19 @@ function halves(): Float32Array {
   return halfTable;
 }
 
-/** The weights as float32 (a fresh array for float16; the array itself for float32 — read only). */
-function asFloat32(weights: Uint16Array | Float32Array): Float32Array {
-  if (weights instanceof Float32Array) return weights;
-  const table = halves();
-  const out = new Float32Array(weights.length);
-  for (let i = 0; i < weights.length; i++) out[i] = table[weights[i]];
+/**
+ * Every weight as float32 in one array, in layout order with the head weight last (a fresh array,
+ * except a float32 adapter's own array — read only).
+ */
+function asFloat32(weights: Uint16Array | Float32Array, head: Int12Blocks | null): Float32Array {
+  if (weights instanceof Float32Array && !head) return weights;
+  const out = new Float32Array(weights.length + (head?.length ?? 0));
+  if (weights instanceof Float32Array) out.set(weights);
+  else {
+    const table = halves();
+    for (let i = 0; i < weights.length; i++) out[i] = table[weights[i]];
+  }
+  if (head) decodeInt12(head, out.subarray(weights.length));
   return out;
 }
 
@@ -111,17 +131,21 @@ export function residentFromWeights(
   temperature: number,
   precision: ResidentPrecision,
 ): ResidentAdapter {
-  const all = pack(spec, cfg.width, w);
-  const weights = precision === 'float16' ? (toHalf(all) ?? all) : all;
+  const compact = precision === 'compact';
+  // A weight beyond float16's range keeps the whole adapter float32 (trained adapters never get there).
+  const half = precision === 'float32' ? null : toHalf(pack(spec, cfg.width, w, !compact));
+  const weights = half ?? pack(spec, cfg.width, w, true);
+  const head = half && compact ? encodeInt12(w.headW) : null;
   let disposed = false;
   return {
     spec,
     width: cfg.width,
     depth: cfg.depth,
     temperature,
-    precision: weights instanceof Uint16Array ? 'float16' : 'float32',
+    precision: half ? precision : 'float32',
     weights,
-    byteSize: residentByteSize(spec, weights),
+    head,
+    byteSize: residentByteSize(spec, weights, head),
     get disposed() {
       return disposed;
     },
@@ -143,14 +167,14 @@ export function residentWeights(res: ResidentAdapter): AdapterWeights {
   const r = spec.rank;
   const k = spec.fusionKernel;
   const c = spec.labels.length;
-  const all = asFloat32(res.weights);
+  const all = asFloat32(res.weights, res.head);
   let at = 0;
   const take = (n: number) => all.subarray(at, (at += n));
   const reads = new Map<number, { a: Float32Array; b: Float32Array }>();
   for (const i of [...spec.loraBeforeBlocks].sort((x, y) => x - y)) reads.set(i, { a: take(d * r), b: take(r * d) });
   const fusion = k > 0 ? take(k * k * d) : null;
-  const headW = take(d * c);
   const headB = take(c);
+  const headW = take(d * c);
   return { reads, fusion, headW, headB };
 }
 

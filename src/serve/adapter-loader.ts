@@ -1,9 +1,10 @@
 /**
  * Adapter versions from the blob store to serving-ready resident adapters (weights held off the
- * backend, float16 by default: model/resident-adapter.ts): the loader the adapter cache calls on a
- * miss; its byte count is what the resident adapter really holds. A version row names its file (object key) and the backbone it was trained
- * on; the file is parsed and validated against the loaded backbone. Any failure is a typed
- * AppError, and the cache never keeps a failed load, so the next request tries again.
+ * backend as SERVE_PRECISION says: model/resident-adapter.ts): the loader the adapter cache calls
+ * on a miss; the bytes it reports are what the resident adapter holds in the process. A version
+ * row names its file (object key) and the backbone it was trained on; the file is parsed and
+ * validated against the loaded backbone. Any failure is a typed AppError, and the cache never
+ * keeps a failed load, so the next request tries again.
  */
 import { AppError, isAppError } from '../errors.js';
 import { loadResidentAdapter, type Backbone, type ResidentAdapter, type ResidentPrecision } from '../model/index.js';
@@ -32,7 +33,7 @@ export function blobAdapterLoader(
   backbone: Pick<Backbone, 'config' | 'identity'>,
   opts: { precision?: ResidentPrecision } = {},
 ): AdapterLoader {
-  const precision = opts.precision ?? 'float16';
+  const precision = opts.precision ?? 'compact'; // SERVE_PRECISION's default
   return async (ref, signal) => {
     if (ref.backboneId != null && ref.backboneId !== backbone.identity) {
       throw new AppError(

@@ -29,6 +29,7 @@ import {
   type AdapterSpec,
   type Backbone,
 } from '../../src/model/index.js';
+import { INT12_BLOCK, int12Bytes } from '../../src/model/int12.js';
 import { randomAdapter, tinyBackbone } from '../helpers/tiny-backbone.js';
 import { maxAbsDiff } from './expect.js';
 
@@ -91,10 +92,11 @@ describe.each(['dtl-golden-hf', 'dtl-golden-timm-plus'])('resident adapter, gold
     });
   });
 
-  it('float16: same top-1 and logits within 1e-3 relative of float32', () => {
-    const res = loadResidentAdapter(file, backbone.config, 'float16');
-    expect(res.precision).toBe('float16');
+  it.each(['float16', 'compact'] as const)('%s: same top-1 and logits within 1e-3 relative of float32', (precision) => {
+    const res = loadResidentAdapter(file, backbone.config, precision);
+    expect(res.precision).toBe(precision);
     expect(res.weights).toBeInstanceOf(Uint16Array);
+    expect(res.head !== null).toBe(precision === 'compact');
     const adapter = materialise(res);
     expect(adapter.temperature).toBe(loadAdapter(file, backbone.config).adapter.temperature);
     const got = logitsOf(backbone, adapter, pixels);
@@ -108,7 +110,7 @@ describe.each(['dtl-golden-hf', 'dtl-golden-timm-plus'])('resident adapter, gold
     });
     expect(worst).toBeLessThan(1e-3);
     // The measured error, for src/model/README.md.
-    console.log(`[fp16] ${name}: max |Δlogit| ${worstAbs.toExponential(2)}, relative ${worst.toExponential(2)}`);
+    console.log(`[${precision}] ${name}: max |Δlogit| ${worstAbs.toExponential(2)}, relative ${worst.toExponential(2)}`);
   });
 });
 
@@ -139,6 +141,16 @@ describe('resident adapters on a tiny backbone', () => {
       const parsed = parseAdapterFile(f, backbone.config);
       const w32 = residentWeights(loadResidentAdapter(f, backbone.config, 'float32'));
       const w16 = residentWeights(loadResidentAdapter(f, backbone.config, 'float16'));
+      const wc = residentWeights(loadResidentAdapter(f, backbone.config, 'compact'));
+      // compact: the head weight to half a 12-bit step of its block's largest value, the rest as float16.
+      const head = parsed.weights.headW;
+      head.forEach((v, j) => {
+        const block = head.subarray(j - (j % INT12_BLOCK), j - (j % INT12_BLOCK) + INT12_BLOCK);
+        const absmax = Math.max(...Array.from(block, Math.abs));
+        expect(Math.abs(wc.headW[j] - v)).toBeLessThanOrEqual((absmax / 2047) * 0.5 * (1 + 1e-6));
+      });
+      expect(maxAbsDiff(wc.headB, w16.headB)).toBe(0);
+      for (const [i, p] of w16.reads) expect(maxAbsDiff(wc.reads.get(i)!.a, p.a) + maxAbsDiff(wc.reads.get(i)!.b, p.b)).toBe(0);
       const pairs: Array<[Float32Array, Float32Array, Float32Array]> = [
         [parsed.weights.headW, w32.headW, w16.headW],
         [parsed.weights.headB, w32.headB, w16.headB],
@@ -162,14 +174,30 @@ describe('resident adapters on a tiny backbone', () => {
     expect(r16.byteSize).toBe(residentByteSize(r16.spec, r16.weights));
     expect(r16.byteSize - 2 * weights).toBe(r32.byteSize - 4 * weights);
     expect(r16.byteSize).toBeGreaterThan(2 * weights);
+    const rc = loadResidentAdapter(files[1], backbone.config, 'compact');
+    const headW = 5 * d;
+    expect(rc.weights.length).toBe(weights - headW);
+    expect(rc.head!.length).toBe(headW);
+    expect(rc.byteSize).toBe(residentByteSize(rc.spec, rc.weights, rc.head));
+    expect(rc.byteSize).toBeGreaterThanOrEqual(r16.byteSize - 2 * headW + int12Bytes(headW));
   });
 
   it('keeps an adapter float32 when a weight is beyond float16 range', () => {
     const parsed = parseAdapterFile(files[0], backbone.config);
-    parsed.weights.headW[3] = 1e5;
-    const res = residentFromWeights(backbone.config, parsed.spec, parsed.weights, 1, 'float16');
-    expect(res.precision).toBe('float32');
-    expect(residentWeights(res).headW[3]).toBe(1e5);
+    const first = Math.min(...parsed.weights.reads.keys());
+    parsed.weights.reads.get(first)!.a[3] = 1e5;
+    for (const precision of ['float16', 'compact'] as const) {
+      const res = residentFromWeights(backbone.config, parsed.spec, parsed.weights, 1, precision);
+      expect(res.precision).toBe('float32');
+      expect(res.head).toBeNull();
+      expect(residentWeights(res).reads.get(first)!.a[3]).toBe(1e5);
+    }
+    // compact's head is not float16: a large head weight stays compact, within its block's step.
+    const big = parseAdapterFile(files[0], backbone.config);
+    big.weights.headW[3] = 1e5;
+    const res = residentFromWeights(backbone.config, big.spec, big.weights, 1, 'compact');
+    expect(res.precision).toBe('compact');
+    expect(Math.abs(residentWeights(res).headW[3] - 1e5)).toBeLessThanOrEqual(1e5 / 4094);
   });
 
   it('materialises a batch for its forward and frees every tensor after, batch after batch', () => {

@@ -74,13 +74,13 @@ export function randomImages(count: number, backbone: Backbone, seed = 5): Float
 
 /**
  * Logits of one image through one adapter file, computed alone (the reference the engine must
- * match): on the weights as the engine holds them (SERVE_PRECISION, float16 by default).
+ * match): on the weights as the engine holds them (SERVE_PRECISION, compact by default).
  */
 export function referenceLogits(
   backbone: Backbone,
   bytes: Uint8Array,
   image: Float32Array,
-  precision: ResidentPrecision = 'float16',
+  precision: ResidentPrecision = 'compact',
 ): { logits: Float32Array; probs: Float32Array } {
   const adapter = materialise(loadResidentAdapter(bytes, backbone.config, precision));
   const s = backbone.config.imageSize;
