@@ -35,9 +35,13 @@ export function encodeInt12(src: Float32Array): Int12Blocks {
     let absmax = 0;
     for (let i = from; i < to; i++) absmax = Math.max(absmax, Math.abs(src[i]));
     // The scale is stored as float32 and the integers are rounded against that stored value.
-    const scale = (scales[b] = absmax / MAX);
-    if (scale === 0) continue;
-    for (let i = from; i < to; i++) q[i] = Math.max(-MAX, Math.min(MAX, Math.round(src[i] / scales[b])));
+    scales[b] = absmax / MAX;
+    if (scales[b] === 0) continue;
+    const inv = 1 / scales[b];
+    for (let i = from; i < to; i++) {
+      const v = Math.round(src[i] * inv);
+      q[i] = v > MAX ? MAX : v < -MAX ? -MAX : v;
+    }
   }
   const packed = new Uint8Array(Math.ceil(n / 2) * 3);
   for (let i = 0, o = 0; i < n; i += 2, o += 3) {

@@ -19,7 +19,7 @@ import { adapterFromWeights, type Adapter, type AdapterSpec, type AdapterWeights
 import { parseAdapterFile } from './adapter-file.js';
 import type { BackboneConfig } from './backbone-config.js';
 import { decodeInt12, encodeInt12, type Int12Blocks } from './int12.js';
-import { floatToHalf, halfToFloat } from './safetensors.js';
+import { halfToFloat } from './safetensors.js';
 import type { SuffixGroup } from './suffix.js';
 
 /** How resident weights are held: SERVE_PRECISION. */
@@ -87,12 +87,38 @@ function pack(spec: AdapterSpec, d: number, w: AdapterWeights, withHead: boolean
   return out;
 }
 
-/** float32 → float16 bits (round to nearest even); null when a finite weight would not fit (|w| > 65504). */
+/**
+ * float32 → float16 bits, round to nearest even (safetensors.ts floatToHalf, inlined over the
+ * array's bits: no call or scratch write per weight); null when a weight does not fit (|w| > 65504).
+ */
 function toHalf(src: Float32Array): Uint16Array | null {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    const h = floatToHalf(src[i]);
-    if ((h & 0x7c00) === 0x7c00) return null;
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    const sign = (x >>> 16) & 0x8000;
+    const e = ((x >>> 23) & 0xff) - 112;
+    const mant = x & 0x7fffff;
+    let h: number;
+    if (e >= 0x1f) return null; // beyond float16 (or not finite)
+    if (e <= 0) {
+      if (e < -10) h = sign;
+      else {
+        const m = mant | 0x800000;
+        const shift = 14 - e;
+        const halfway = 1 << (shift - 1);
+        const rem = m & ((1 << shift) - 1);
+        let r = m >>> shift;
+        if (rem > halfway || (rem === halfway && r & 1)) r++;
+        h = sign | r;
+      }
+    } else {
+      let r = (e << 10) | (mant >>> 13);
+      const rem = mant & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
+      h = sign | r;
+    }
+    if ((h & 0x7c00) === 0x7c00) return null; // rounded up past 65504
     out[i] = h;
   }
   return out;
@@ -108,6 +134,12 @@ function halves(): Float32Array {
   return halfTable;
 }
 
+/** Its own function, so the loop only ever sees a Uint16Array (it runs for every adapter of every batch). */
+function decodeHalves(src: Uint16Array, out: Float32Array): void {
+  const table = halves();
+  for (let i = 0; i < src.length; i++) out[i] = table[src[i]];
+}
+
 /**
  * Every weight as float32 in one array, in layout order with the head weight last (a fresh array,
  * except a float32 adapter's own array — read only).
@@ -116,10 +148,7 @@ function asFloat32(weights: Uint16Array | Float32Array, head: Int12Blocks | null
   if (weights instanceof Float32Array && !head) return weights;
   const out = new Float32Array(weights.length + (head?.length ?? 0));
   if (weights instanceof Float32Array) out.set(weights);
-  else {
-    const table = halves();
-    for (let i = 0; i < weights.length; i++) out[i] = table[weights[i]];
-  }
+  else decodeHalves(weights, out);
   if (head) decodeInt12(head, out.subarray(weights.length));
   return out;
 }

@@ -30,7 +30,7 @@ import {
   type Backbone,
 } from '../../src/model/index.js';
 import { INT12_BLOCK, int12Bytes } from '../../src/model/int12.js';
-import { randomAdapter, tinyBackbone } from '../helpers/tiny-backbone.js';
+import { randomAdapter, rng, tinyBackbone } from '../helpers/tiny-backbone.js';
 import { maxAbsDiff } from './expect.js';
 
 const FIXTURES = path.resolve(import.meta.dirname, '../fixtures');
@@ -234,6 +234,39 @@ describe('resident adapters on a tiny backbone', () => {
     });
     expect(tf.memory().numTensors).toBe(before);
     pixels.dispose();
+  });
+
+  it('a ViT-B-sized head (768 × 100): float16 and compact logits within 1e-3 relative of float32', () => {
+    const r = rng(11);
+    const d = 768;
+    const c = 100;
+    const spec: AdapterSpec = { rank: 2, beta: 100, loraBeforeBlocks: [0], addAfterBlocks: [0], fusionKernel: 0, labels: Array.from({ length: c }, (_, k) => `c${k}`) };
+    const cfg = { width: d, depth: 1 };
+    // Trained-looking heads: the benches' uniform ±0.05, and normal with a few 10× outliers.
+    const heads = [
+      Float32Array.from({ length: d * c }, () => (r.uniform() - 0.5) * 0.1),
+      Float32Array.from({ length: d * c }, (_, i) => r.normal() * 0.02 * (i % 997 === 0 ? 10 : 1)),
+    ];
+    const x = Array.from({ length: 16 }, () => Float64Array.from({ length: d }, () => r.normal()));
+    const logits = (w: Float32Array, b: Float32Array) =>
+      x.map((row) => Array.from({ length: c }, (_, k) => row.reduce((s, v, j) => s + v * w[j * c + k], b[k])));
+    for (const headW of heads) {
+      const weights = {
+        reads: new Map([[0, { a: new Float32Array(d * 2), b: new Float32Array(2 * d) }]]),
+        fusion: null,
+        headW,
+        headB: Float32Array.from({ length: c }, () => r.normal() * 0.1),
+      };
+      const want = logits(headW, weights.headB);
+      for (const precision of ['float16', 'compact'] as const) {
+        const got = residentWeights(residentFromWeights(cfg, spec, weights, 1, precision));
+        const have = logits(got.headW, got.headB);
+        const worst = Math.max(...have.map((row, i) => relErr(row, want[i])));
+        expect(worst, precision).toBeLessThan(1e-3);
+        have.forEach((row, i) => expect(argmax(row)).toBe(argmax(want[i])));
+        console.log(`[${precision}] ViT-B head: logits relative error ${worst.toExponential(4)}`);
+      }
+    }
   });
 
   it('refuses to materialise a disposed adapter', () => {
