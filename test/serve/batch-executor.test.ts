@@ -4,6 +4,7 @@
  * its return value (the serving engine sums them).
  */
 import fs from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, type Backbone, type ResidentAdapter } from '../../src/model/index.js';
 import { AdapterCache } from '../../src/serve/adapter-cache.js';
@@ -65,8 +66,12 @@ describe('batch executor: no side channels', () => {
     ];
     const snapshot = JSON.stringify(requests.map((r) => ({ ...r, items: r.items.map((it) => ({ keys: Object.keys(it.payload), adapterKeys: it.adapterKeys })) })));
     const deps = { backbone, cache, prefixCache, now: () => Date.now() };
+    const tensorsBefore = tf.memory().numTensors;
 
     const run = await executeBatch(deps, requests.map(entry));
+    // Resident adapters hold no tensors; the batch's float32 ones were freed with it.
+    expect(cache.stats().residentCount).toBe(2);
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
     expect(run.outcomes.map((o) => (o.ok ? 'ok' : o.error.message))).toEqual(['ok', 'ok']);
     expect(run.timings).toMatchObject({ images: 3, rows: 5 });
     for (const k of ['loadMs', 'prefixMs', 'adapterMs'] as const) expect(run.timings![k]).toBeGreaterThanOrEqual(0);
@@ -80,6 +85,8 @@ describe('batch executor: no side channels', () => {
     expect(again.timings).toMatchObject({ images: 3, rows: 5 });
     expect(prefixCache.stats().hits).toBe(3);
     for (const img of images) expect(Object.keys(img)).toEqual(['pixels']);
+    for (let i = 0; i < 3; i++) await executeBatch(deps, requests.map(entry));
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
     cache.close();
   });
 
