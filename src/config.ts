@@ -107,7 +107,7 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   JOB_LEASE_MS: 'Job lease length; a worker heartbeats at a third of it. A training job whose batches keep the event loop busy for over a quarter of it (a large backbone on CPU) stretches its own lease to four batches (the first batch estimated from one image\'s forward pass).',
   JOB_MAX_ATTEMPTS: 'Attempts before a job is marked failed.',
   ADAPTER_CACHE_BYTES: 'Byte budget for resident adapters (LRU), counted as what each one holds in the process (weights + its JS objects).',
-  SERVE_PRECISION: 'How resident adapters hold their weights between batches: `compact` (float16, the head weight as 12-bit integers with a scale per 64: ≈ 0.45× float32 at 100 classes), `float16` (0.5×) or `float32` (exact). compact and float16 give logits within 1e-3 relative of float32 and the same top-1 on the golden fixtures (errors measured in src/model/README.md). A batch always computes in float32; adapter files are unchanged.',
+  SERVE_PRECISION: 'How resident adapters hold their weights between batches: `compact` (float16, the head weight as 12-bit integers with a float16 scale per 32: ≈ 0.44× float32 at 100 classes), `float16` (0.5×) or `float32` (exact). compact and float16 give logits within 1e-3 relative of float32 and the same top-1 on the golden fixtures (errors measured in src/model/README.md). A batch always computes in float32; adapter files are unchanged.',
   BATCH_MAX_SIZE: 'Most images in one serving micro-batch.',
   BATCH_MAX_WAIT_MS: 'Longest a request waits for a batch to fill.',
   QUEUE_MAX_TOTAL: 'Classify requests queued in all (beyond → 429 queue_full).',

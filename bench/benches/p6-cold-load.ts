@@ -109,7 +109,7 @@ const bench: Bench = {
         result('P6 adapters resident per GiB at ViT-B size, 100 classes', GiB / per100, { op: '>=', value: 5000 },
           `from the cache's byte accounting of ${s100.residentCount} loaded adapters: ${fmt(per100 / 1024)} KiB each (SERVE_PRECISION=compact): ` +
             `CSN ${fmt(csn / 1024)} KiB float16 (12 × (A 768×2 + B 2×768)) + head and JS objects ${fmt((per100 - csn) / 1024)} KiB ` +
-            `(768 × 100 weights as 12-bit integers with a float32 scale per 64, 100 float16 biases). ` +
+            `(768 × 100 weights as 12-bit integers with a float16 scale per 32, 100 float16 biases). ` +
             `With 10 classes: ${fmt(per10 / 1024)} KiB → ${Math.floor(GiB / per10)} per GiB. ` +
             `Measured per adapter over ${n} held at once (labels shared between them, so the V8 heap is below the accounting's): ` +
             `${costLine('compact', realCompact)}; ${costLine('float16', real16)}; ${costLine('float32', real32)}; ` +

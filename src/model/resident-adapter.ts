@@ -31,7 +31,7 @@ export interface ResidentAdapter {
   readonly depth: number;
   /** Calibrated softmax temperature (see Adapter.temperature). */
   readonly temperature: number;
-  /** What it is held in: as asked, except float32 where a weight is beyond float16's range (|w| > 65504). */
+  /** What it is held in: as asked, except float32 where a weight is beyond float16's range (|w| > 65504; compact too). */
   readonly precision: ResidentPrecision;
   readonly weights: Uint16Array | Float32Array;
   /** compact: the head weight [d, classes]; null otherwise (it is in `weights`). */
@@ -165,6 +165,7 @@ export function residentFromWeights(
   const half = precision === 'float32' ? null : toHalf(pack(spec, cfg.width, w, !compact));
   const weights = half ?? pack(spec, cfg.width, w, true);
   const head = half && compact ? encodeInt12(w.headW) : null;
+  if (compact && half && !head) return residentFromWeights(cfg, spec, w, temperature, 'float32');
   let disposed = false;
   return {
     spec,

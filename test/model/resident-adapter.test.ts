@@ -31,7 +31,7 @@ import {
 } from '../../src/model/index.js';
 import { INT12_BLOCK, int12Bytes } from '../../src/model/int12.js';
 import { randomAdapter, rng, tinyBackbone } from '../helpers/tiny-backbone.js';
-import { maxAbsDiff } from './expect.js';
+import { halfStep, maxAbsDiff } from './expect.js';
 
 const FIXTURES = path.resolve(import.meta.dirname, '../fixtures');
 
@@ -147,7 +147,7 @@ describe('resident adapters on a tiny backbone', () => {
       head.forEach((v, j) => {
         const block = head.subarray(j - (j % INT12_BLOCK), j - (j % INT12_BLOCK) + INT12_BLOCK);
         const absmax = Math.max(...Array.from(block, Math.abs));
-        expect(Math.abs(wc.headW[j] - v)).toBeLessThanOrEqual((absmax / 2047) * 0.5 * (1 + 1e-6));
+        expect(Math.abs(wc.headW[j] - v)).toBeLessThanOrEqual(halfStep(absmax));
       });
       expect(maxAbsDiff(wc.headB, w16.headB)).toBe(0);
       for (const [i, p] of w16.reads) expect(maxAbsDiff(wc.reads.get(i)!.a, p.a) + maxAbsDiff(wc.reads.get(i)!.b, p.b)).toBe(0);
@@ -182,22 +182,20 @@ describe('resident adapters on a tiny backbone', () => {
     expect(rc.byteSize).toBeGreaterThanOrEqual(r16.byteSize - 2 * headW + int12Bytes(headW));
   });
 
-  it('keeps an adapter float32 when a weight is beyond float16 range', () => {
-    const parsed = parseAdapterFile(files[0], backbone.config);
-    const first = Math.min(...parsed.weights.reads.keys());
-    parsed.weights.reads.get(first)!.a[3] = 1e5;
-    for (const precision of ['float16', 'compact'] as const) {
-      const res = residentFromWeights(backbone.config, parsed.spec, parsed.weights, 1, precision);
-      expect(res.precision).toBe('float32');
-      expect(res.head).toBeNull();
-      expect(residentWeights(res).reads.get(first)!.a[3]).toBe(1e5);
+  it('keeps an adapter float32 when a weight (CSN or head) is beyond float16 range', () => {
+    for (const where of ['read', 'head'] as const) {
+      const parsed = parseAdapterFile(files[0], backbone.config);
+      const first = Math.min(...parsed.weights.reads.keys());
+      const arr = where === 'read' ? parsed.weights.reads.get(first)!.a : parsed.weights.headW;
+      arr[3] = 1e5;
+      for (const precision of ['float16', 'compact'] as const) {
+        const res = residentFromWeights(backbone.config, parsed.spec, parsed.weights, 1, precision);
+        expect(res.precision, `${where} ${precision}`).toBe('float32');
+        expect(res.head).toBeNull();
+        const w = residentWeights(res);
+        expect(where === 'read' ? w.reads.get(first)!.a[3] : w.headW[3]).toBe(1e5);
+      }
     }
-    // compact's head is not float16: a large head weight stays compact, within its block's step.
-    const big = parseAdapterFile(files[0], backbone.config);
-    big.weights.headW[3] = 1e5;
-    const res = residentFromWeights(backbone.config, big.spec, big.weights, 1, 'compact');
-    expect(res.precision).toBe('compact');
-    expect(Math.abs(residentWeights(res).headW[3] - 1e5)).toBeLessThanOrEqual(1e5 / 4094);
   });
 
   it('materialises a batch for its forward and frees every tensor after, batch after batch', () => {
