@@ -9,7 +9,8 @@ import {
   disposePrefix,
   forwardSuffix,
   initBackend,
-  loadAdapter,
+  loadResidentAdapter,
+  materialise,
   runPrefix,
   splitPoint,
 } from '../../src/model/index.js';
@@ -36,7 +37,7 @@ const bench: Bench = {
     const refs: AdapterRef[] = files.map((_, i) => ({ key: `p2-${i}`, objectKey: `p2/${i}`, backboneId: backbone.identity }));
     // Files from memory: this bench is about compute, not storage (P6 measures loading).
     const loader: AdapterLoader = async (ref) => {
-      const { adapter } = loadAdapter(files[Number(ref.key.slice(3))], backbone.config);
+      const adapter = loadResidentAdapter(files[Number(ref.key.slice(3))], backbone.config, 'compact');
       return { value: adapter, bytes: adapter.byteSize };
     };
     const engine = new ServingEngine({
@@ -44,7 +45,8 @@ const bench: Bench = {
       queueMaxTotal: 1024, queueMaxPerTenant: 1024, requestDeadlineMs: 3_600_000,
     });
     await engine.preload(refs);
-    const direct = files.map((f) => loadAdapter(f, backbone.config).adapter);
+    // The ideal runs on the same (compact-held, the serving default) weights the engine serves.
+    const direct = files.map((f) => materialise(loadResidentAdapter(f, backbone.config, 'compact')));
     const split = Math.min(...direct.map((a) => splitPoint(a.spec, depth)));
     const s = size.imageSize;
     try {

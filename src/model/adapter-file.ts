@@ -13,6 +13,7 @@ import {
   checkSpecAgainstBackbone,
   type Adapter,
   type AdapterSpec,
+  type AdapterWeights,
 } from './adapter.js';
 import type { BackboneConfig } from './backbone-config.js';
 import { readSafetensors, writeSafetensors, type SafetensorsTensor, type TensorToWrite } from './safetensors.js';
@@ -57,14 +58,33 @@ export interface LoadedAdapter {
   meta: Record<string, unknown>;
 }
 
+/** An adapter file's contents, validated, its weights in forward layout (float32), nothing on the backend yet. */
+export interface ParsedAdapterFile {
+  spec: AdapterSpec;
+  weights: AdapterWeights;
+  /** The calibrated softmax temperature (1 when the file names none). */
+  temperature: number;
+  /** The whole parsed `dtl` metadata object (spec keys included). */
+  meta: Record<string, unknown>;
+}
+
 const shapeStr = (s: number[]) => `[${s.join(', ')}]`;
 
 /**
  * Parses and validates an adapter file against a backbone. Malformed files → 'invalid_adapter';
  * a well-formed adapter for another backbone (other width, blocks beyond its depth) →
- * 'adapter_backbone_mismatch'. Loads as plain tensors unless `trainable` (serving keeps many).
+ * 'adapter_backbone_mismatch'. Loads as plain tensors unless `trainable`; serving holds the
+ * weights off the backend instead (resident-adapter.ts).
  */
 export function loadAdapter(bytes: Uint8Array, backbone: BackboneConfig, opts: { trainable?: boolean } = {}): LoadedAdapter {
+  const { spec, weights, temperature, meta } = parseAdapterFile(bytes, backbone);
+  const adapter = adapterFromWeights(backbone, spec, weights, opts.trainable ?? false);
+  adapter.temperature = temperature;
+  return { adapter, meta };
+}
+
+/** Parses and validates an adapter file against a backbone (the errors of loadAdapter); no tensors. */
+export function parseAdapterFile(bytes: Uint8Array, backbone: BackboneConfig): ParsedAdapterFile {
   const bad = (msg: string): never => {
     throw new AppError('invalid_adapter', `adapter: ${msg}`);
   };
@@ -140,7 +160,5 @@ export function loadAdapter(bytes: Uint8Array, backbone: BackboneConfig, opts: {
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature <= 0) {
     bad("'temperature' in the 'dtl' metadata must be a positive number");
   }
-  const adapter = adapterFromWeights(backbone, spec, { reads, fusion, headW, headB }, opts.trainable ?? false);
-  adapter.temperature = temperature as number;
-  return { adapter, meta: meta as Record<string, unknown> };
+  return { spec, weights: { reads, fusion, headW, headB }, temperature: temperature as number, meta: meta as Record<string, unknown> };
 }

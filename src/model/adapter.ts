@@ -90,7 +90,7 @@ export function checkSpecAgainstBackbone(spec: AdapterSpec, cfg: BackboneConfig,
 }
 
 /** Wraps weight arrays (already in forward layout) as an adapter; variables when `trainable`. */
-export function adapterFromWeights(cfg: BackboneConfig, spec: AdapterSpec, w: AdapterWeights, trainable: boolean): Adapter {
+export function adapterFromWeights(cfg: Pick<BackboneConfig, 'width' | 'depth'>, spec: AdapterSpec, w: AdapterWeights, trainable: boolean): Adapter {
   const d = cfg.width;
   const r = spec.rank;
   const k = spec.fusionKernel;

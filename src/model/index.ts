@@ -39,7 +39,7 @@ export {
   type AdapterSpec,
   type AdapterRead,
 } from './adapter.js';
-export { saveAdapter, loadAdapter, type LoadedAdapter } from './adapter-file.js';
+export { saveAdapter, loadAdapter, parseAdapterFile, type LoadedAdapter, type ParsedAdapterFile } from './adapter-file.js';
 export { splitPoint, runPrefix, disposePrefix, gatherPrefix, concatPrefix, type PrefixState } from './prefix.js';
 export { type SuffixGroup } from './suffix.js';
 export { suffixFeatures, forwardSuffix, predictLogits, backboneFeatures } from './forward.js';
@@ -58,3 +58,14 @@ export {
   leanGradientsInstalled,
 } from './kernels/install.js';
 export { checkTfjsVersion, TFJS_PATCHED_VERSION } from './kernels/tfjs-internals.js';
+export {
+  loadResidentAdapter,
+  residentFromWeights,
+  residentWeights,
+  residentByteSize,
+  materialise,
+  materialiseGroups,
+  type ResidentAdapter,
+  type ResidentPrecision,
+  type MaterialisedGroups,
+} from './resident-adapter.js';

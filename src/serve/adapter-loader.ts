@@ -1,11 +1,13 @@
 /**
- * Adapter versions from the blob store to serving-ready model adapters: the loader the adapter
- * cache calls on a miss. A version row names its file (object key) and the backbone it was trained
- * on; the file is parsed and validated against the loaded backbone. Any failure is a typed
- * AppError, and the cache never keeps a failed load, so the next request tries again.
+ * Adapter versions from the blob store to serving-ready resident adapters (weights held off the
+ * backend as SERVE_PRECISION says: model/resident-adapter.ts): the loader the adapter cache calls
+ * on a miss; the bytes it reports are what the resident adapter holds in the process. A version
+ * row names its file (object key) and the backbone it was trained on; the file is parsed and
+ * validated against the loaded backbone. Any failure is a typed AppError, and the cache never
+ * keeps a failed load, so the next request tries again.
  */
 import { AppError, isAppError } from '../errors.js';
-import { loadAdapter, type Adapter, type Backbone } from '../model/index.js';
+import { loadResidentAdapter, type Backbone, type ResidentAdapter, type ResidentPrecision } from '../model/index.js';
 import type { BlobStore } from '../storage/index.js';
 import type { Loaded } from './adapter-cache.js';
 
@@ -19,14 +21,19 @@ export interface AdapterRef {
   readonly backboneId?: string | null;
 }
 
-export type AdapterLoader = (ref: AdapterRef, signal: AbortSignal) => Promise<Loaded<Adapter>>;
+export type AdapterLoader = (ref: AdapterRef, signal: AbortSignal) => Promise<Loaded<ResidentAdapter>>;
 
 /**
  * Loads adapter files from `blobs`. Errors: 'adapter_backbone_mismatch' (trained on another
  * backbone, or shapes that do not fit this one), 'invalid_adapter' (malformed file),
- * 'storage_error' (the file is missing or the store failed).
+ * 'storage_error' (the file is missing or the store failed). `precision`: SERVE_PRECISION.
  */
-export function blobAdapterLoader(blobs: BlobStore, backbone: Pick<Backbone, 'config' | 'identity'>): AdapterLoader {
+export function blobAdapterLoader(
+  blobs: BlobStore,
+  backbone: Pick<Backbone, 'config' | 'identity'>,
+  opts: { precision?: ResidentPrecision } = {},
+): AdapterLoader {
+  const precision = opts.precision ?? 'compact'; // SERVE_PRECISION's default
   return async (ref, signal) => {
     if (ref.backboneId != null && ref.backboneId !== backbone.identity) {
       throw new AppError(
@@ -47,7 +54,7 @@ export function blobAdapterLoader(blobs: BlobStore, backbone: Pick<Backbone, 'co
       throw new AppError('storage_error', `reading adapter file for version '${ref.key}' failed`, { cause: err });
     }
     signal.throwIfAborted();
-    const { adapter } = loadAdapter(bytes, backbone.config);
+    const adapter = loadResidentAdapter(bytes, backbone.config, precision);
     return { value: adapter, bytes: adapter.byteSize };
   };
 }

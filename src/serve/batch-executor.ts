@@ -26,11 +26,12 @@ import {
   disposePrefix,
   enginePrefix,
   engineSuffix,
+  materialiseGroups,
   splitPoint,
-  type Adapter,
   type Backbone,
+  type MaterialisedGroups,
   type PrefixState,
-  type SuffixGroup,
+  type ResidentAdapter,
 } from '../model/index.js';
 import type { AdapterCache, Lease } from './adapter-cache.js';
 import type { AdapterRef } from './adapter-loader.js';
@@ -43,7 +44,7 @@ export type { AdapterAnswer, BatchRun, BatchTimings, EngineImage, EngineRequest,
 export interface ExecutorDeps {
   readonly backbone: Backbone;
   /** Resident adapters; a cold one is loaded from the AdapterRef passed as the acquire's load context. */
-  readonly cache: AdapterCache<Adapter, AdapterRef>;
+  readonly cache: AdapterCache<ResidentAdapter, AdapterRef>;
   readonly prefixCache: PrefixActivationCache;
   /** Same clock as the batcher (request deadlines, queue time). */
   readonly now: () => number;
@@ -56,7 +57,7 @@ export function pixelHash(pixels: Float32Array): string {
 export async function executeBatch(deps: ExecutorDeps, batch: readonly BatchEntry<EngineRequest>[]): Promise<BatchRun> {
   const { cache } = deps;
   const outcomes: Array<ItemOutcome<ItemResult[]> | undefined> = batch.map(() => undefined);
-  const leases = new Map<string, Lease<Adapter>>();
+  const leases = new Map<string, Lease<ResidentAdapter>>();
   const failures = new Map<string, Error>();
   let timings: BatchTimings | undefined;
   const t0 = performance.now();
@@ -124,7 +125,7 @@ async function compute(
   deps: ExecutorDeps,
   batch: readonly BatchEntry<EngineRequest>[],
   live: number[],
-  leases: Map<string, Lease<Adapter>>,
+  leases: Map<string, Lease<ResidentAdapter>>,
   loadMs: number,
 ): Promise<{ results: ItemResult[][]; timings: BatchTimings }> {
   const { backbone, prefixCache } = deps;
@@ -162,7 +163,7 @@ async function compute(
 
   // Groups: one per adapter, rows in first-seen order; slots say where each answer lands.
   const groupOf = new Map<string, number>();
-  const groups: Array<{ key: string; adapter: Adapter; images: number[] }> = [];
+  const groups: Array<{ key: string; adapter: ResidentAdapter; images: number[] }> = [];
   const slots: Slot[][][] = live.map((r, li) =>
     batch[r].request.items.map((item, j) =>
       item.adapterKeys.map((key) => {
@@ -183,10 +184,12 @@ async function compute(
   const { state, rowOfImage, cached } = await buildPrefix(backbone, prefixCache, images, split);
   let logits: tf.Tensor2D[] = [];
   let data: Array<{ logits: Float32Array; probs: Float32Array }>;
+  let weights: MaterialisedGroups | undefined;
   const tSuffix = performance.now();
   try {
-    const suffixGroups: SuffixGroup[] = groups.map((g) => ({ adapter: g.adapter, rows: g.images.map((i) => rowOfImage[i]) }));
-    logits = await engineSuffix(backbone, state, suffixGroups);
+    // Resident adapters become float32 tensors for this batch only (freed below).
+    weights = materialiseGroups(groups.map((g) => ({ adapter: g.adapter, rows: g.images.map((i) => rowOfImage[i]) })));
+    logits = await engineSuffix(backbone, state, weights.groups);
     data = logits.map((l, g) => {
       // The adapter's calibrated temperature (1 = raw softmax): probabilities mean what a threshold says.
       const t = groups[g].adapter.temperature;
@@ -197,6 +200,7 @@ async function compute(
     });
   } finally {
     for (const l of logits) l.dispose();
+    weights?.dispose();
     disposePrefix(state);
   }
   const tEnd = performance.now();

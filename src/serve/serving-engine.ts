@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { BlobStore } from '../storage/index.js';
-import type { Adapter, Backbone } from '../model/index.js';
+import type { Backbone, ResidentAdapter } from '../model/index.js';
 import { AdapterCache, type AdapterCacheStats } from './adapter-cache.js';
 import { blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
 import { Batcher, type BatcherStats } from './batcher.js';
@@ -77,7 +77,7 @@ export interface EngineStats {
 }
 
 export class ServingEngine {
-  private readonly cache: AdapterCache<Adapter, AdapterRef>;
+  private readonly cache: AdapterCache<ResidentAdapter, AdapterRef>;
   private readonly batcher: Batcher<EngineRequest, ItemResult[]>;
   private readonly prefixCache: PrefixActivationCache;
   private readonly totals: BatchTimingTotals = { batches: 0, images: 0, rows: 0, loadMs: 0, prefixMs: 0, adapterMs: 0 };
@@ -86,7 +86,7 @@ export class ServingEngine {
 
   constructor(private readonly options: ServingEngineOptions) {
     this.now = options.now ?? Date.now;
-    this.cache = new AdapterCache<Adapter, AdapterRef>({
+    this.cache = new AdapterCache<ResidentAdapter, AdapterRef>({
       budgetBytes: options.adapterCacheBytes,
       load: (key, signal, ref) => {
         if (ref?.key !== key) return Promise.reject(new AppError('internal', `no source known for adapter version '${key}'`));
@@ -117,7 +117,7 @@ export class ServingEngine {
     config: Pick<
       Config,
       | 'ADAPTER_CACHE_BYTES' | 'PREFIX_CACHE_BYTES' | 'BATCH_MAX_SIZE' | 'BATCH_MAX_WAIT_MS'
-      | 'QUEUE_MAX_TOTAL' | 'QUEUE_MAX_PER_TENANT' | 'REQUEST_DEADLINE_MS'
+      | 'QUEUE_MAX_TOTAL' | 'QUEUE_MAX_PER_TENANT' | 'REQUEST_DEADLINE_MS' | 'SERVE_PRECISION'
     >,
     backbone: Backbone,
     blobs: BlobStore,
@@ -125,7 +125,7 @@ export class ServingEngine {
   ): ServingEngine {
     return new ServingEngine({
       backbone,
-      loader: blobAdapterLoader(blobs, backbone),
+      loader: blobAdapterLoader(blobs, backbone, { precision: config.SERVE_PRECISION }),
       adapterCacheBytes: config.ADAPTER_CACHE_BYTES,
       prefixCacheBytes: config.PREFIX_CACHE_BYTES,
       maxBatchSize: config.BATCH_MAX_SIZE,

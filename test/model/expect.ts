@@ -27,3 +27,6 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/** int12 blocks' error bound: half a step, the block's largest |value| rounded up to a float16 (≤ 2^-10 relative, or 2^-24 below its normal range) / 4094. */
+export const halfStep = (absmax: number) => (absmax * (1 + 2 ** -10) + 2 ** -24) / 4094;

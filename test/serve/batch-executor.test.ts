@@ -4,12 +4,15 @@
  * its return value (the serving engine sums them).
  */
 import fs from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, type Adapter, type Backbone } from '../../src/model/index.js';
+import { initBackend, type Backbone, type ResidentAdapter } from '../../src/model/index.js';
+import { loadConfig } from '../../src/config.js';
 import { AdapterCache } from '../../src/serve/adapter-cache.js';
 import { blobAdapterLoader, type AdapterRef } from '../../src/serve/adapter-loader.js';
 import { executeBatch, type EngineImage, type EngineRequest } from '../../src/serve/batch-executor.js';
 import { PrefixActivationCache } from '../../src/serve/prefix-activation-cache.js';
+import { ServingEngine } from '../../src/serve/serving-engine.js';
 import type { BatchEntry } from '../../src/serve/types.js';
 import { DiskBlobStore } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/db.js';
@@ -42,7 +45,7 @@ describe('batch executor: no side channels', () => {
   }
 
   it("returns the batch's timings with its outcomes and leaves the caller's requests and images as they were", async () => {
-    const cache = new AdapterCache<Adapter, AdapterRef>({
+    const cache = new AdapterCache<ResidentAdapter, AdapterRef>({
       budgetBytes: 1 << 24,
       load: (key, signal, ref) => blobAdapterLoader(blobs, backbone)(ref!, signal),
       dispose: (a) => a.dispose(),
@@ -65,8 +68,12 @@ describe('batch executor: no side channels', () => {
     ];
     const snapshot = JSON.stringify(requests.map((r) => ({ ...r, items: r.items.map((it) => ({ keys: Object.keys(it.payload), adapterKeys: it.adapterKeys })) })));
     const deps = { backbone, cache, prefixCache, now: () => Date.now() };
+    const tensorsBefore = tf.memory().numTensors;
 
     const run = await executeBatch(deps, requests.map(entry));
+    // Resident adapters hold no tensors; the batch's float32 ones were freed with it.
+    expect(cache.stats().residentCount).toBe(2);
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
     expect(run.outcomes.map((o) => (o.ok ? 'ok' : o.error.message))).toEqual(['ok', 'ok']);
     expect(run.timings).toMatchObject({ images: 3, rows: 5 });
     for (const k of ['loadMs', 'prefixMs', 'adapterMs'] as const) expect(run.timings![k]).toBeGreaterThanOrEqual(0);
@@ -80,7 +87,32 @@ describe('batch executor: no side channels', () => {
     expect(again.timings).toMatchObject({ images: 3, rows: 5 });
     expect(prefixCache.stats().hits).toBe(3);
     for (const img of images) expect(Object.keys(img)).toEqual(['pixels']);
+    for (let i = 0; i < 3; i++) await executeBatch(deps, requests.map(entry));
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
     cache.close();
+  });
+
+  it('SERVE_PRECISION: float32 serves the float32 weights, compact within 1e-3 relative with the same top-1', async () => {
+    const answers = async (precision: 'float32' | 'compact') => {
+      const config = loadConfig({ SERVE_PRECISION: precision, BATCH_MAX_WAIT_MS: '0' });
+      const engine = ServingEngine.fromConfig(config, backbone, blobs);
+      try {
+        const out = await Promise.all(stored.map((s) => engine.classify({ tenantId: 't', adapter: s.ref, images: pixels.map((p) => ({ pixels: p })) })));
+        return out.map((items) => items.map((it) => Array.from(it.answers[0].logits)));
+      } finally {
+        await engine.close();
+      }
+    };
+    const exact = await answers('float32');
+    const compact = await answers('compact');
+    stored.forEach((s, a) =>
+      pixels.forEach((p, i) => {
+        expect(maxAbsDiff(exact[a][i], referenceLogits(backbone, s.bytes, p, 'float32').logits)).toBeLessThan(1e-5);
+        const scale = Math.max(...exact[a][i].map(Math.abs));
+        expect(maxAbsDiff(compact[a][i], exact[a][i]) / scale).toBeLessThan(1e-3);
+        expect(compact[a][i].indexOf(Math.max(...compact[a][i]))).toBe(exact[a][i].indexOf(Math.max(...exact[a][i])));
+      }),
+    );
   });
 
   it("the engine's totals are the sums of the timings its batches returned; its callers' images stay unwritten", async () => {

@@ -4,11 +4,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  loadAdapter,
+  loadResidentAdapter,
+  materialise,
   predictLogits,
   saveAdapter,
   type AdapterSpec,
   type Backbone,
+  type ResidentPrecision,
 } from '../../src/model/index.js';
 import type { AdapterRef } from '../../src/serve/index.js';
 import { ServingEngine, blobAdapterLoader, type ServingEngineOptions } from '../../src/serve/index.js';
@@ -70,9 +72,17 @@ export function randomImages(count: number, backbone: Backbone, seed = 5): Float
   return Array.from({ length: count }, () => Float32Array.from({ length: per }, () => r.uniform() * 2 - 1));
 }
 
-/** Logits of one image through one adapter file, computed alone (the reference the engine must match). */
-export function referenceLogits(backbone: Backbone, bytes: Uint8Array, image: Float32Array): { logits: Float32Array; probs: Float32Array } {
-  const { adapter } = loadAdapter(bytes, backbone.config);
+/**
+ * Logits of one image through one adapter file, computed alone (the reference the engine must
+ * match): on the weights as the engine holds them (SERVE_PRECISION, compact by default).
+ */
+export function referenceLogits(
+  backbone: Backbone,
+  bytes: Uint8Array,
+  image: Float32Array,
+  precision: ResidentPrecision = 'compact',
+): { logits: Float32Array; probs: Float32Array } {
+  const adapter = materialise(loadResidentAdapter(bytes, backbone.config, precision));
   const s = backbone.config.imageSize;
   const pixels = tf.tensor4d(image, [1, s, s, 3]);
   // predictLogits returns a kept tensor (tidy would not free it): dispose by hand.

@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, loadAdapter, type Backbone } from '../../src/model/index.js';
+import { initBackend, loadResidentAdapter, type Backbone } from '../../src/model/index.js';
 import { DiskBlobStore, type BlobStore } from '../../src/storage/index.js';
 import { makeTempDir } from '../helpers/db.js';
 import { startS3, type TestS3 } from '../helpers/s3.js';
@@ -100,9 +100,7 @@ describe.each(targets)('engine over a real blob store: $name', ({ open }) => {
   it('the byte budget forces eviction; an evicted adapter is read again when next needed', async () => {
     const { store: blobs, reads } = counted(store);
     const baseline = tf.memory().numTensors;
-    const probe = loadAdapter(same[0].bytes, backbone.config).adapter;
-    const one = probe.byteSize;
-    probe.dispose();
+    const one = loadResidentAdapter(same[0].bytes, backbone.config, 'compact').byteSize;
     const budget = Math.floor(2.5 * one); // two fit, three do not
     const engine = makeEngine(backbone, blobs, { adapterCacheBytes: budget, maxWaitMs: 0 });
     const px = [{ pixels: images[1] }];
