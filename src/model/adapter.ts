@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { AppError, validationError, type ErrorCode } from '../errors.js';
 import type { BackboneConfig } from './backbone-config.js';
+import { checkSwinSpec, initSwinWeights, swinAdapterFromWeights, type SwinAdapterParts } from './swin-adapter.js';
 
 const blockList = z
   .array(z.number().int().min(0))
@@ -46,8 +47,10 @@ export interface Adapter {
   readonly depth: number;
   /** Read block index → its low-rank pair. */
   readonly reads: ReadonlyMap<number, AdapterRead>;
-  /** DTL+ taps [k·k, d], or null for plain DTL. */
+  /** DTL+ taps [k·k, d], or null for plain DTL (and for a Swin adapter: its taps are per stage, in `swin`). */
   readonly fusion: tf.Tensor2D | null;
+  /** Set for an adapter on a Swin backbone (swin-adapter.ts): reads have their block's stage width. */
+  readonly swin?: SwinAdapterParts;
   /** [d, classes] */
   readonly headW: tf.Tensor2D;
   /** [classes] */
@@ -73,6 +76,8 @@ export interface Adapter {
 export interface AdapterWeights {
   reads: Map<number, { a: Float32Array; b: Float32Array }>;
   fusion: Float32Array | null;
+  /** Swin DTL+ only: taps [k·k, C_s] per stage. */
+  stageFusions?: Float32Array[] | null;
   headW: Float32Array;
   headB: Float32Array;
 }
@@ -87,10 +92,12 @@ export function checkSpecAgainstBackbone(spec: AdapterSpec, cfg: BackboneConfig,
     if (bad !== undefined) throw new AppError(code, `adapter ${what} block ${bad} but the backbone has ${cfg.depth} blocks`);
   }
   if (spec.rank > cfg.width) throw new AppError(code, `adapter rank ${spec.rank} exceeds the backbone width ${cfg.width}`);
+  if (cfg.swin) checkSwinSpec(spec, cfg, code);
 }
 
 /** Wraps weight arrays (already in forward layout) as an adapter; variables when `trainable`. */
 export function adapterFromWeights(cfg: BackboneConfig, spec: AdapterSpec, w: AdapterWeights, trainable: boolean): Adapter {
+  if (cfg.swin) return swinAdapterFromWeights(cfg, spec, w, trainable);
   const d = cfg.width;
   const r = spec.rank;
   const k = spec.fusionKernel;
@@ -182,6 +189,10 @@ export function createAdapter(cfg: BackboneConfig, spec: AdapterSpec, opts: { se
   const s = parsed.data;
   checkSpecAgainstBackbone(s, cfg, 'validation_failed');
   const rng = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
+  if (cfg.swin) {
+    const draw = { uniform: (count: number, bound: number) => uniform(count, bound, rng), truncNormal: (count: number, std: number) => truncNormal(count, std, rng) };
+    return swinAdapterFromWeights(cfg, s, initSwinWeights(cfg, s, draw), true);
+  }
   const d = cfg.width;
   const r = s.rank;
   const k = s.fusionKernel;

@@ -13,6 +13,8 @@ import { parseJson, type BackboneConfig } from './backbone-config.js';
 import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
 import { atImageSize } from './pos-embed.js';
 import { readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
+import { buildSwinBackbone, readHfSwin, SWIN_SKIPPED, type SwinParts } from './swin-backbone.js';
+import { isSwinConfig } from './swin-config.js';
 
 export interface BlockWeights {
   ln1g: tf.Tensor1D; ln1b: tf.Tensor1D;
@@ -42,6 +44,11 @@ export interface Backbone {
   readonly blocks: readonly BlockWeights[];
   readonly normG: tf.Tensor1D;
   readonly normB: tf.Tensor1D;
+  /**
+   * Set for a Swin Transformer (swin-backbone.ts): then `blocks` hold each stage's widths,
+   * `cls`/`pos` are empty and the forward goes through swin-layers.ts.
+   */
+  readonly swin?: SwinParts;
   /** Bytes of all weight tensors. */
   readonly byteSize: number;
   dispose(): void;
@@ -143,18 +150,43 @@ export interface LoadOptions {
   imageSize?: number;
 }
 
+function peekSwin(config: Uint8Array): boolean {
+  try {
+    return isSwinConfig(parseJson(config, 'backbone config.json'));
+  } catch {
+    return false;
+  }
+}
+
 export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFiles, opts: LoadOptions = {}): Backbone {
   const parts = 'shards' in files ? files.shards : [files.model];
-  const tensors = mergeShards(parts.map((bytes, i) => readSafetensors(bytes, { code: 'invalid_backbone', what: parts.length > 1 ? `backbone shard ${i + 1}` : 'backbone model.safetensors' })));
+  // Peeked without failing, so a broken config.json is reported where it always was (after the weights).
+  const swin = peekSwin(files.config);
+  const tensors = mergeShards(parts.map((bytes, i) => readSafetensors(bytes, {
+    code: 'invalid_backbone',
+    what: parts.length > 1 ? `backbone shard ${i + 1}` : 'backbone model.safetensors',
+    ...(swin ? { skip: (name: string) => SWIN_SKIPPED.test(name) } : {}),
+  })));
+  const identity = (): string => {
+    const hash = createHash('sha256');
+    for (const part of parts) hash.update(part);
+    hash.update(files.config);
+    if (files.preprocessor) hash.update(files.preprocessor);
+    return hash.digest('hex');
+  };
+  const preprocessorJson = () => (files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined);
+  if (swin) {
+    const read = readHfSwin(tensors, parseJson(files.config, 'backbone config.json'), preprocessorJson());
+    if (opts.imageSize !== undefined && opts.imageSize !== read.config.imageSize) {
+      throw new AppError('invalid_backbone', `this Swin runs at ${read.config.imageSize}px; running it at ${opts.imageSize}px is not supported`);
+    }
+    return buildSwinBackbone(read.config, read.weights, identity());
+  }
   const { layout, prefix } = detectLayout(tensors);
   const config = parseJson(files.config, 'backbone config.json');
-  const preprocessor = files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined;
+  const preprocessor = preprocessorJson();
   const { config: cfg, weights } = layout === 'hf' ? readHf(tensors, prefix, config, preprocessor) : readTimm(tensors, config);
-  const hash = createHash('sha256');
-  for (const part of parts) hash.update(part);
-  hash.update(files.config);
-  if (files.preprocessor) hash.update(files.preprocessor);
-  const sized = atImageSize({ config: cfg, weights, identity: hash.digest('hex') }, opts.imageSize ?? cfg.preprocessorSize);
+  const sized = atImageSize({ config: cfg, weights, identity: identity() }, opts.imageSize ?? cfg.preprocessorSize);
   return buildBackbone(sized.config, sized.weights, sized.identity);
 }
 

@@ -25,11 +25,27 @@ import { adapterPooled, checkSuffixGroups, type SuffixGroup } from './suffix.js'
 export function suffixFeatures(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): tf.Tensor2D[] {
   checkSuffixGroups(backbone, state, groups);
   if (groups.length === 1) return [adapterPooled(backbone, groups[0], state)];
+  if (backbone.swin) return eachGroupPooled(backbone, state, groups);
   const pooled = batchedSuffixPooled(backbone, state, groups);
   try {
     return tf.tidy(() => splitByGroup(pooled, groups)).map((t) => tf.keep(t));
   } finally {
     pooled.dispose();
+  }
+}
+
+/**
+ * A Swin's suffix for several adapters: each group through its own stages (the batched suffix,
+ * forward-batched.ts, is written for the ViT's fixed token grid). The caller owns the results.
+ */
+function eachGroupPooled(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): tf.Tensor2D[] {
+  const out: tf.Tensor2D[] = [];
+  try {
+    for (const group of groups) out.push(adapterPooled(backbone, group, state));
+    return out;
+  } catch (err) {
+    for (const t of out) t.dispose();
+    throw err;
   }
 }
 
@@ -43,6 +59,14 @@ export function forwardSuffix(backbone: Backbone, state: PrefixState, groups: Su
       return [tf.keep(tf.tidy(() => linear(features, adapter.headW, adapter.headB)))];
     } finally {
       features.dispose();
+    }
+  }
+  if (backbone.swin) {
+    const features = eachGroupPooled(backbone, state, groups);
+    try {
+      return tf.tidy(() => features.map((f, g) => linear(f, groups[g].adapter.headW, groups[g].adapter.headB)));
+    } finally {
+      for (const f of features) f.dispose();
     }
   }
   const pooled = batchedSuffixPooled(backbone, state, groups);

@@ -25,6 +25,11 @@ export interface ReadOptions {
   code?: ErrorCode;
   /** What the file is, for messages ("backbone weights", "adapter"). */
   what?: string;
+  /**
+   * Tensors to leave out (not decoded, not returned, any dtype): buffers a checkpoint carries
+   * that are not weights, e.g. a Swin's integer relative_position_index.
+   */
+  skip?: (name: string) => boolean;
 }
 
 const ITEM_SIZE: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -67,6 +72,7 @@ export function readSafetensors(bytes: Uint8Array, opts: ReadOptions = {}): Safe
       }
       continue;
     }
+    if (opts.skip?.(name)) continue;
     if (typeof entry !== 'object' || entry === null) fail(`tensor '${name}' has no description`);
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
     if (typeof dtype !== 'string') fail(`tensor '${name}' has no dtype`);
