@@ -15,6 +15,7 @@ import { atImageSize } from './pos-embed.js';
 import { readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
 import { buildSwinBackbone, readHfSwin, SWIN_SKIPPED, type SwinParts } from './swin-backbone.js';
 import { isSwinConfig } from './swin-config.js';
+import { isTimmSwin, readTimmSwin } from './swin-timm.js';
 
 export interface BlockWeights {
   ln1g: tf.Tensor1D; ln1b: tf.Tensor1D;
@@ -176,7 +177,8 @@ export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFile
   };
   const preprocessorJson = () => (files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined);
   if (swin) {
-    const read = readHfSwin(tensors, parseJson(files.config, 'backbone config.json'), preprocessorJson());
+    const swinConfig = parseJson(files.config, 'backbone config.json');
+    const read = isTimmSwin(tensors) ? readTimmSwin(tensors, swinConfig) : readHfSwin(tensors, swinConfig, preprocessorJson());
     if (opts.imageSize !== undefined && opts.imageSize !== read.config.imageSize) {
       throw new AppError('invalid_backbone', `this Swin runs at ${read.config.imageSize}px; running it at ${opts.imageSize}px is not supported`);
     }

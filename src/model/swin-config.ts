@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { AppError, describeZodError } from '../errors.js';
-import { preprocessorSettings, type BackboneConfig, type SwinArch } from './backbone-config.js';
+import { preprocessorSettings, type BackboneConfig, type BackboneLayout, type ResampleFilter, type SwinArch } from './backbone-config.js';
 
 const fail = (msg: string): never => {
   throw new AppError('invalid_backbone', msg);
@@ -32,8 +32,8 @@ const swinConfigSchema = z.object({
 });
 
 /** ImageNet's mean/std: what the Swin checkpoints were trained with, used when no preprocessor config says otherwise. */
-const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
+export const IMAGENET_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
+export const IMAGENET_STD: [number, number, number] = [0.229, 0.224, 0.225];
 
 function square(v: number | [number, number], what: string): number {
   if (typeof v === 'number') return v;
@@ -41,8 +41,9 @@ function square(v: number | [number, number], what: string): number {
   return v[0];
 }
 
+/** A Hugging Face SwinConfig (`model_type: "swin"`) or a timm Swin v1 config (`architecture: "swin_…"`). */
 export function isSwinConfig(config: Record<string, unknown>): boolean {
-  return config.model_type === 'swin';
+  return config.model_type === 'swin' || (typeof config.architecture === 'string' && /^swin_/.test(config.architecture));
 }
 
 /** The stages, windows and shifts of a Swin with these hyperparameters at this input grid. */
@@ -101,30 +102,47 @@ export function hfSwinConfig(config: Record<string, unknown>, preprocessor?: Rec
     grid,
     absolutePosition: c.use_absolute_embeddings,
   });
-  const last = c.depths.length - 1;
-  const width = swin.stageWidths[last];
   const pre = preprocessorSettings(preprocessor, { mean: IMAGENET_MEAN, std: IMAGENET_STD });
-  if (pre.std.some((s) => s <= 0)) fail('image std values must be positive');
   if (pre.preprocessorSize !== undefined && pre.preprocessorSize !== imageSize) {
     fail(`preprocessor_config.json asks for ${pre.preprocessorSize}px input, but this Swin runs at ${imageSize}px (running a Swin at another size is not supported)`);
   }
+  return swinBackboneConfig({ layout: 'hf', swin, imageSize, patchSize, eps: c.layer_norm_eps, qkvBias: c.qkv_bias, ...pre });
+}
+
+/** The BackboneConfig of a Swin whose stages are known (either layout). */
+export function swinBackboneConfig(c: {
+  layout: BackboneLayout;
+  swin: SwinArch;
+  imageSize: number;
+  patchSize: number;
+  eps: number;
+  qkvBias: boolean;
+  mean: [number, number, number];
+  std: [number, number, number];
+  preprocessorSize?: number;
+  resample?: ResampleFilter;
+}): BackboneConfig {
+  if (c.std.some((s) => s <= 0)) fail('image std values must be positive');
+  const last = c.swin.depths.length - 1;
+  const width = c.swin.stageWidths[last];
+  const grid = c.imageSize / c.patchSize;
   return {
-    layout: 'hf',
+    layout: c.layout,
     width,
-    depth: swin.blockStage.length,
-    heads: c.num_heads[last],
-    mlpDim: Math.floor(width * c.mlp_ratio),
-    patchSize,
-    imageSize,
+    depth: c.swin.blockStage.length,
+    heads: c.swin.stageHeads[last],
+    mlpDim: Math.floor(width * c.swin.mlpRatio),
+    patchSize: c.patchSize,
+    imageSize: c.imageSize,
     gridSize: grid,
     numPatches: grid * grid,
     tokens: grid * grid,
-    eps: c.layer_norm_eps,
-    mean: pre.mean,
-    std: pre.std,
-    qkvBias: c.qkv_bias,
-    ...(pre.preprocessorSize === undefined ? {} : { preprocessorSize: pre.preprocessorSize }),
-    ...(pre.resample === undefined ? {} : { resample: pre.resample }),
-    swin,
+    eps: c.eps,
+    mean: c.mean,
+    std: c.std,
+    qkvBias: c.qkvBias,
+    ...(c.preprocessorSize === undefined ? {} : { preprocessorSize: c.preprocessorSize }),
+    ...(c.resample === undefined ? {} : { resample: c.resample }),
+    swin: c.swin,
   };
 }
