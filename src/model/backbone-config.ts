@@ -260,3 +260,15 @@ export function timmBackboneConfig(config: Record<string, unknown>, shapes: Timm
     ...(TIMM_RESAMPLE[pre.interpolation ?? ''] === undefined ? {} : { resample: TIMM_RESAMPLE[pre.interpolation!] }),
   });
 }
+
+/**
+ * [tokens, width] of block i's input and output (i = −1: the embedding's output): fixed on a
+ * ViT; on a Swin the stage's grid² × width (a block that opens a stage reads the merged tokens).
+ * Callers that lay prefix activations out per block (prefix caches) size them with this.
+ */
+export function blockShape(cfg: BackboneConfig, i: number): [number, number] {
+  const a = cfg.swin;
+  if (!a) return [cfg.tokens, cfg.width];
+  const s = i < 0 ? 0 : a.blockStage[i];
+  return [a.stageGrids[s] ** 2, a.stageWidths[s]];
+}
