@@ -7,8 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { AppError, validationError, type ErrorCode } from '../errors.js';
-import type { BackboneConfig } from './backbone-config.js';
-import { checkSwinSpec, initSwinWeights, swinAdapterFromWeights, type SwinAdapterParts } from './swin-adapter.js';
+import { blockShape, type BackboneConfig } from './backbone-config.js';
 
 const blockList = z
   .array(z.number().int().min(0))
@@ -47,10 +46,13 @@ export interface Adapter {
   readonly depth: number;
   /** Read block index → its low-rank pair. */
   readonly reads: ReadonlyMap<number, AdapterRead>;
-  /** DTL+ taps [k·k, d], or null for plain DTL (and for a Swin adapter: its taps are per stage, in `swin`). */
+  /** DTL+ taps [k·k, d], or null for plain DTL (and on a Swin, whose taps are per stage: `swin`). */
   readonly fusion: tf.Tensor2D | null;
-  /** Set for an adapter on a Swin backbone (swin-adapter.ts): reads have their block's stage width. */
-  readonly swin?: SwinAdapterParts;
+  /**
+   * Set for an adapter on a Swin backbone (swin-adapter.ts has its file format): each read pair
+   * has its block's stage width; DTL+ has taps [k·k, C_s] per stage (null for plain DTL).
+   */
+  readonly swin?: { readonly fusions: tf.Tensor2D[] | null };
   /** [d, classes] */
   readonly headW: tf.Tensor2D;
   /** [classes] */
@@ -92,12 +94,13 @@ export function checkSpecAgainstBackbone(spec: AdapterSpec, cfg: BackboneConfig,
     if (bad !== undefined) throw new AppError(code, `adapter ${what} block ${bad} but the backbone has ${cfg.depth} blocks`);
   }
   if (spec.rank > cfg.width) throw new AppError(code, `adapter rank ${spec.rank} exceeds the backbone width ${cfg.width}`);
-  if (cfg.swin) checkSwinSpec(spec, cfg, code);
+  // A Swin's early stages are narrower than its last.
+  const narrow = cfg.swin ? spec.loraBeforeBlocks.find((i) => spec.rank > blockShape(cfg, i)[1]) : undefined;
+  if (narrow !== undefined) throw new AppError(code, `adapter rank ${spec.rank} exceeds block ${narrow}'s width ${blockShape(cfg, narrow)[1]}`);
 }
 
 /** Wraps weight arrays (already in forward layout) as an adapter; variables when `trainable`. */
 export function adapterFromWeights(cfg: BackboneConfig, spec: AdapterSpec, w: AdapterWeights, trainable: boolean): Adapter {
-  if (cfg.swin) return swinAdapterFromWeights(cfg, spec, w, trainable);
   const d = cfg.width;
   const r = spec.rank;
   const k = spec.fusionKernel;
@@ -115,9 +118,11 @@ export function adapterFromWeights(cfg: BackboneConfig, spec: AdapterSpec, w: Ad
     const reads = new Map<number, AdapterRead>();
     for (const i of [...w.reads.keys()].sort((x, y) => x - y)) {
       const p = w.reads.get(i)!;
-      reads.set(i, { a: t<tf.Rank.R2>(p.a, [d, r]), b: t<tf.Rank.R2>(p.b, [r, d]) });
+      const di = blockShape(cfg, i)[1]; // d, except in a Swin's narrower stages
+      reads.set(i, { a: t<tf.Rank.R2>(p.a, [di, r]), b: t<tf.Rank.R2>(p.b, [r, di]) });
     }
-    const fusion = w.fusion ? t<tf.Rank.R2>(w.fusion, [k * k, d]) : null;
+    const fusion = w.fusion && !cfg.swin ? t<tf.Rank.R2>(w.fusion, [k * k, d]) : null;
+    const stageFusions = cfg.swin && k > 0 ? cfg.swin.stageWidths.map((ds, st) => t<tf.Rank.R2>(w.stageFusions![st], [k * k, ds])) : null;
     const headW = t<tf.Rank.R2>(w.headW, [d, c]);
     const headB = t<tf.Rank.R1>(w.headB, [c]);
     let disposed = false;
@@ -127,6 +132,7 @@ export function adapterFromWeights(cfg: BackboneConfig, spec: AdapterSpec, w: Ad
       depth: cfg.depth,
       reads,
       fusion,
+      ...(cfg.swin ? { swin: { fusions: stageFusions } } : {}),
       headW,
       headB,
       temperature: 1,
@@ -189,23 +195,22 @@ export function createAdapter(cfg: BackboneConfig, spec: AdapterSpec, opts: { se
   const s = parsed.data;
   checkSpecAgainstBackbone(s, cfg, 'validation_failed');
   const rng = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
-  if (cfg.swin) {
-    const draw = { uniform: (count: number, bound: number) => uniform(count, bound, rng), truncNormal: (count: number, std: number) => truncNormal(count, std, rng) };
-    return swinAdapterFromWeights(cfg, s, initSwinWeights(cfg, s, draw), true);
-  }
   const d = cfg.width;
   const r = s.rank;
   const k = s.fusionKernel;
   const reads = new Map<number, { a: Float32Array; b: Float32Array }>();
   for (const i of [...s.loraBeforeBlocks].sort((x, y) => x - y)) {
-    reads.set(i, { a: uniform(d * r, 1 / Math.sqrt(d), rng), b: new Float32Array(r * d) });
+    const di = blockShape(cfg, i)[1]; // d, except in a Swin's narrower stages
+    reads.set(i, { a: uniform(di * r, 1 / Math.sqrt(di), rng), b: new Float32Array(r * di) });
   }
   return adapterFromWeights(
     cfg,
     s,
     {
       reads,
-      fusion: k > 0 ? uniform(k * k * d, 1 / k, rng) : null,
+      fusion: k > 0 && !cfg.swin ? uniform(k * k * d, 1 / k, rng) : null,
+      // A Swin's DTL+ has one conv per stage (the authors' lora_fusions.{s}).
+      ...(cfg.swin && k > 0 ? { stageFusions: cfg.swin.stageWidths.map((ds) => uniform(k * k * ds, 1 / k, rng)) } : {}),
       headW: truncNormal(d * s.labels.length, 0.02, rng),
       headB: new Float32Array(s.labels.length),
     },

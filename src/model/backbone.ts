@@ -10,50 +10,16 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import { parseJson, type BackboneConfig } from './backbone-config.js';
+
+// The types live in backbone-types.ts (swin-backbone.ts builds a Backbone too, without a cycle).
+export type { Backbone, BlockWeights } from './backbone-types.js';
 import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
 import { atImageSize } from './pos-embed.js';
 import { readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
-import { buildSwinBackbone, readHfSwin, SWIN_SKIPPED, type SwinParts } from './swin-backbone.js';
+import type { Backbone } from './backbone-types.js';
+import { buildSwinBackbone, readHfSwin, SWIN_SKIPPED } from './swin-backbone.js';
 import { isSwinConfig } from './swin-config.js';
 import { isTimmSwin, readTimmSwin } from './swin-timm.js';
-
-export interface BlockWeights {
-  ln1g: tf.Tensor1D; ln1b: tf.Tensor1D;
-  /** [d, d] each, [in, out]. wq and bq come pre-multiplied by 1/√headDim (attention's scale). */
-  wq: tf.Tensor2D; bq: tf.Tensor1D;
-  wk: tf.Tensor2D; bk: tf.Tensor1D;
-  wv: tf.Tensor2D; bv: tf.Tensor1D;
-  wo: tf.Tensor2D; bo: tf.Tensor1D;
-  ln2g: tf.Tensor1D; ln2b: tf.Tensor1D;
-  /** [d, mlpDim] */
-  w1: tf.Tensor2D; b1: tf.Tensor1D;
-  /** [mlpDim, d] */
-  w2: tf.Tensor2D; b2: tf.Tensor1D;
-}
-
-export interface Backbone {
-  readonly config: BackboneConfig;
-  /** sha256 (hex) of the weights file (or its shards, in order), then config.json, then preprocessor_config.json if given. */
-  readonly identity: string;
-  /** [p, p, 3, d] NHWC conv filter. */
-  readonly patchFilter: tf.Tensor4D;
-  readonly patchBias: tf.Tensor1D;
-  /** [1, 1, d] */
-  readonly cls: tf.Tensor3D;
-  /** [1, tokens, d] */
-  readonly pos: tf.Tensor3D;
-  readonly blocks: readonly BlockWeights[];
-  readonly normG: tf.Tensor1D;
-  readonly normB: tf.Tensor1D;
-  /**
-   * Set for a Swin Transformer (swin-backbone.ts): then `blocks` hold each stage's widths,
-   * `cls`/`pos` are empty and the forward goes through swin-layers.ts.
-   */
-  readonly swin?: SwinParts;
-  /** Bytes of all weight tensors. */
-  readonly byteSize: number;
-  dispose(): void;
-}
 
 export interface BackboneFiles {
   /** model.safetensors */

@@ -8,117 +8,18 @@
  * File (the authors' state-dict names): `lora_dict.{i}.lora_A` (r, C), `lora_dict.{i}.lora_B`
  * (C, r), `lora_fusions.{s}.weight` (C_s, 1, k, k) for every stage s (DTL+ only: the authors'
  * model has one per stage whether or not the stage adds), `head.weight`, `head.bias`;
- * `__metadata__.dtl` has the spec keys plus `"backboneKind": "swin"`.
+ * `__metadata__.dtl` has the spec keys plus `"backboneKind": "swin"`. The adapter itself (per-block
+ * widths, per-stage taps) is built by adapter.ts.
  */
-import * as tf from '@tensorflow/tfjs';
-import { AppError, type ErrorCode } from '../errors.js';
-import type { Adapter, AdapterRead, AdapterSpec, AdapterWeights } from './adapter.js';
-import type { BackboneConfig } from './backbone-config.js';
+import type { Adapter, AdapterSpec, AdapterWeights } from './adapter.js';
+import { blockShape, type BackboneConfig } from './backbone-config.js';
 import type { SafetensorsFile, TensorToWrite } from './safetensors.js';
-
-/** What a Swin adapter adds to the Adapter interface. */
-export interface SwinAdapterParts {
-  /** Per stage DTL+ taps [k·k, C_s], or null for plain DTL. */
-  fusions: tf.Tensor2D[] | null;
-}
 
 export const SWIN_KIND = 'swin';
 
 /** Width of block i's tokens. */
-export function blockWidth(cfg: BackboneConfig, i: number): number {
-  const a = cfg.swin!;
-  return a.stageWidths[a.blockStage[i]];
-}
-
-/** The spec's rank against every read block's width (block indices are checked as for ViT). */
-export function checkSwinSpec(spec: AdapterSpec, cfg: BackboneConfig, code: ErrorCode): void {
-  for (const i of spec.loraBeforeBlocks) {
-    if (i < cfg.depth && spec.rank > blockWidth(cfg, i)) {
-      throw new AppError(code, `adapter rank ${spec.rank} exceeds block ${i}'s width ${blockWidth(cfg, i)}`);
-    }
-  }
-}
-
-/** A Swin adapter from weights already in forward layout (`stageFusions` per stage for DTL+). */
-export function swinAdapterFromWeights(cfg: BackboneConfig, spec: AdapterSpec, w: AdapterWeights, trainable: boolean): Adapter {
-  const a = cfg.swin!;
-  const r = spec.rank;
-  const k = spec.fusionKernel;
-  const c = spec.labels.length;
-  const made: tf.Tensor[] = [];
-  const t = <R extends tf.Rank>(data: Float32Array, shape: number[]): tf.Tensor<R> => {
-    const x = tf.tidy(() => {
-      const init = tf.tensor(data, shape, 'float32');
-      return trainable ? tf.variable(init, true) : init;
-    });
-    made.push(x);
-    return tf.keep(x) as tf.Tensor<R>;
-  };
-  try {
-    const reads = new Map<number, AdapterRead>();
-    for (const i of [...w.reads.keys()].sort((x, y) => x - y)) {
-      const p = w.reads.get(i)!;
-      const d = blockWidth(cfg, i);
-      reads.set(i, { a: t<tf.Rank.R2>(p.a, [d, r]), b: t<tf.Rank.R2>(p.b, [r, d]) });
-    }
-    let fusions: tf.Tensor2D[] | null = null;
-    if (k > 0) {
-      if (!w.stageFusions || w.stageFusions.length !== a.depths.length) throw new AppError('internal', 'a Swin DTL+ adapter needs one fusion per stage');
-      fusions = w.stageFusions.map((f, s) => t<tf.Rank.R2>(f, [k * k, a.stageWidths[s]]));
-    }
-    const headW = t<tf.Rank.R2>(w.headW, [cfg.width, c]);
-    const headB = t<tf.Rank.R1>(w.headB, [c]);
-    let disposed = false;
-    return {
-      spec,
-      width: cfg.width,
-      depth: cfg.depth,
-      reads,
-      fusion: null,
-      swin: { fusions },
-      headW,
-      headB,
-      temperature: 1,
-      byteSize: made.reduce((s, x) => s + x.size * 4, 0),
-      trainable,
-      get disposed() {
-        return disposed;
-      },
-      trainableVariables: () => (trainable ? (made as tf.Variable[]) : []),
-      isBias: (v) => v === headB,
-      dispose: () => {
-        if (disposed) return;
-        disposed = true;
-        for (const x of made) x.dispose();
-      },
-    };
-  } catch (err) {
-    for (const x of made) x.dispose();
-    throw err;
-  }
-}
-
-/** The paper's initialisation on a Swin: A uniform ±1/√C_i, B = 0, taps uniform ±1/k per stage, head truncated-normal. */
-export function initSwinWeights(
-  cfg: BackboneConfig,
-  spec: AdapterSpec,
-  draw: { uniform: (count: number, bound: number) => Float32Array; truncNormal: (count: number, std: number) => Float32Array },
-): AdapterWeights {
-  const a = cfg.swin!;
-  const r = spec.rank;
-  const k = spec.fusionKernel;
-  const reads = new Map<number, { a: Float32Array; b: Float32Array }>();
-  for (const i of [...spec.loraBeforeBlocks].sort((x, y) => x - y)) {
-    const d = blockWidth(cfg, i);
-    reads.set(i, { a: draw.uniform(d * r, 1 / Math.sqrt(d)), b: new Float32Array(r * d) });
-  }
-  return {
-    reads,
-    fusion: null,
-    stageFusions: k > 0 ? a.stageWidths.map((d) => draw.uniform(k * k * d, 1 / k)) : null,
-    headW: draw.truncNormal(cfg.width * spec.labels.length, 0.02),
-    headB: new Float32Array(spec.labels.length),
-  };
+function blockWidth(cfg: BackboneConfig, i: number): number {
+  return blockShape(cfg, i)[1];
 }
 
 /** [rows, cols] row-major → [cols, rows]. */

@@ -9,34 +9,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
-import type { Backbone, BlockWeights } from './backbone.js';
+import type { Backbone, BlockWeights, SwinParts } from './backbone-types.js';
 import type { BackboneConfig, SwinArch } from './backbone-config.js';
 import type { CanonicalBlock } from './backbone-layouts.js';
 import type { SafetensorsTensor } from './safetensors.js';
 import { hfSwinConfig } from './swin-config.js';
-
-export interface SwinMerge {
-  /** LayerNorm over the 4C concatenation. */
-  normG: tf.Tensor1D;
-  normB: tf.Tensor1D;
-  /** [4C, 2C], no bias. */
-  w: tf.Tensor2D;
-}
-
-export interface SwinParts {
-  patchNormG: tf.Tensor1D;
-  patchNormB: tf.Tensor1D;
-  /** [1, numPatches, C] when the checkpoint has an absolute position embedding. */
-  absPos: tf.Tensor3D | null;
-  /**
-   * Per block, what is added to its attention logits [windows, heads, N, N] (N = window²): the
-   * relative position bias, plus the shifted-window mask (0 / −100) for shifted blocks; windows
-   * is 1 for unshifted blocks (broadcast over all windows).
-   */
-  attnBias: tf.Tensor4D[];
-  /** merges[s] follows stage s (all stages but the last). */
-  merges: SwinMerge[];
-}
 
 export interface SwinCanonical {
   patchW: Float32Array;
