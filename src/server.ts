@@ -23,7 +23,7 @@ import { openDatabase, type Database } from './db/open.js';
 import { AppError, isAppError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { detachNative, initBackend, startBackboneEngine, type Backbone } from './model/index.js';
+import { detachNative, initBackend, settleBackboneWeights, startBackboneEngine, type Backbone } from './model/index.js';
 import { ServingEngine } from './serve/index.js';
 import { Authenticator } from './services/auth.js';
 import { sweepUploadWorkDirs } from './services/datasets.js';
@@ -121,9 +121,13 @@ export async function startServer(env: Record<string, string | undefined> = proc
     opened.push(['database', () => database.close()]);
     blobs = await openBlobStore(config);
     opened.push(['blob store', () => blobs.close()]);
-    backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log)); // its folder (or hub spec) was checked above
+    // Its folder (or hub spec) was checked above. The weights settle once the engine is known.
+    backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log), { deferResidency: true });
     opened.push(['backbone', () => backbone.dispose()]);
-    await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), (m) => log.info(m));
+    const engine = await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), (m) => log.info(m));
+    // Training in this process (WORKER_ENABLED) runs the suffix on tfjs; serving alone needs the
+    // weights only where onnxruntime holds them.
+    settleBackboneWeights(backbone, engine === 'onnxruntime' && !config.WORKER_ENABLED ? 'native' : 'tfjs');
     opened.push(['backbone engine', () => detachNative(backbone)]);
   } catch (err) {
     await unwind();

@@ -10,9 +10,7 @@
  * pool on tfjs). Each round runs forwards until ≥ minCpuMs of process CPU time; the figure is the
  * median of the rounds.
  */
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -28,10 +26,10 @@ import {
 import { pool } from '../../src/model/layers.js';
 import { images as makeImages, syntheticBackbone } from '../lib/synthetic.js';
 import type { Bench, BenchResult } from '../lib/types.js';
+import { runTorchPeer } from '../lib/torch.js';
 import { cpuMs, fmt, median, result } from '../lib/util.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const run = promisify(execFile);
 
 interface Case {
   label: string;
@@ -50,17 +48,10 @@ async function rate(forward: () => Promise<void>, batch: number, minCpuMs: numbe
   return n / ((cpuMs() - c0) / 1000);
 }
 
-async function torchRate(b: Backbone, batch: number, rounds: number, minCpuMs: number): Promise<{ rate: number; rounds: number[]; version: string } | string> {
+async function torchRate(b: Backbone, batch: number, rounds: number, minCpuMs: number): Promise<{ rate: number; rounds: number[]; version: string; note: string } | string> {
   const c = b.config;
-  const args = [c.width, c.depth, c.heads, c.imageSize, c.patchSize, batch, rounds, minCpuMs / 1000].map(String);
-  try {
-    const { stdout } = await run('/usr/bin/python3', [path.join(here, '../lib/torch-forward.py'), ...args], { timeout: 600_000 });
-    const out = JSON.parse(stdout) as { torch: string; imagesPerCpuSecond: number[] };
-    return { rate: median(out.imagesPerCpuSecond), rounds: out.imagesPerCpuSecond, version: out.torch };
-  } catch (err) {
-    const msg = String((err as { stderr?: string }).stderr || (err as Error).message);
-    return /No module named 'torch'|ENOENT/.test(msg) ? 'PyTorch not measured: Debian python3-torch is not installed (/usr/bin/python3 cannot import torch)' : `PyTorch run failed: ${msg.split('\n').filter(Boolean).pop()}`;
-  }
+  const r = await runTorchPeer<{ torch: string; imagesPerCpuSecond: number[] }>('torch-forward.py', [c.width, c.depth, c.heads, c.imageSize, c.patchSize, batch, rounds, minCpuMs / 1000]);
+  return typeof r === 'string' ? r : { rate: median(r.out.imagesPerCpuSecond), rounds: r.out.imagesPerCpuSecond, version: r.out.torch, note: r.note };
 }
 
 const bench: Bench = {
@@ -119,7 +110,7 @@ const bench: Bench = {
           `${quick ? 'quick' : 'full'}; ${c.label}: width ${backbone.config.width}, depth ${backbone.config.depth}, ` +
           `${backbone.config.tokens} tokens; ${rounds} alternating rounds of ≥ ${minCpuMs} ms CPU; images per CPU-second: ` +
           `onnxruntime ${fmt(ort)} [${ortRates.map((x) => fmt(x)).join(', ')}], tfjs ${fmt(tfjs)} [${tfjsRates.map((x) => fmt(x)).join(', ')}], ` +
-          (typeof torch === 'string' ? torch : `PyTorch ${torch.version} ${fmt(torch.rate)} [${torch.rounds.map((x) => fmt(x)).join(', ')}]`);
+          (typeof torch === 'string' ? torch : `PyTorch ${torch.version} ${fmt(torch.rate)} [${torch.rounds.map((x) => fmt(x)).join(', ')}] (${torch.note})`);
         rows.push(result(`P9 ${c.label}: onnxruntime ÷ tfjs forward images per CPU-second`, ort / tfjs, null, detail));
         if (typeof torch !== 'string') {
           rows.push(result(`P9 ${c.label}: onnxruntime ÷ PyTorch forward images per CPU-second (1 thread)`, ort / torch.rate, { op: '>=', value: 1.5 }, detail));

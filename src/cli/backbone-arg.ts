@@ -4,14 +4,14 @@
  * the download drawn on stderr).
  */
 import type { Config } from '../config.js';
-import type { Backbone } from '../model/index.js';
+import type { Backbone, LoadOptions } from '../model/index.js';
 import { DownloadBar } from './backbone.js';
 
-export async function loadBackboneArg(arg: string, config: Config): Promise<Backbone> {
+export async function loadBackboneArg(arg: string, config: Config, load: Pick<LoadOptions, 'deferResidency'> = {}): Promise<Backbone> {
   const { isHubSpec } = await import('../services/hub-client.js');
   if (!isHubSpec(arg)) {
     const { loadBackbone } = await import('../model/index.js');
-    return loadBackbone(arg, { imageSize: config.BACKBONE_IMAGE_SIZE });
+    return loadBackbone(arg, { imageSize: config.BACKBONE_IMAGE_SIZE, ...load });
   }
   const { openBlobStore } = await import('../storage/index.js');
   const { loadConfiguredBackbone } = await import('../services/backbone.js');
@@ -21,7 +21,7 @@ export async function loadBackboneArg(arg: string, config: Config): Promise<Back
     return await loadConfiguredBackbone({ ...config, BACKBONE: arg }, blobs, {
       onProgress: (p) => bar.progress(p),
       onFile: ({ file, action }) => action === 'download' && bar.note(`downloading ${file}`),
-    });
+    }, load);
   } finally {
     bar.finish();
     await blobs.close();

@@ -72,13 +72,14 @@ export const predictCommand: Command = {
     }
     const config = loadConfig();
     // Loaded only now, so usage errors and --help answer without starting TensorFlow.js.
-    const { detachNative, enginePredict, initBackend, loadAdapter, preprocessImage, startBackboneEngine } = await import('../model/index.js');
+    const { detachNative, enginePredict, initBackend, loadAdapter, preprocessImage, settleBackboneWeights, startBackboneEngine } = await import('../model/index.js');
     const note = values.verbose ? (m: string) => process.stderr.write(`${m}\n`) : undefined;
     await initBackend(config.TFJS_BACKEND, note);
 
-    const backbone = await loadBackboneArg(backboneDir, config);
+    const backbone = await loadBackboneArg(backboneDir, config, { deferResidency: true });
     try {
-      await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), note);
+      const engine = await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), note);
+      settleBackboneWeights(backbone, engine === 'onnxruntime' ? 'native' : 'tfjs');
     } catch (err) {
       backbone.dispose();
       throw err;

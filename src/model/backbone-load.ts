@@ -5,7 +5,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors.js';
-import { buildBackbone, loadBackboneFromDir, type Backbone, type LoadOptions } from './backbone.js';
+import { buildBackbone, loadBackboneFromDir, settledUnlessDeferred, type Backbone, type LoadOptions } from './backbone.js';
 import { atImageSize } from './pos-embed.js';
 import { readNpzViT } from './backbone-npz.js';
 import { readNpz } from './npz.js';
@@ -14,7 +14,7 @@ import { readNpz } from './npz.js';
 export async function loadBackboneFromNpz(bytes: Uint8Array, opts: LoadOptions = {}): Promise<Backbone> {
   const arrays = await readNpz(bytes, { code: 'invalid_backbone', what: 'backbone .npz' });
   const { config, weights, identity } = atImageSize(readNpzViT(arrays, bytes), opts.imageSize);
-  return buildBackbone(config, weights, identity);
+  return settledUnlessDeferred(buildBackbone(config, weights, identity), opts);
 }
 
 async function readNpzFile(file: string, opts: LoadOptions): Promise<Backbone> {

@@ -15,8 +15,9 @@ import { parseJson, type BackboneConfig } from './backbone-config.js';
 export type { Backbone, BlockWeights } from './backbone-types.js';
 import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
 import { atImageSize } from './pos-embed.js';
+import { droppedPart, parameterCount, prepareBlock, prepareEmbed, registerResidency, settleBackboneWeights, type Residency } from './backbone-residency.js';
 import { readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
-import type { Backbone } from './backbone-types.js';
+import type { Backbone, BlockWeights } from './backbone-types.js';
 import { buildSwinBackbone, readHfSwin, SWIN_SKIPPED } from './swin-backbone.js';
 import { isSwinConfig } from './swin-config.js';
 import { isTimmSwin, readTimmSwin } from './swin-timm.js';
@@ -30,71 +31,75 @@ export interface BackboneFiles {
   preprocessor?: Uint8Array;
 }
 
-/** PyTorch Linear [out, in] → [in, out]. */
-function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    for (let c = 0; c < cols; c++) out[c * rows + r] = src[base + c];
-  }
-  return out;
-}
-
-/** PyTorch Conv2d [d, 3, p, p] → tfjs conv2d filter [p, p, 3, d]. */
-function convFilter(src: Float32Array, d: number, p: number): Float32Array {
-  const out = new Float32Array(d * 3 * p * p);
-  for (let o = 0; o < d; o++) {
-    for (let c = 0; c < 3; c++) {
-      for (let y = 0; y < p; y++) {
-        for (let x = 0; x < p; x++) out[((y * p + x) * 3 + c) * d + o] = src[((o * 3 + c) * p + y) * p + x];
-      }
-    }
-  }
-  return out;
-}
-
+/**
+ * The backbone over `w`: its tfjs tensors are made part by part on first read (backbone-residency.ts
+ * says why); the composition roots settle it once the engine is known.
+ */
 export function buildBackbone(config: BackboneConfig, w: CanonicalWeights, identity: string): Backbone {
-  const { width: d, mlpDim: m, patchSize: p, tokens: T } = config;
-  const scale = 1 / Math.sqrt(d / config.heads);
-  const scaled = (a: Float32Array) => a.map((v) => v * scale);
   const made: tf.Tensor[] = [];
-  // Created outside any tidy and kept, so a caller's tidy cannot dispose the frozen weights.
-  const t = <R extends tf.Rank>(data: Float32Array, shape: number[]): tf.Tensor<R> => {
-    const tensor = tf.keep(tf.tensor(data, shape, 'float32')) as unknown as tf.Tensor<R>;
-    made.push(tensor);
-    return tensor;
+  const parts = new Map<string, Record<string, tf.Tensor>>();
+  const residency: Residency = {
+    host: w,
+    tensors: (part) => void make(part),
+    materialize: () => {
+      for (const part of ['embed', 'norm', ...Array.from({ length: config.depth }, (_, i) => `block${i}`)]) make(part);
+    },
+    has: (part) => parts.has(part),
   };
-  try {
-    const blocks = w.blocks.map((b) => ({
-      ln1g: t<tf.Rank.R1>(b.ln1g, [d]), ln1b: t<tf.Rank.R1>(b.ln1b, [d]),
-      wq: t<tf.Rank.R2>(scaled(transpose2d(b.wq, d, d)), [d, d]), bq: t<tf.Rank.R1>(scaled(b.bq), [d]),
-      wk: t<tf.Rank.R2>(transpose2d(b.wk, d, d), [d, d]), bk: t<tf.Rank.R1>(b.bk, [d]),
-      wv: t<tf.Rank.R2>(transpose2d(b.wv, d, d), [d, d]), bv: t<tf.Rank.R1>(b.bv, [d]),
-      wo: t<tf.Rank.R2>(transpose2d(b.wo, d, d), [d, d]), bo: t<tf.Rank.R1>(b.bo, [d]),
-      ln2g: t<tf.Rank.R1>(b.ln2g, [d]), ln2b: t<tf.Rank.R1>(b.ln2b, [d]),
-      w1: t<tf.Rank.R2>(transpose2d(b.w1, m, d), [d, m]), b1: t<tf.Rank.R1>(b.b1, [m]),
-      w2: t<tf.Rank.R2>(transpose2d(b.w2, d, m), [m, d]), b2: t<tf.Rank.R1>(b.b2, [d]),
-    }));
-    const backbone: Backbone = {
-      config,
-      identity,
-      patchFilter: t<tf.Rank.R4>(convFilter(w.patchW, d, p), [p, p, 3, d]),
-      patchBias: t<tf.Rank.R1>(w.patchB, [d]),
-      cls: t<tf.Rank.R3>(w.cls, [1, 1, d]),
-      pos: t<tf.Rank.R3>(w.pos, [1, T, d]),
-      blocks,
-      normG: t<tf.Rank.R1>(w.normG, [d]),
-      normB: t<tf.Rank.R1>(w.normB, [d]),
-      byteSize: made.reduce((s, x) => s + x.size * 4, 0),
-      dispose: () => {
-        for (const x of made) if (!x.isDisposed) x.dispose();
-      },
-    };
-    return backbone;
-  } catch (err) {
-    for (const x of made) x.dispose();
-    throw err;
+  // Created outside any tidy and kept, so a caller's tidy cannot dispose the frozen weights.
+  const keep = (values: Record<string, { data: Float32Array; shape: number[] }>): Record<string, tf.Tensor> => {
+    const out: Record<string, tf.Tensor> = {};
+    try {
+      for (const [k, v] of Object.entries(values)) {
+        const t = tf.keep(tf.tensor(v.data, v.shape, 'float32'));
+        made.push(t);
+        out[k] = t;
+      }
+    } catch (err) {
+      for (const t of Object.values(out)) t.dispose();
+      throw err;
+    }
+    return out;
+  };
+  function make(part: string): Record<string, tf.Tensor> {
+    const done = parts.get(part);
+    if (done) return done;
+    const host = residency.host;
+    if (!host) throw droppedPart(part === 'embed' ? 'patch embedding' : part);
+    const d = config.width;
+    const values =
+      part === 'embed' ? prepareEmbed(config, host)
+      : part === 'norm' ? { normG: { data: host.normG, shape: [d] }, normB: { data: host.normB, shape: [d] } }
+      : prepareBlock(config, host.blocks[Number(part.slice('block'.length))]);
+    const tensors = keep(values);
+    parts.set(part, tensors);
+    return tensors;
   }
+  const blocks: BlockWeights[] = [];
+  for (let i = 0; i < config.depth; i++) {
+    Object.defineProperty(blocks, i, { enumerable: true, get: () => make(`block${i}`) as unknown as BlockWeights });
+  }
+  Object.freeze(blocks);
+  const backbone: Backbone = {
+    config,
+    identity,
+    get patchFilter() { return make('embed').patchFilter as tf.Tensor4D; },
+    get patchBias() { return make('embed').patchBias as tf.Tensor1D; },
+    get cls() { return make('embed').cls as tf.Tensor3D; },
+    get pos() { return make('embed').pos as tf.Tensor3D; },
+    blocks,
+    get normG() { return make('norm').normG as tf.Tensor1D; },
+    get normB() { return make('norm').normB as tf.Tensor1D; },
+    byteSize: parameterCount(config) * 4,
+    dispose: () => {
+      for (const x of made) if (!x.isDisposed) x.dispose();
+      made.length = 0;
+      parts.clear();
+      residency.host = undefined;
+    },
+  };
+  registerResidency(backbone, residency);
+  return backbone;
 }
 
 function mergeShards(files: SafetensorsFile[]): Map<string, SafetensorsTensor> {
@@ -115,6 +120,17 @@ export type ShardedBackboneFiles = Omit<BackboneFiles, 'model'> & { shards: read
 export interface LoadOptions {
   /** Run at this input size (position embeddings resized); default: the preprocessor config's size, else the checkpoint's. */
   imageSize?: number;
+  /**
+   * Leave the weights unsettled (host copy kept, tfjs tensors made on first read) for the caller to
+   * settle once it knows the engine (backbone-residency.ts); default: settled in tfjs at once.
+   */
+  deferResidency?: boolean;
+}
+
+/** The loaders' last step: settle in tfjs unless the caller defers it. */
+export function settledUnlessDeferred(backbone: Backbone, opts: LoadOptions): Backbone {
+  if (opts.deferResidency !== true) settleBackboneWeights(backbone, 'tfjs');
+  return backbone;
 }
 
 function peekSwin(config: Uint8Array): boolean {
@@ -148,6 +164,8 @@ export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFile
     if (opts.imageSize !== undefined && opts.imageSize !== read.config.imageSize) {
       throw new AppError('invalid_backbone', `this Swin runs at ${read.config.imageSize}px; running it at ${opts.imageSize}px is not supported`);
     }
+    // Built resident in tfjs at once (the state settleBackboneWeights(…, 'tfjs') gives a ViT): a
+    // Swin has no onnxruntime graphs, so there is no native residency to defer to.
     return buildSwinBackbone(read.config, read.weights, identity());
   }
   const { layout, prefix } = detectLayout(tensors);
@@ -155,7 +173,7 @@ export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFile
   const preprocessor = preprocessorJson();
   const { config: cfg, weights } = layout === 'hf' ? readHf(tensors, prefix, config, preprocessor) : readTimm(tensors, config);
   const sized = atImageSize({ config: cfg, weights, identity: identity() }, opts.imageSize ?? cfg.preprocessorSize);
-  return buildBackbone(sized.config, sized.weights, sized.identity);
+  return settledUnlessDeferred(buildBackbone(sized.config, sized.weights, sized.identity), opts);
 }
 
 async function readOptional(file: string): Promise<Uint8Array | undefined> {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { loadBackbone, loadBackboneFromFiles, type Backbone } from '../model/index.js';
+import { loadBackbone, loadBackboneFromFiles, type Backbone, type LoadOptions } from '../model/index.js';
 import type { BlobStore } from '../storage/index.js';
 import { pullHubBackbone, readHubBackbone, type PullOptions, type PullResult } from './hub-backbone.js';
 import { HubClient, isHubSpec } from './hub-client.js';
@@ -38,8 +38,9 @@ export async function loadConfiguredBackbone(
   config: BackboneSourceConfig,
   blobs: BlobStore,
   reporting: PullReporting & { onPulled?: (r: PullResult) => void } = {},
+  load: Pick<LoadOptions, 'deferResidency'> = {},
 ): Promise<Backbone> {
-  const size = { imageSize: config.BACKBONE_IMAGE_SIZE };
+  const size: LoadOptions = { imageSize: config.BACKBONE_IMAGE_SIZE, ...load };
   if (isHubSpec(config.BACKBONE)) {
     const result = await pullConfiguredHubBackbone(config, blobs, config.BACKBONE, reporting);
     reporting.onPulled?.(result);

@@ -6,7 +6,7 @@ import { backboneFeatures } from '../../src/model/index.js';
 import { startComputeRuntime } from '../../src/threads/compute-runtime.js';
 
 const { env, images, size } = (workerData as { data: { env: Record<string, string>; images: Float32Array; size: number } }).data;
-const rt = await startComputeRuntime(env, { thread: 'probe' });
+const rt = await startComputeRuntime(env, { bindings: { thread: 'probe' } });
 const n = images.length / (size * size * 3);
 const features = tf.tidy(() =>
   backboneFeatures(rt.backbone, tf.tensor4d(images, [n, size, size, 3])).dataSync(),

@@ -7,6 +7,7 @@
  * LayerNorm / Gelu / attention kernels.
  */
 import type { Backbone } from '../backbone.js';
+import { preparedBlock, preparedEmbed } from '../backbone-residency.js';
 import { modelBytes, tensor, valueInfo, type AttrValue, type Msg, type NodeSpec } from './onnx-proto.js';
 
 /** LayerNormalization is in the default domain from opset 17. */
@@ -53,18 +54,17 @@ class GraphBuilder {
   }
 }
 
-const read = (t: { dataSync(): unknown }): Float32Array => t.dataSync() as Float32Array;
-
 /** pixels [N, S, S, 3] (NHWC, normalised) → x_0 [N, tokens, d]. The patch conv is a MatMul over flattened patches. */
 export function embedModel(backbone: Backbone): Uint8Array {
   const { patchSize: p, gridSize: g, numPatches: P, width: d, tokens: T, imageSize: S } = backbone.config;
   const b = new GraphBuilder();
+  const e = preparedEmbed(backbone);
   // tfjs's conv filter [p, p, 3, d] is, flattened, the [p·p·3, d] matrix of a patch laid out (y, x, c).
-  const filter = b.weight('patch_w', [p * p * 3, d], read(backbone.patchFilter));
-  const bias = b.weight('patch_b', [d], read(backbone.patchBias));
+  const filter = b.weight('patch_w', [p * p * 3, d], e.patchFilter.data);
+  const bias = b.weight('patch_b', [d], e.patchBias.data);
   // Row 0 of x_0 is cls + pos_0: the patches are padded with a zero row and one constant adds both.
-  const posCls = Float32Array.from(read(backbone.pos));
-  const cls = read(backbone.cls);
+  const posCls = Float32Array.from(e.pos.data);
+  const cls = e.cls.data;
   for (let c = 0; c < d; c++) posCls[c] += cls[c];
   const pos = b.weight('pos_cls', [1, T, d], posCls);
   const grid = b.op('Reshape', ['pixels', b.ints('grid_shape', [-1, g, p, g, p, 3])]);
@@ -79,9 +79,9 @@ export function embedModel(backbone: Backbone): Uint8Array {
 export function blockModel(backbone: Backbone, i: number): Uint8Array {
   const cfg = backbone.config;
   const { width: d, tokens: T, heads: H, eps } = cfg;
-  const w = backbone.blocks[i];
+  const w = preparedBlock(backbone, i);
   const b = new GraphBuilder();
-  const W = (name: string, t: { dataSync(): unknown; shape: number[] }) => b.weight(name, t.shape, read(t));
+  const W = (name: string, t: { data: Float32Array; shape: number[] }) => b.weight(name, t.shape, t.data);
   const norm = (x: string, gamma: string, beta: string) => b.op('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: { float: eps } });
   const heads = b.ints('heads_shape', [0, 0, H, d / H]);
   const merged = b.ints('merged_shape', [0, 0, d]);
