@@ -17,6 +17,7 @@ import {
 } from './adapter.js';
 import type { BackboneConfig } from './backbone-config.js';
 import { readSafetensors, writeSafetensors, type SafetensorsTensor, type TensorToWrite } from './safetensors.js';
+import { readSwinAdapterWeights, SWIN_KIND, swinAdapterTensors } from './swin-adapter.js';
 
 /** [rows, cols] row-major → [cols, rows]. */
 function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
@@ -33,6 +34,7 @@ export function saveAdapter(adapter: Adapter, extraMeta: Record<string, unknown>
   const r = spec.rank;
   const k = spec.fusionKernel;
   const c = spec.labels.length;
+  if (adapter.swin) return writeSafetensors(swinAdapterTensors(adapter), { dtl: JSON.stringify(fileMeta(adapter, extraMeta)) });
   const tensors: TensorToWrite[] = [];
   for (const [i, p] of [...adapter.reads.entries()].sort((x, y) => x[0] - y[0])) {
     tensors.push({ name: `lora_dict.${i}.lora_A`, shape: [r, d], data: transpose2d(p.a.dataSync() as Float32Array, d, r) });
@@ -43,13 +45,26 @@ export function saveAdapter(adapter: Adapter, extraMeta: Record<string, unknown>
   }
   tensors.push({ name: 'head.weight', shape: [c, d], data: transpose2d(adapter.headW.dataSync() as Float32Array, d, c) });
   tensors.push({ name: 'head.bias', shape: [c], data: Float32Array.from(adapter.headB.dataSync()) });
+  return writeSafetensors(tensors, { dtl: JSON.stringify(fileMeta(adapter, extraMeta)) });
+}
+
+function fileMeta(adapter: Adapter, extraMeta: Record<string, unknown>): Record<string, unknown> {
   // The spec's own keys win over anything the caller passes under the same name.
-  const meta: Record<string, unknown> = { backboneWidth: d, backboneDepth: adapter.depth, ...extraMeta };
-  for (const key of SPEC_KEYS) meta[key] = spec[key];
+  const meta: Record<string, unknown> = { backboneWidth: adapter.width, backboneDepth: adapter.depth, ...extraMeta };
+  for (const key of SPEC_KEYS) meta[key] = adapter.spec[key];
+  if (adapter.swin) meta.backboneKind = SWIN_KIND;
   // Only a calibrated adapter names it, so an uncalibrated file is byte for byte what it was.
   if (adapter.temperature !== 1) meta.temperature = adapter.temperature;
   else delete meta.temperature;
-  return writeSafetensors(tensors, { dtl: JSON.stringify(meta) });
+  return meta;
+}
+
+function checkedTemperature(m: Record<string, unknown>, bad: (msg: string) => never): number {
+  const temperature = m.temperature === undefined ? 1 : m.temperature;
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature <= 0) {
+    bad("'temperature' in the 'dtl' metadata must be a positive number");
+  }
+  return temperature as number;
 }
 
 export interface LoadedAdapter {
@@ -128,6 +143,12 @@ export function parseAdapterFile(bytes: Uint8Array, backbone: BackboneConfig): P
     );
   }
 
+  // A Swin adapter's pairs have per-stage widths and its fusions are per stage (swin-adapter.ts).
+  const isSwin = m.backboneKind === SWIN_KIND;
+  if (isSwin !== (backbone.swin !== undefined)) {
+    throw new AppError('adapter_backbone_mismatch', `adapter is for a ${isSwin ? 'Swin' : 'ViT'} backbone, but this backbone is a ${backbone.swin ? 'Swin' : 'ViT'}`);
+  }
+  if (isSwin) return { spec, weights: readSwinAdapterWeights(file, spec, backbone, bad), temperature: checkedTemperature(m, bad), meta: m };
   const d = backbone.width;
   const r = spec.rank;
   const k = spec.fusionKernel;
@@ -156,9 +177,5 @@ export function parseAdapterFile(bytes: Uint8Array, backbone: BackboneConfig): P
   for (const name of file.tensors.keys()) {
     if (!used.has(name)) bad(`unexpected tensor '${name}' (not described by the 'dtl' metadata)`);
   }
-  const temperature = m.temperature === undefined ? 1 : m.temperature;
-  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature <= 0) {
-    bad("'temperature' in the 'dtl' metadata must be a positive number");
-  }
-  return { spec, weights: { reads, fusion, headW, headB }, temperature: temperature as number, meta: meta as Record<string, unknown> };
+  return { spec, weights: { reads, fusion, headW, headB }, temperature: checkedTemperature(m, bad), meta: m };
 }

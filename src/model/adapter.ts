@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { AppError, validationError, type ErrorCode } from '../errors.js';
-import type { BackboneConfig } from './backbone-config.js';
+import { blockShape, type BackboneConfig } from './backbone-config.js';
 
 const blockList = z
   .array(z.number().int().min(0))
@@ -46,8 +46,13 @@ export interface Adapter {
   readonly depth: number;
   /** Read block index → its low-rank pair. */
   readonly reads: ReadonlyMap<number, AdapterRead>;
-  /** DTL+ taps [k·k, d], or null for plain DTL. */
+  /** DTL+ taps [k·k, d], or null for plain DTL (and on a Swin, whose taps are per stage: `swin`). */
   readonly fusion: tf.Tensor2D | null;
+  /**
+   * Set for an adapter on a Swin backbone (swin-adapter.ts has its file format): each read pair
+   * has its block's stage width; DTL+ has taps [k·k, C_s] per stage (null for plain DTL).
+   */
+  readonly swin?: { readonly fusions: tf.Tensor2D[] | null };
   /** [d, classes] */
   readonly headW: tf.Tensor2D;
   /** [classes] */
@@ -73,6 +78,8 @@ export interface Adapter {
 export interface AdapterWeights {
   reads: Map<number, { a: Float32Array; b: Float32Array }>;
   fusion: Float32Array | null;
+  /** Swin DTL+ only: taps [k·k, C_s] per stage. */
+  stageFusions?: Float32Array[] | null;
   headW: Float32Array;
   headB: Float32Array;
 }
@@ -87,10 +94,13 @@ export function checkSpecAgainstBackbone(spec: AdapterSpec, cfg: BackboneConfig,
     if (bad !== undefined) throw new AppError(code, `adapter ${what} block ${bad} but the backbone has ${cfg.depth} blocks`);
   }
   if (spec.rank > cfg.width) throw new AppError(code, `adapter rank ${spec.rank} exceeds the backbone width ${cfg.width}`);
+  // A Swin's early stages are narrower than its last.
+  const narrow = cfg.swin ? spec.loraBeforeBlocks.find((i) => spec.rank > blockShape(cfg, i)[1]) : undefined;
+  if (narrow !== undefined) throw new AppError(code, `adapter rank ${spec.rank} exceeds block ${narrow}'s width ${blockShape(cfg, narrow)[1]}`);
 }
 
 /** Wraps weight arrays (already in forward layout) as an adapter; variables when `trainable`. */
-export function adapterFromWeights(cfg: Pick<BackboneConfig, 'width' | 'depth'>, spec: AdapterSpec, w: AdapterWeights, trainable: boolean): Adapter {
+export function adapterFromWeights(cfg: BackboneConfig, spec: AdapterSpec, w: AdapterWeights, trainable: boolean): Adapter {
   const d = cfg.width;
   const r = spec.rank;
   const k = spec.fusionKernel;
@@ -108,9 +118,11 @@ export function adapterFromWeights(cfg: Pick<BackboneConfig, 'width' | 'depth'>,
     const reads = new Map<number, AdapterRead>();
     for (const i of [...w.reads.keys()].sort((x, y) => x - y)) {
       const p = w.reads.get(i)!;
-      reads.set(i, { a: t<tf.Rank.R2>(p.a, [d, r]), b: t<tf.Rank.R2>(p.b, [r, d]) });
+      const di = blockShape(cfg, i)[1]; // d, except in a Swin's narrower stages
+      reads.set(i, { a: t<tf.Rank.R2>(p.a, [di, r]), b: t<tf.Rank.R2>(p.b, [r, di]) });
     }
-    const fusion = w.fusion ? t<tf.Rank.R2>(w.fusion, [k * k, d]) : null;
+    const fusion = w.fusion && !cfg.swin ? t<tf.Rank.R2>(w.fusion, [k * k, d]) : null;
+    const stageFusions = cfg.swin && k > 0 ? cfg.swin.stageWidths.map((ds, st) => t<tf.Rank.R2>(w.stageFusions![st], [k * k, ds])) : null;
     const headW = t<tf.Rank.R2>(w.headW, [d, c]);
     const headB = t<tf.Rank.R1>(w.headB, [c]);
     let disposed = false;
@@ -120,6 +132,7 @@ export function adapterFromWeights(cfg: Pick<BackboneConfig, 'width' | 'depth'>,
       depth: cfg.depth,
       reads,
       fusion,
+      ...(cfg.swin ? { swin: { fusions: stageFusions } } : {}),
       headW,
       headB,
       temperature: 1,
@@ -187,14 +200,17 @@ export function createAdapter(cfg: BackboneConfig, spec: AdapterSpec, opts: { se
   const k = s.fusionKernel;
   const reads = new Map<number, { a: Float32Array; b: Float32Array }>();
   for (const i of [...s.loraBeforeBlocks].sort((x, y) => x - y)) {
-    reads.set(i, { a: uniform(d * r, 1 / Math.sqrt(d), rng), b: new Float32Array(r * d) });
+    const di = blockShape(cfg, i)[1]; // d, except in a Swin's narrower stages
+    reads.set(i, { a: uniform(di * r, 1 / Math.sqrt(di), rng), b: new Float32Array(r * di) });
   }
   return adapterFromWeights(
     cfg,
     s,
     {
       reads,
-      fusion: k > 0 ? uniform(k * k * d, 1 / k, rng) : null,
+      fusion: k > 0 && !cfg.swin ? uniform(k * k * d, 1 / k, rng) : null,
+      // A Swin's DTL+ has one conv per stage (the authors' lora_fusions.{s}).
+      ...(cfg.swin && k > 0 ? { stageFusions: cfg.swin.stageWidths.map((ds) => uniform(k * k * ds, 1 / k, rng)) } : {}),
       headW: truncNormal(d * s.labels.length, 0.02, rng),
       headB: new Float32Array(s.labels.length),
     },

@@ -7,6 +7,29 @@ import { AppError, describeZodError } from '../errors.js';
 
 export type BackboneLayout = 'hf' | 'timm' | 'npz';
 
+/**
+ * A Swin Transformer's stages (swin-config.ts); set only for Swin backbones. Blocks are numbered
+ * globally across stages, as the authors' DTL code numbers them.
+ */
+export interface SwinArch {
+  embedDim: number;
+  depths: number[];
+  /** Attention heads per stage. */
+  stageHeads: number[];
+  /** Width per stage: embedDim · 2^s. */
+  stageWidths: number[];
+  /** Token grid side per stage: gridSize / 2^s. */
+  stageGrids: number[];
+  /** Per block: its stage, window side and cyclic shift (0 = W-MSA; shift and window clipped where the grid is no bigger than the window). */
+  blockStage: number[];
+  blockWindow: number[];
+  blockShift: number[];
+  windowSize: number;
+  mlpRatio: number;
+  /** Whether the checkpoint adds an absolute position embedding after the patch embedding. */
+  absolutePosition: boolean;
+}
+
 export interface BackboneConfig {
   layout: BackboneLayout;
   /** Token width d. */
@@ -36,6 +59,12 @@ export interface BackboneConfig {
   preprocessorSize?: number;
   /** Resize filter the preprocessor config names (absent: the service's default, Lanczos-3). */
   resample?: ResampleFilter;
+  /**
+   * Set for a Swin Transformer. Then width/heads/mlpDim are the last stage's (width = the pooled
+   * features, the head's input), depth counts every block, tokens = numPatches = the first
+   * stage's token count (no cls token).
+   */
+  swin?: SwinArch;
 }
 
 export type ResampleFilter = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos';
@@ -105,12 +134,14 @@ function finish(c: Omit<BackboneConfig, 'gridSize' | 'numPatches' | 'tokens'>): 
   return { ...c, gridSize, numPatches: gridSize * gridSize, tokens: gridSize * gridSize + 1 };
 }
 
-export function hfBackboneConfig(config: Record<string, unknown>, preprocessor?: Record<string, unknown>): BackboneConfig {
-  const parsed = hfConfigSchema.safeParse(config);
-  if (!parsed.success) fail(`config.json: ${describe(parsed.error)}`);
-  const c = parsed.data!;
-  let mean: [number, number, number] = [0.5, 0.5, 0.5];
-  let std: [number, number, number] = [0.5, 0.5, 0.5];
+/** What preprocessor_config.json says: normalisation (default 0.5), the input size and the resize filter, when given. */
+export function preprocessorSettings(preprocessor: Record<string, unknown> | undefined, defaults: { mean: [number, number, number]; std: [number, number, number] }): {
+  mean: [number, number, number];
+  std: [number, number, number];
+  preprocessorSize?: number;
+  resample?: ResampleFilter;
+} {
+  let { mean, std } = defaults;
   let preprocessorSize: number | undefined;
   let resample: ResampleFilter | undefined;
   if (preprocessor) {
@@ -124,6 +155,14 @@ export function hfBackboneConfig(config: Record<string, unknown>, preprocessor?:
     }
     if (p.data!.resample !== undefined) resample = PIL_RESAMPLE[p.data!.resample];
   }
+  return { mean, std, ...(preprocessorSize === undefined ? {} : { preprocessorSize }), ...(resample === undefined ? {} : { resample }) };
+}
+
+export function hfBackboneConfig(config: Record<string, unknown>, preprocessor?: Record<string, unknown>): BackboneConfig {
+  const parsed = hfConfigSchema.safeParse(config);
+  if (!parsed.success) fail(`config.json: ${describe(parsed.error)}`);
+  const c = parsed.data!;
+  const { mean, std, preprocessorSize, resample } = preprocessorSettings(preprocessor, { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
   return finish({
     layout: 'hf',
     width: c.hidden_size,
@@ -220,4 +259,16 @@ export function timmBackboneConfig(config: Record<string, unknown>, shapes: Timm
     qkvBias: shapes.hasQkvBias,
     ...(TIMM_RESAMPLE[pre.interpolation ?? ''] === undefined ? {} : { resample: TIMM_RESAMPLE[pre.interpolation!] }),
   });
+}
+
+/**
+ * [tokens, width] of block i's input and output (i = −1: the embedding's output): fixed on a
+ * ViT; on a Swin the stage's grid² × width (a block that opens a stage reads the merged tokens).
+ * Callers that lay prefix activations out per block (prefix caches) size them with this.
+ */
+export function blockShape(cfg: BackboneConfig, i: number): [number, number] {
+  const a = cfg.swin;
+  if (!a) return [cfg.tokens, cfg.width];
+  const s = i < 0 ? 0 : a.blockStage[i];
+  return [a.stageGrids[s] ** 2, a.stageWidths[s]];
 }

@@ -11,43 +11,17 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import { parseJson, type BackboneConfig } from './backbone-config.js';
+
+// The types live in backbone-types.ts (swin-backbone.ts builds a Backbone too, without a cycle).
+export type { Backbone, BlockWeights } from './backbone-types.js';
 import { detectLayout, readHf, readTimm, type CanonicalWeights } from './backbone-layouts.js';
 import { atImageSize } from './pos-embed.js';
 import { droppedPart, parameterCount, prepareBlock, prepareEmbed, registerResidency, settleBackboneWeights, type Residency } from './backbone-residency.js';
 import { openSafetensorsFile, readSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
-
-export interface BlockWeights {
-  ln1g: tf.Tensor1D; ln1b: tf.Tensor1D;
-  /** [d, d] each, [in, out]. wq and bq come pre-multiplied by 1/√headDim (attention's scale). */
-  wq: tf.Tensor2D; bq: tf.Tensor1D;
-  wk: tf.Tensor2D; bk: tf.Tensor1D;
-  wv: tf.Tensor2D; bv: tf.Tensor1D;
-  wo: tf.Tensor2D; bo: tf.Tensor1D;
-  ln2g: tf.Tensor1D; ln2b: tf.Tensor1D;
-  /** [d, mlpDim] */
-  w1: tf.Tensor2D; b1: tf.Tensor1D;
-  /** [mlpDim, d] */
-  w2: tf.Tensor2D; b2: tf.Tensor1D;
-}
-
-export interface Backbone {
-  readonly config: BackboneConfig;
-  /** sha256 (hex) of the weights file (or its shards, in order), then config.json, then preprocessor_config.json if given. */
-  readonly identity: string;
-  /** [p, p, 3, d] NHWC conv filter. */
-  readonly patchFilter: tf.Tensor4D;
-  readonly patchBias: tf.Tensor1D;
-  /** [1, 1, d] */
-  readonly cls: tf.Tensor3D;
-  /** [1, tokens, d] */
-  readonly pos: tf.Tensor3D;
-  readonly blocks: readonly BlockWeights[];
-  readonly normG: tf.Tensor1D;
-  readonly normB: tf.Tensor1D;
-  /** Bytes of all weight tensors. */
-  readonly byteSize: number;
-  dispose(): void;
-}
+import type { Backbone, BlockWeights } from './backbone-types.js';
+import { buildSwinBackbone, readHfSwin, SWIN_SKIPPED } from './swin-backbone.js';
+import { isSwinConfig } from './swin-config.js';
+import { isTimmSwin, readTimmSwin } from './swin-timm.js';
 
 export interface BackboneFiles {
   /** model.safetensors */
@@ -160,15 +134,46 @@ export function settledUnlessDeferred(backbone: Backbone, opts: LoadOptions): Ba
   return backbone;
 }
 
-export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFiles, opts: LoadOptions = {}): Backbone {
-  const parts = 'shards' in files ? files.shards : [files.model];
-  const tensors = mergeShards(parts.map((bytes, i) => readSafetensors(bytes, { code: 'invalid_backbone', what: parts.length > 1 ? `backbone shard ${i + 1}` : 'backbone model.safetensors' })));
-  const hash = createHash('sha256');
-  for (const part of parts) hash.update(part);
-  return fromTensors(tensors, files, hash, opts);
+function peekSwin(config: Uint8Array): boolean {
+  try {
+    return isSwinConfig(parseJson(config, 'backbone config.json'));
+  } catch {
+    return false;
+  }
 }
 
-/** The backbone from its checkpoint's tensors; `hash` has seen the weights' bytes, the config files are added here. */
+export function loadBackboneFromFiles(files: BackboneFiles | ShardedBackboneFiles, opts: LoadOptions = {}): Backbone {
+  const parts = 'shards' in files ? files.shards : [files.model];
+  // Peeked without failing, so a broken config.json is reported where it always was (after the weights).
+  const swin = peekSwin(files.config);
+  const tensors = mergeShards(parts.map((bytes, i) => readSafetensors(bytes, {
+    code: 'invalid_backbone',
+    what: parts.length > 1 ? `backbone shard ${i + 1}` : 'backbone model.safetensors',
+    ...(swin ? { skip: (name: string) => SWIN_SKIPPED.test(name) } : {}),
+  })));
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return swin ? swinFromTensors(tensors, files, hash, opts) : fromTensors(tensors, files, hash, opts);
+}
+
+/**
+ * A Swin from its checkpoint's tensors, built resident in tfjs at once (the state
+ * settleBackboneWeights(…, 'tfjs') gives a ViT): a Swin has no onnxruntime graphs, so there is no
+ * native residency to defer to.
+ */
+function swinFromTensors(tensors: Map<string, SafetensorsTensor>, files: Omit<BackboneFiles, 'model'>, hash: Hash, opts: LoadOptions): Backbone {
+  const swinConfig = parseJson(files.config, 'backbone config.json');
+  const preprocessor = files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined;
+  const read = isTimmSwin(tensors) ? readTimmSwin(tensors, swinConfig) : readHfSwin(tensors, swinConfig, preprocessor);
+  if (opts.imageSize !== undefined && opts.imageSize !== read.config.imageSize) {
+    throw new AppError('invalid_backbone', `this Swin runs at ${read.config.imageSize}px; running it at ${opts.imageSize}px is not supported`);
+  }
+  hash.update(files.config);
+  if (files.preprocessor) hash.update(files.preprocessor);
+  return buildSwinBackbone(read.config, read.weights, hash.digest('hex'));
+}
+
+/** A ViT from its checkpoint's tensors; `hash` has seen the weights' bytes, the config files are added here. */
 function fromTensors(tensors: Map<string, SafetensorsTensor>, files: Omit<BackboneFiles, 'model'>, hash: Hash, opts: LoadOptions): Backbone {
   const { layout, prefix } = detectLayout(tensors);
   const config = parseJson(files.config, 'backbone config.json');
@@ -200,7 +205,8 @@ export async function loadBackboneFromDir(dir: string, opts: LoadOptions = {}): 
     readOptional(path.join(dir, 'config.json')),
     readOptional(path.join(dir, 'preprocessor_config.json')),
   ]);
-  if (opts.deferResidency === true) {
+  // A Swin (tensors this reader skips, no native residency) is read whole.
+  if (opts.deferResidency === true && !(config !== undefined && peekSwin(config))) {
     const exists = await stat(modelFile).then((st) => st.isFile(), () => false);
     if (!exists) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no model.safetensors`);
     if (!config) throw new AppError('invalid_backbone', `backbone folder '${dir}' has no config.json`);

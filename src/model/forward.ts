@@ -5,7 +5,8 @@
  *   suffix  — blocks M..N−1 on the whole batch at once, while each group of rows uses its own
  *             adapter's reads, additions (and DTL+ fusion) and head: one batch, many tenants.
  *             One adapter: its stages (suffix.ts); several: every row through each stage
- *             together, a fixed number of ops per block (forward-batched.ts).
+ *             together, a fixed number of ops per block (forward-batched.ts; a Swin's:
+ *             swin-batched.ts).
  *
  * Both work under a gradient tape (training) as well as outside (serving).
  */
@@ -16,6 +17,7 @@ import { batchedHeads, batchedSuffixPooled, splitByGroup } from './forward-batch
 import { linear, pool } from './layers.js';
 import { disposePrefix, runPrefix, splitPoint, type PrefixState } from './prefix.js';
 import { adapterPooled, checkSuffixGroups, type SuffixGroup } from './suffix.js';
+import { swinBatchedPooled } from './swin-batched.js';
 
 /**
  * Pooled features (input of each head) per group: the additions after block split−1 (the last
@@ -25,7 +27,7 @@ import { adapterPooled, checkSuffixGroups, type SuffixGroup } from './suffix.js'
 export function suffixFeatures(backbone: Backbone, state: PrefixState, groups: SuffixGroup[]): tf.Tensor2D[] {
   checkSuffixGroups(backbone, state, groups);
   if (groups.length === 1) return [adapterPooled(backbone, groups[0], state)];
-  const pooled = batchedSuffixPooled(backbone, state, groups);
+  const pooled = backbone.swin ? swinBatchedPooled(backbone, state, groups) : batchedSuffixPooled(backbone, state, groups);
   try {
     return tf.tidy(() => splitByGroup(pooled, groups)).map((t) => tf.keep(t));
   } finally {
@@ -45,7 +47,7 @@ export function forwardSuffix(backbone: Backbone, state: PrefixState, groups: Su
       features.dispose();
     }
   }
-  const pooled = batchedSuffixPooled(backbone, state, groups);
+  const pooled = backbone.swin ? swinBatchedPooled(backbone, state, groups) : batchedSuffixPooled(backbone, state, groups);
   try {
     return batchedHeads(pooled, groups);
   } finally {

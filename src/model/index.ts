@@ -15,7 +15,7 @@ export {
   type TensorToWrite,
   type ReadOptions,
 } from './safetensors.js';
-export { sharpKernel, type BackboneConfig, type BackboneLayout, type ResampleFilter } from './backbone-config.js';
+export { blockShape, sharpKernel, type BackboneConfig, type BackboneLayout, type ResampleFilter, type SwinArch } from './backbone-config.js';
 export {
   loadBackboneFromFiles,
   loadBackboneFromDir,

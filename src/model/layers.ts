@@ -86,8 +86,12 @@ export function embed(backbone: Backbone, pixels: tf.Tensor4D): tf.Tensor3D {
   return tf.add(tf.concat([cls, patches], 1), backbone.pos) as tf.Tensor3D;
 }
 
-/** pooled = LayerNorm_final(mean over patch tokens of x_N); the cls token is excluded. */
+/**
+ * pooled = LayerNorm_final(mean over patch tokens of x_N); the cls token is excluded. A Swin
+ * (no cls token) norms every token first and then averages, as its code does.
+ */
 export function pool(backbone: Backbone, x: tf.Tensor3D): tf.Tensor2D {
+  if (backbone.swin) return tf.mean(layerNorm(x, backbone.normG, backbone.normB, backbone.config.eps), 1) as tf.Tensor2D;
   const [n, t, d] = x.shape;
   const mean = tf.mean(tf.slice(x, [0, 1, 0], [n, t - 1, d]), 1) as tf.Tensor2D;
   return layerNorm(mean, backbone.normG, backbone.normB, backbone.config.eps);

@@ -2,13 +2,15 @@
  * The shared prefix of the DTL forward pass: x_0 and blocks 0..M−1 (M = first addition + 1). No
  * adapter touches them (the addition after block M−1 belongs to the suffix), so they run once per
  * image for every tenant, outside any gradient tape, one tidy per block. The CSN of each adapter
- * later reads the block inputs kept here.
+ * later reads the block inputs kept here. On a Swin, x_i of the first block of a stage is the
+ * patch merging's output (what that block reads), and `x` is block split−1's output before it.
  */
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import type { AdapterSpec } from './adapter.js';
 import type { Backbone } from './backbone.js';
 import { embed, vitBlock } from './layers.js';
+import { patchMerge, swinBlock, swinEmbed, swinOpensStage } from './swin-layers.js';
 
 export interface PrefixState {
   /** inputs[i] = x_i, the input of block i, for i < split. [n, tokens, d] each. */
@@ -45,12 +47,18 @@ export function runPrefix(backbone: Backbone, pixels: tf.Tensor4D, split: number
   }
   checkPixels(backbone, pixels);
   const inputs: tf.Tensor3D[] = [];
-  let x = tf.keep(tf.tidy(() => embed(backbone, pixels)));
+  let x = tf.keep(tf.tidy(() => (backbone.swin ? swinEmbed(backbone, pixels) : embed(backbone, pixels))));
   try {
     for (let i = 0; i < split; i++) {
+      // A Swin block that opens a stage reads (and runs on) the patch merging's output.
+      if (backbone.swin && swinOpensStage(backbone.config, i)) {
+        const before = x;
+        x = tf.keep(tf.tidy(() => patchMerge(backbone, backbone.config.swin!.blockStage[i] - 1, before)));
+        before.dispose();
+      }
       inputs.push(x);
       const input = x;
-      x = tf.keep(tf.tidy(() => vitBlock(input, backbone.blocks[i], backbone.config)));
+      x = tf.keep(tf.tidy(() => (backbone.swin ? swinBlock(backbone, i, input) : vitBlock(input, backbone.blocks[i], backbone.config))));
     }
   } catch (err) {
     for (const t of [...inputs, x]) if (!t.isDisposed) t.dispose();

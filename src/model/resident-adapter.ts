@@ -17,7 +17,7 @@
 import { AppError } from '../errors.js';
 import { adapterFromWeights, type Adapter, type AdapterSpec, type AdapterWeights } from './adapter.js';
 import { parseAdapterFile } from './adapter-file.js';
-import type { BackboneConfig } from './backbone-config.js';
+import { blockShape, type BackboneConfig } from './backbone-config.js';
 import { decodeInt12, encodeInt12, type Int12Blocks } from './int12.js';
 import { halfToFloat } from './safetensors.js';
 import type { SuffixGroup } from './suffix.js';
@@ -27,6 +27,8 @@ export type ResidentPrecision = 'float32' | 'float16' | 'compact';
 
 export interface ResidentAdapter {
   readonly spec: AdapterSpec;
+  /** The backbone's config it was loaded against (shared; a Swin's per-stage widths come from it). */
+  readonly config: BackboneConfig;
   readonly width: number;
   readonly depth: number;
   /** Calibrated softmax temperature (see Adapter.temperature). */
@@ -63,15 +65,23 @@ export function residentByteSize(spec: AdapterSpec, weights: Uint16Array | Float
   return weights.byteLength + headBytes + BASE_OVERHEAD + labels;
 }
 
-function weightCount(spec: AdapterSpec, d: number, withHead: boolean): number {
+/** Each read block's width (a Swin's stages are narrower than its last) and the DTL+ taps' sizes. */
+function sizes(cfg: BackboneConfig, spec: AdapterSpec): { reads: Array<[number, number]>; fusions: number[] } {
   const k = spec.fusionKernel;
+  const reads = [...spec.loraBeforeBlocks].sort((x, y) => x - y).map((i): [number, number] => [i, blockShape(cfg, i)[1]]);
+  const fusions = k === 0 ? [] : cfg.swin ? cfg.swin.stageWidths.map((ds) => k * k * ds) : [k * k * cfg.width];
+  return { reads, fusions };
+}
+
+function weightCount(cfg: BackboneConfig, spec: AdapterSpec, withHead: boolean): number {
+  const { reads, fusions } = sizes(cfg, spec);
   const c = spec.labels.length;
-  return spec.loraBeforeBlocks.length * 2 * d * spec.rank + (k > 0 ? k * k * d : 0) + c + (withHead ? d * c : 0);
+  return reads.reduce((s, [, di]) => s + 2 * di * spec.rank, 0) + fusions.reduce((s, n) => s + n, 0) + c + (withHead ? cfg.width * c : 0);
 }
 
 /** Packs forward-layout weights into one array in the order documented above (the head weight only `withHead`). */
-function pack(spec: AdapterSpec, d: number, w: AdapterWeights, withHead: boolean): Float32Array {
-  const out = new Float32Array(weightCount(spec, d, withHead));
+function pack(cfg: BackboneConfig, spec: AdapterSpec, w: AdapterWeights, withHead: boolean): Float32Array {
+  const out = new Float32Array(weightCount(cfg, spec, withHead));
   let at = 0;
   const put = (a: Float32Array) => {
     out.set(a, at);
@@ -82,6 +92,7 @@ function pack(spec: AdapterSpec, d: number, w: AdapterWeights, withHead: boolean
     put(w.reads.get(i)!.b);
   }
   if (w.fusion) put(w.fusion);
+  for (const f of w.stageFusions ?? []) put(f);
   put(w.headB);
   if (withHead) put(w.headW);
   return out;
@@ -154,7 +165,7 @@ function asFloat32(weights: Uint16Array | Float32Array, head: Int12Blocks | null
 }
 
 export function residentFromWeights(
-  cfg: Pick<BackboneConfig, 'width' | 'depth'>,
+  cfg: BackboneConfig,
   spec: AdapterSpec,
   w: AdapterWeights,
   temperature: number,
@@ -162,13 +173,14 @@ export function residentFromWeights(
 ): ResidentAdapter {
   const compact = precision === 'compact';
   // A weight beyond float16's range keeps the whole adapter float32 (trained adapters never get there).
-  const half = precision === 'float32' ? null : toHalf(pack(spec, cfg.width, w, !compact));
-  const weights = half ?? pack(spec, cfg.width, w, true);
+  const half = precision === 'float32' ? null : toHalf(pack(cfg, spec, w, !compact));
+  const weights = half ?? pack(cfg, spec, w, true);
   const head = half && compact ? encodeInt12(w.headW) : null;
   if (compact && half && !head) return residentFromWeights(cfg, spec, w, temperature, 'float32');
   let disposed = false;
   return {
     spec,
+    config: cfg,
     width: cfg.width,
     depth: cfg.depth,
     temperature,
@@ -195,23 +207,25 @@ export function loadResidentAdapter(bytes: Uint8Array, backbone: BackboneConfig,
 export function residentWeights(res: ResidentAdapter): AdapterWeights {
   const { spec, width: d } = res;
   const r = spec.rank;
-  const k = spec.fusionKernel;
   const c = spec.labels.length;
   const all = asFloat32(res.weights, res.head);
   let at = 0;
   const take = (n: number) => all.subarray(at, (at += n));
+  const { reads: readSizes, fusions } = sizes(res.config, spec);
   const reads = new Map<number, { a: Float32Array; b: Float32Array }>();
-  for (const i of [...spec.loraBeforeBlocks].sort((x, y) => x - y)) reads.set(i, { a: take(d * r), b: take(r * d) });
-  const fusion = k > 0 ? take(k * k * d) : null;
+  for (const [i, di] of readSizes) reads.set(i, { a: take(di * r), b: take(r * di) });
+  const taps = fusions.map((n) => take(n));
+  const swin = res.config.swin !== undefined;
+  const fusion = !swin && taps.length > 0 ? taps[0] : null;
   const headB = take(c);
   const headW = take(d * c);
-  return { reads, fusion, headW, headB };
+  return { reads, fusion, ...(swin ? { stageFusions: taps.length > 0 ? taps : null } : {}), headW, headB };
 }
 
 /** A float32 tensor adapter from a resident one; the caller disposes it. */
 export function materialise(res: ResidentAdapter): Adapter {
   if (res.disposed) throw new AppError('internal', 'adapter has been disposed');
-  const adapter = adapterFromWeights(res, res.spec, residentWeights(res), false);
+  const adapter = adapterFromWeights(res.config, res.spec, residentWeights(res), false);
   adapter.temperature = res.temperature;
   return adapter;
 }

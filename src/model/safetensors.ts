@@ -26,6 +26,11 @@ export interface ReadOptions {
   code?: ErrorCode;
   /** What the file is, for messages ("backbone weights", "adapter"). */
   what?: string;
+  /**
+   * Tensors to leave out (not decoded, not returned, any dtype): buffers a checkpoint carries
+   * that are not weights, e.g. a Swin's integer relative_position_index.
+   */
+  skip?: (name: string) => boolean;
 }
 
 const ITEM_SIZE: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -63,7 +68,7 @@ function headerLength(first8: Uint8Array, size: number, fail: (msg: string) => n
 }
 
 /** The header's tensors (checked against `dataLen` data bytes) and metadata. */
-function parseHeader(headerBytes: Uint8Array, dataLen: number, fail: (msg: string) => never): { spans: Span[]; metadata: Record<string, string> } {
+function parseHeader(headerBytes: Uint8Array, dataLen: number, fail: (msg: string) => never, opts: ReadOptions): { spans: Span[]; metadata: Record<string, string> } {
   let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
@@ -82,6 +87,7 @@ function parseHeader(headerBytes: Uint8Array, dataLen: number, fail: (msg: strin
       }
       continue;
     }
+    if (opts.skip?.(name)) continue;
     if (typeof entry !== 'object' || entry === null) fail(`tensor '${name}' has no description`);
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
     if (typeof dtype !== 'string') fail(`tensor '${name}' has no dtype`);
@@ -116,7 +122,7 @@ export function readSafetensors(bytes: Uint8Array, opts: ReadOptions = {}): Safe
   const fail = failer(opts);
   const headerLen = headerLength(bytes, bytes.length, fail);
   const dataStart = 8 + headerLen;
-  const { spans, metadata } = parseHeader(bytes.subarray(8, dataStart), bytes.length - dataStart, fail);
+  const { spans, metadata } = parseHeader(bytes.subarray(8, dataStart), bytes.length - dataStart, fail, opts);
   const tensors = new Map<string, SafetensorsTensor>();
   for (const t of spans) tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data: decode(bytes, dataStart + t.begin, t.count, t.dtype) });
   return { tensors, metadata };
@@ -138,7 +144,7 @@ export function openSafetensorsFile(file: string, opts: ReadOptions = {}): Safet
     const headerBytes = new Uint8Array(headerLen);
     readSync(fd, headerBytes, 0, headerLen, 8);
     const dataStart = 8 + headerLen;
-    const { spans, metadata } = parseHeader(headerBytes, size - dataStart, fail);
+    const { spans, metadata } = parseHeader(headerBytes, size - dataStart, fail, opts);
     const tensors = new Map<string, SafetensorsTensor>();
     for (const t of spans) {
       const read = (): Float32Array => {

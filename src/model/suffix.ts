@@ -15,6 +15,7 @@ import type { Adapter } from './adapter.js';
 import type { Backbone } from './backbone.js';
 import { csnAddition, csnRead, pool, vitBlock } from './layers.js';
 import { checkRows, splitPoint, type PrefixState } from './prefix.js';
+import { patchMerge, swinBlock, swinCsnAddition, swinOpensStage } from './swin-layers.js';
 
 export interface SuffixGroup {
   adapter: Adapter;
@@ -66,13 +67,22 @@ export function adapterSuffix(backbone: Backbone, adapter: Adapter, state: Prefi
   const pick = (t: tf.Tensor3D) => (all ? t : (tf.gather(t, tf.tensor1d(rows!, 'int32')) as tf.Tensor3D));
   const reads = new Set(spec.loraBeforeBlocks);
   const adds = new Set(spec.addAfterBlocks);
-  const early = spec.loraBeforeBlocks.filter((i) => i < state.split);
+  // On a Swin the accumulator restarts with every stage (the authors' code passes 0 to each
+  // stage), so only the reads in the stage of block split−1 reach the addition after it.
+  const swin = cfg.swin;
+  const early = spec.loraBeforeBlocks.filter((i) => i < state.split && (!swin || swin.blockStage[i] === swin.blockStage[state.split - 1]));
+  /** DTL+ taps used by the addition after block i: the adapter's, or on a Swin its stage's. */
+  const tapsAt = (i: number) => (swin ? (adapter.swin?.fusions?.[swin.blockStage[i]] ?? null) : adapter.fusion);
 
   const readAt = (i: number, x: tf.Tensor3D) => csnRead(x, adapter.reads.get(i)!.a, adapter.reads.get(i)!.b);
-  const addition = (i: number, y: tf.Tensor3D, h: tf.Tensor2D | null): tf.Tensor3D =>
-    adds.has(i) && h ? tf.add<tf.Tensor3D>(y, csnAddition(h, n, cfg, spec.beta, adapter.fusion, spec.fusionKernel)) : y;
+  const csnAdd = (i: number, h: tf.Tensor2D) =>
+    swin ? swinCsnAddition(cfg, i, h, n, spec.beta, tapsAt(i), spec.fusionKernel) : csnAddition(h, n, cfg, spec.beta, adapter.fusion, spec.fusionKernel);
+  const addition = (i: number, y: tf.Tensor3D, h: tf.Tensor2D | null): tf.Tensor3D => (adds.has(i) && h ? tf.add<tf.Tensor3D>(y, csnAdd(i, h)) : y);
   const readVars = (i: number) => (reads.has(i) ? ([adapter.reads.get(i)!.a, adapter.reads.get(i)!.b] as tf.Variable[]) : []);
-  const fusionVars = (i: number) => (adds.has(i) && adapter.fusion ? [adapter.fusion as tf.Variable] : []);
+  const fusionVars = (i: number) => {
+    const taps = tapsAt(i);
+    return adds.has(i) && taps ? [taps as tf.Variable] : [];
+  };
 
   return {
     pre: () => {
@@ -82,8 +92,12 @@ export function adapterSuffix(backbone: Backbone, adapter: Adapter, state: Prefi
       return { x: state.split > 0 ? addition(state.split - 1, x, h) : x, h };
     },
     block: (i, p) => {
-      const h = reads.has(i) ? (p.h ? tf.add<tf.Tensor2D>(p.h, readAt(i, p.x)) : readAt(i, p.x)) : p.h;
-      return { x: addition(i, vitBlock(p.x, backbone.blocks[i], cfg), h), h };
+      // A Swin block that opens a stage: patch merging first (its output is what the block reads), accumulator restarted.
+      const opens = swin !== undefined && swinOpensStage(cfg, i);
+      const x = opens ? patchMerge(backbone, swin.blockStage[i] - 1, p.x) : p.x;
+      const prior = opens ? null : p.h;
+      const h = reads.has(i) ? (prior ? tf.add<tf.Tensor2D>(prior, readAt(i, x)) : readAt(i, x)) : prior;
+      return { x: addition(i, swin ? swinBlock(backbone, i, x) : vitBlock(x, backbone.blocks[i], cfg), h), h };
     },
     blockVariables: (i) => [...readVars(i), ...fusionVars(i)],
     preVariables: () => [...early.flatMap(readVars), ...(state.split > 0 ? fusionVars(state.split - 1) : [])],

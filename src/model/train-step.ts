@@ -19,7 +19,7 @@ import type { Backbone } from './backbone.js';
 import { forwardSuffix } from './forward.js';
 import { crossEntropy } from './loss.js';
 import type { AdamW } from './optim.js';
-import { disposePrefix, runPrefix, splitPoint, type PrefixState } from './prefix.js';
+import { disposePrefix, gatherPrefix, runPrefix, splitPoint, type PrefixState } from './prefix.js';
 import { checkSuffixGroups } from './suffix.js';
 import { groupedSuffix, singleSuffix } from './suffix-grouped.js';
 import { blockwiseGradients } from './train-blockwise.js';
@@ -117,6 +117,7 @@ export function trainStep(args: TrainStepArgs): TrainStepResult {
     trainableVariables(g.adapter);
   }
   checkSuffixGroups(backbone, state, groups);
+  if (backbone.swin) return swinGroupsOneByOne(args, groups);
   const labels = groups.flatMap((g) => Array.from(g.labels));
   for (const g of groups) checkWeights(g.weights, g.labels.length);
   // One weight per row of every group (1 where a group has none), so each group's share of the loss is what its own step would see.
@@ -150,6 +151,31 @@ export function trainStep(args: TrainStepArgs): TrainStepResult {
 }
 
 /** The same step with the whole forward, from pixels, under one gradient tape (baseline). Returns the loss. */
+/**
+ * A grouped step on a Swin: each group's own single-adapter step on its rows (the grouped suffix,
+ * suffix-grouped.ts, is written for the ViT's fixed token grid). Same losses and updates as the
+ * grouped step gives, without sharing the blocks' matMuls across groups.
+ */
+function swinGroupsOneByOne(args: StepCommon, groups: TrainGroup[]): TrainStepResult {
+  const perGroup: GroupStepResult[] = [];
+  for (const g of groups) {
+    const sub = gatherPrefix(args.state, g.rows);
+    try {
+      const r = trainStep({ backbone: args.backbone, state: sub, tapeBlocks: args.tapeBlocks, adapter: g.adapter, optimizer: g.optimizer, labels: g.labels, ...(g.weights ? { weights: g.weights } : {}) });
+      perGroup.push({ loss: r.loss, predicted: r.predicted });
+    } finally {
+      disposePrefix(sub);
+    }
+  }
+  const predicted = new Int32Array(perGroup.reduce((a, g) => a + g.predicted.length, 0));
+  let at = 0;
+  for (const g of perGroup) {
+    predicted.set(g.predicted, at);
+    at += g.predicted.length;
+  }
+  return { loss: perGroup.reduce((a, g) => a + g.loss, 0) / perGroup.length, predicted, groups: perGroup };
+}
+
 export function trainStepFullTape(args: {
   backbone: Backbone;
   adapter: Adapter;

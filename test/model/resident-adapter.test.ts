@@ -239,7 +239,7 @@ describe('resident adapters on a tiny backbone', () => {
     const d = 768;
     const c = 100;
     const spec: AdapterSpec = { rank: 2, beta: 100, loraBeforeBlocks: [0], addAfterBlocks: [0], fusionKernel: 0, labels: Array.from({ length: c }, (_, k) => `c${k}`) };
-    const cfg = { width: d, depth: 1 };
+    const cfg = { ...backbone.config, width: d, depth: 1 };
     // Trained-looking heads: the benches' uniform ±0.05, and normal with a few 10× outliers.
     const heads = [
       Float32Array.from({ length: d * c }, () => (r.uniform() - 0.5) * 0.1),

@@ -30,6 +30,11 @@ export async function startBackboneEngine(
   options: EngineOptions,
   log: (msg: string) => void = () => {},
 ): Promise<'onnxruntime' | 'tfjs'> {
+  if (backbone.swin && pref !== 'tfjs') {
+    // The ONNX graphs (vit-graph.ts) are the ViT's; a Swin's forward stays on tfjs.
+    log(`backbone engine: tfjs (BACKBONE_ENGINE=${pref}, but the onnxruntime engine runs ViT backbones only; this backbone is a Swin)`);
+    return 'tfjs';
+  }
   const engine = await initEngine(pref, options, log);
   if (!engine) return 'tfjs';
   await detachNative(backbone);
