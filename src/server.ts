@@ -24,7 +24,9 @@ import { AppError, isAppError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { detachNative, initBackend, startBackboneEngine, type Backbone } from './model/index.js';
-import { ServingEngine } from './serve/index.js';
+import { processCores } from './model/native/engine.js';
+import { ServingEngine, type ServeExecutor } from './serve/index.js';
+import { ThreadExecutor } from './threads/serve-executor-client.js';
 import { Authenticator } from './services/auth.js';
 import { sweepUploadWorkDirs } from './services/datasets.js';
 import { Sweeper } from './services/maintenance.js';
@@ -61,9 +63,41 @@ export async function checkBackboneFolder(config: Pick<Config, 'BACKBONE'>): Pro
   }
 }
 
-/** The serving engine as configured, reporting its batches to the metrics. */
-export function createEngine(config: Config, backbone: Backbone, blobs: BlobStore, metrics: Metrics): ServingEngine {
-  return ServingEngine.fromConfig(config, backbone, blobs, { onBatch: (info) => metrics.observeBatch(info) });
+/**
+ * The serving engine as configured, reporting its batches to the metrics. With SERVE_WORKERS ≥ 1
+ * its batches run on that many executor threads, each started from `env` (the environment the
+ * config was parsed from) with an equal share of the cache budgets and, unless ENGINE_THREADS is
+ * set, of the cores for onnxruntime; without, on this thread.
+ */
+export function createEngine(
+  config: Config,
+  backbone: Backbone,
+  blobs: BlobStore,
+  metrics: Metrics,
+  env: Record<string, string | undefined> = {},
+  log?: Logger,
+): ServingEngine {
+  const n = config.SERVE_WORKERS;
+  let executors: ServeExecutor[] | undefined;
+  if (n > 0) {
+    const threadEnv = { ...env, ENGINE_THREADS: env.ENGINE_THREADS ?? String(Math.max(1, Math.floor(processCores() / n))) };
+    const perImage = backbone.config.imageSize ** 2 * 3;
+    executors = Array.from(
+      { length: n },
+      (_, index) =>
+        new ThreadExecutor({
+          data: {
+            env: threadEnv,
+            index,
+            adapterCacheBytes: Math.max(1024, Math.floor(config.ADAPTER_CACHE_BYTES / n)),
+            prefixCacheBytes: Math.floor(config.PREFIX_CACHE_BYTES / n),
+          },
+          perImage,
+          log,
+        }),
+    );
+  }
+  return ServingEngine.fromConfig(config, backbone, blobs, { onBatch: (info) => metrics.observeBatch(info), executors });
 }
 
 async function closeQuietly(log: Logger, what: string, fn: () => unknown): Promise<void> {
@@ -139,7 +173,14 @@ export async function startServer(env: Record<string, string | undefined> = proc
   if (staleUploads > 0) log.info({ removed: staleUploads }, 'removed upload work folders a previous run left');
 
   const metrics = createMetrics();
-  const engine = createEngine(config, backbone, blobs, metrics);
+  const engine = createEngine(config, backbone, blobs, metrics, { ...env }, log);
+  try {
+    await engine.ready(); // executor threads have loaded their backbone (a start that fails stops here)
+  } catch (err) {
+    await closeQuietly(log, 'serving engine', () => engine.close());
+    await unwind();
+    throw err;
+  }
   const controller = new AbortController();
   let shuttingDown = false;
   const deps: AppDeps = {
