@@ -74,7 +74,7 @@ export function createEngine(
   backbone: Backbone,
   blobs: BlobStore,
   metrics: Metrics,
-  env: Record<string, string | undefined> = {},
+  env: Record<string, string | undefined>,
   log?: Logger,
 ): ServingEngine {
   const n = config.SERVE_WORKERS;

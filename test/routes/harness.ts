@@ -59,14 +59,17 @@ export interface HarnessOptions {
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await makeTempDir('dtl-routes');
-  const config = loadConfig({
+  // Batches run on this thread unless a test asks for executor threads (SERVE_WORKERS).
+  const env = {
     DATA_DIR: dir,
     LOG_LEVEL: 'silent',
     ADMIN_TOKEN,
     BACKBONE: FIXTURE_BACKBONE,
     TFJS_BACKEND: 'wasm',
+    SERVE_WORKERS: '0',
     ...opts.env,
-  });
+  };
+  const config = loadConfig(env);
   const db = await openTestDb(opts.kind ?? 'pglite');
   const blobs: BlobStore = opts.blobs ?? (await DiskBlobStore.open({ root: config.paths.blobDir }));
   await initBackend('wasm');
@@ -75,7 +78,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const controller = new AbortController();
   const state = { shuttingDown: false };
   const metrics = createMetrics({ defaultMetrics: false });
-  const engine = createEngine(config, backbone, blobs, metrics);
+  const engine = createEngine(config, backbone, blobs, metrics, env);
+  await engine.ready();
   const deps: AppDeps = {
     config,
     log,
