@@ -6,13 +6,23 @@
  * serve-protocol.ts. Every answer carries the executor's stats and the residency changes since the
  * last one, so the main side can answer `stats()` and `isResident()` without asking.
  */
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobAdapterLoader, LocalExecutor } from '../serve/index.js';
 import { startComputeRuntime } from './compute-runtime.js';
-import { decodeBatch, encodeOutcomes, toWireError, type FromExecutor, type Report, type ServeExecutorData, type ToExecutor } from './serve-protocol.js';
+import { EXECUTOR_NICE, decodeBatch, encodeOutcomes, toWireError, type FromExecutor, type Report, type ServeExecutorData, type ToExecutor } from './serve-protocol.js';
 
 const data = (workerData as { data: ServeExecutorData }).data;
 const port = parentPort!;
+// Compute yields to the thread that answers HTTP: on Linux the nice value is per thread, and
+// `setPriority(0, …)` sets the calling thread's (threads it starts later — onnxruntime's pool —
+// inherit it). When the main thread is idle the executor still gets every core; when both want
+// one, health probes, heartbeats and request intake go first. Where it is not allowed, nothing changes.
+try {
+  os.setPriority(0, EXECUTOR_NICE);
+} catch {
+  // not permitted here: run at the process's priority
+}
 const runtime = await startComputeRuntime(data.env, { thread: 'serve-executor', executor: data.index });
 
 /** The main thread's clock minus ours, from the last batch (deadlines and queue times are on its clock). */
