@@ -89,6 +89,7 @@ export function createEngine(
           data: {
             env: threadEnv,
             index,
+            nice: config.SERVE_WORKER_NICE,
             adapterCacheBytes: Math.max(1024, Math.floor(config.ADAPTER_CACHE_BYTES / n)),
             prefixCacheBytes: Math.floor(config.PREFIX_CACHE_BYTES / n),
           },

@@ -10,16 +10,17 @@ import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { blobAdapterLoader, LocalExecutor } from '../serve/index.js';
 import { startComputeRuntime } from './compute-runtime.js';
-import { EXECUTOR_NICE, decodeBatch, encodeOutcomes, toWireError, type FromExecutor, type Report, type ServeExecutorData, type ToExecutor } from './serve-protocol.js';
+import { decodeBatch, encodeOutcomes, toWireError, type FromExecutor, type Report, type ServeExecutorData, type ToExecutor } from './serve-protocol.js';
 
 const data = (workerData as { data: ServeExecutorData }).data;
 const port = parentPort!;
-// Compute yields to the thread that answers HTTP: on Linux the nice value is per thread, and
-// `setPriority(0, …)` sets the calling thread's (threads it starts later — onnxruntime's pool —
-// inherit it). When the main thread is idle the executor still gets every core; when both want
-// one, health probes, heartbeats and request intake go first. Where it is not allowed, nothing changes.
+// Compute yields to the thread that answers HTTP (SERVE_WORKER_NICE): on Linux the nice value is
+// per thread, and `setPriority(0, …)` sets the calling thread's (threads it starts later —
+// onnxruntime's pool — inherit it). When the main thread is idle the executor still gets every
+// core; when both want one, health probes, heartbeats and request intake go first. Where it is not
+// allowed, nothing changes.
 try {
-  os.setPriority(0, EXECUTOR_NICE);
+  if (data.nice > 0) os.setPriority(0, data.nice);
 } catch {
   // not permitted here: run at the process's priority
 }

@@ -8,9 +8,6 @@
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import type { AdapterRef, BatchEntry, BatchRun, EngineImage, EngineRequest, ExecutorStats, ItemOutcome, ItemResult } from '../serve/index.js';
 
-/** The executor thread's nice value (Linux: per thread): computing yields the CPU to the thread that answers HTTP. */
-export const EXECUTOR_NICE = 10;
-
 /** What the executor thread is started with (`workerData.data`). */
 export interface ServeExecutorData {
   /** The parent's environment, as parsed into its config (startComputeRuntime reads it). */
@@ -19,6 +16,8 @@ export interface ServeExecutorData {
   adapterCacheBytes: number;
   prefixCacheBytes: number;
   index: number;
+  /** SERVE_WORKER_NICE */
+  nice: number;
 }
 
 export interface WireError {

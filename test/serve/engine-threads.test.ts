@@ -46,7 +46,7 @@ describe('ServingEngine on executor threads', () => {
       { length: n },
       (_, index) =>
         new ThreadExecutor({
-          data: { env: env(backboneDir), index, adapterCacheBytes: 64 << 20, prefixCacheBytes: 0 },
+          data: { env: env(backboneDir), index, nice: 0, adapterCacheBytes: 64 << 20, prefixCacheBytes: 0 },
           perImage: b.config.imageSize ** 2 * 3,
         }),
     );
