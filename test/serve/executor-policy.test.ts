@@ -30,7 +30,10 @@ describe('pickExecutor', () => {
         (specs, keys) => {
           const ex = specs.map(view);
           const i = pickExecutor(ex, keys);
-          if (specs.every((s) => s.busy)) return expect(i).toBeUndefined();
+          if (specs.every((s) => s.busy)) {
+            expect(i).toBeUndefined();
+            return;
+          }
           expect(i).toBeDefined();
           expect(specs[i!].busy).toBe(false);
           const held = (s: (typeof specs)[number]) => keys.filter((k) => s.resident.includes(k)).length;
