@@ -151,7 +151,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?
   });
   new Gauge({
     name: 'dtl_classify_in_flight',
-    help: 'Classify requests in the batch being executed now.',
+    help: 'Classify requests in the batches being executed now (one per busy executor).',
     registers: [registry],
     collect() {
       this.set(sources.queue?.()?.inFlight ?? 0);
