@@ -1,8 +1,10 @@
 /**
  * The serving engine: one shared backbone answering classify requests of every tenant. It owns
- * the adapter cache (resident adapters under a byte budget), the cross-tenant batcher (queues,
- * fairness, backpressure) and the batch executor (shared prefix → per-adapter CSN → batched
- * suffix → heads), plus the optional prefix-activation cache.
+ * the cross-tenant batcher (queues, fairness, backpressure, continuous batching) and its executors
+ * (executor-pool.ts): each executor holds the resident adapters and the prefix-activation cache and
+ * runs a batch (shared prefix → per-adapter CSN → batched suffix → heads) — on this thread
+ * (LocalExecutor) or on an executor thread (src/threads/, SERVE_WORKERS), which the engine cannot
+ * tell apart.
  *
  * Callers name adapters by immutable version id (AdapterRef.key): resolving names and aliases is
  * the service's job, per request, so a newly published version is seen by the next request. A
