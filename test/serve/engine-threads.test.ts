@@ -33,20 +33,21 @@ describe('ServingEngine on executor threads', () => {
   let reference: Array<Array<{ logits: Float32Array; probs: Float32Array }>>;
   const engines: ServingEngine[] = [];
 
-  const env = (backboneDir: string) => ({
+  const env = (backboneDir: string, engine: string) => ({
     BACKBONE: backboneDir,
     DATA_DIR: path.join(dir, 'data'),
     TFJS_BACKEND: 'wasm',
-    BACKBONE_ENGINE: 'tfjs',
+    BACKBONE_ENGINE: engine,
+    ENGINE_THREADS: '1',
     LOG_LEVEL: 'silent',
   });
 
-  function threadEngine(b: Backbone, backboneDir: string, n: number, overrides: { maxBatchSize?: number } = {}) {
+  function threadEngine(b: Backbone, backboneDir: string, n: number, overrides: { maxBatchSize?: number; engine?: string } = {}) {
     const executors = Array.from(
       { length: n },
       (_, index) =>
         new ThreadExecutor({
-          data: { env: env(backboneDir), index, nice: 0, adapterCacheBytes: 64 << 20, prefixCacheBytes: 0 },
+          data: { env: env(backboneDir, overrides.engine ?? 'tfjs'), index, nice: 0, adapterCacheBytes: 64 << 20, prefixCacheBytes: 0 },
           perImage: b.config.imageSize ** 2 * 3,
         }),
     );
@@ -85,8 +86,8 @@ describe('ServingEngine on executor threads', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  it('two executors: batched, mixed and fan-out answers equal one-at-a-time predictions to 1e-5; both serve', async () => {
-    const { engine } = threadEngine(backbone, path.join(dir, 'tiny'), 2);
+  it.each(['tfjs', 'onnxruntime'])('two executors (%s): batched, mixed and fan-out answers equal one-at-a-time predictions to 1e-5; both serve', async (backboneEngine) => {
+    const { engine } = threadEngine(backbone, path.join(dir, 'tiny'), 2, { engine: backboneEngine });
     await engine.ready();
     const checks: Array<{ result: Promise<ItemResult>; adapters: number[]; image: number }> = [];
     for (let n = 0; n < 40; n++) {
