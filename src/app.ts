@@ -40,6 +40,7 @@ export function connectMetrics(deps: Pick<AppDeps, 'metrics' | 'engine' | 'datab
       return { queueDepth: s.queueDepth, queueDepthByTenant: s.queueDepthByTenant, inFlight: s.inFlight };
     },
     cache: () => deps.engine.stats().adapterCache,
+    executors: () => deps.engine.stats().executors,
     jobs: () => JobQueue.of(deps).countByStatus(TRAIN_JOB_KIND),
   });
 }

@@ -21,6 +21,13 @@ export interface QueueSnapshot {
   inFlight: number;
 }
 
+/** The serving executors (threads, or the one in-process executor). */
+export interface ExecutorSnapshot {
+  count: number;
+  busy: number;
+  restarts: number;
+}
+
 export interface CacheSnapshot {
   hits: number;
   misses: number;
@@ -40,6 +47,7 @@ export interface LookupSnapshot {
 export interface MetricSources {
   queue?: () => QueueSnapshot | undefined;
   cache?: () => CacheSnapshot | undefined;
+  executors?: () => ExecutorSnapshot | undefined;
   /** The API-key cache and the adapter-version cache. */
   lookups?: () => { apiKeys: LookupSnapshot; adapterVersions: LookupSnapshot } | undefined;
   /** Jobs by status (e.g. from the jobs table); may be slow, so it is only called on scrape. */
@@ -160,10 +168,30 @@ export function createMetrics(options: { defaultMetrics?: boolean; tenantLabels?
   });
   new Gauge({
     name: 'dtl_classify_in_flight',
-    help: 'Classify requests in the batch being executed now.',
+    help: 'Classify requests in the batches being executed now (one per busy executor).',
     registers: [registry],
     collect() {
       this.set(sources.queue?.()?.inFlight ?? 0);
+    },
+  });
+  new Counter({
+    name: 'dtl_serve_executor_restarts_total',
+    help: 'Serving executor threads restarted after they died (their in-flight requests were answered 503).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sources.executors?.()?.restarts ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'dtl_serve_executors',
+    help: 'Serving executors, by state (all; busy: computing a batch now).',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      const s = sources.executors?.();
+      this.set({ state: 'all' }, s?.count ?? 0);
+      this.set({ state: 'busy' }, s?.busy ?? 0);
     },
   });
   // The cache keeps its own running totals; they are exported as counters (they only grow), set

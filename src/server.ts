@@ -25,7 +25,9 @@ import { AppError, isAppError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { detachNative, initBackend, settleBackboneWeights, startBackboneEngine, type Backbone } from './model/index.js';
-import { ServingEngine } from './serve/index.js';
+import { processCores } from './model/native/engine.js';
+import { ServingEngine, type ServeExecutor } from './serve/index.js';
+import { ThreadExecutor } from './threads/serve-executor-client.js';
 import { Authenticator } from './services/auth.js';
 import { sweepUploadWorkDirs } from './services/datasets.js';
 import { Sweeper } from './services/maintenance.js';
@@ -63,9 +65,42 @@ export async function checkBackboneFolder(config: Pick<Config, 'BACKBONE'>): Pro
   }
 }
 
-/** The serving engine as configured, reporting its batches to the metrics. */
-export function createEngine(config: Config, backbone: Backbone, blobs: BlobStore, metrics: Metrics): ServingEngine {
-  return ServingEngine.fromConfig(config, backbone, blobs, { onBatch: (info) => metrics.observeBatch(info) });
+/**
+ * The serving engine as configured, reporting its batches to the metrics. With SERVE_WORKERS ≥ 1
+ * its batches run on that many executor threads, each started from `env` (the environment the
+ * config was parsed from) with an equal share of the cache budgets and, unless ENGINE_THREADS is
+ * set, of the cores for onnxruntime; without, on this thread.
+ */
+export function createEngine(
+  config: Config,
+  backbone: Backbone,
+  blobs: BlobStore,
+  metrics: Metrics,
+  env: Record<string, string | undefined>,
+  log?: Logger,
+): ServingEngine {
+  const n = config.SERVE_WORKERS;
+  let executors: ServeExecutor[] | undefined;
+  if (n > 0) {
+    const threadEnv = { ...env, ENGINE_THREADS: env.ENGINE_THREADS ?? String(Math.max(1, Math.floor(processCores() / n))) };
+    const perImage = backbone.config.imageSize ** 2 * 3;
+    executors = Array.from(
+      { length: n },
+      (_, index) =>
+        new ThreadExecutor({
+          data: {
+            env: threadEnv,
+            index,
+            nice: config.SERVE_WORKER_NICE,
+            adapterCacheBytes: Math.max(1024, Math.floor(config.ADAPTER_CACHE_BYTES / n)),
+            prefixCacheBytes: Math.floor(config.PREFIX_CACHE_BYTES / n),
+          },
+          perImage,
+          log,
+        }),
+    );
+  }
+  return ServingEngine.fromConfig(config, backbone, blobs, { onBatch: (info) => metrics.observeBatch(info), executors });
 }
 
 async function closeQuietly(log: Logger, what: string, fn: () => unknown): Promise<void> {
@@ -126,11 +161,16 @@ export async function startServer(env: Record<string, string | undefined> = proc
     // Its folder (or hub spec) was checked above. The weights settle once the engine is known.
     backbone = await loadConfiguredBackbone(config, blobs, pullLogReporting(log), { deferResidency: true });
     opened.push(['backbone', () => backbone.dispose()]);
-    const engine = await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), (m) => log.info(m));
-    // Training computes in threads of its own (threads/train-runner.ts): this copy only serves, so
-    // with onnxruntime it needs the weights only where onnxruntime holds them.
-    settleBackboneWeights(backbone, engine === 'onnxruntime' ? 'native' : 'tfjs');
-    opened.push(['backbone engine', () => detachNative(backbone)]);
+    // Training computes in threads of its own (threads/train-runner.ts) and so, with SERVE_WORKERS
+    // ≥ 1, does serving (threads/serve-executor.ts): then this copy is only its config and identity
+    // (request checks, adapter imports) and its weights go at once. Serving on this thread, it
+    // needs them only where its engine holds them.
+    if (config.SERVE_WORKERS > 0) settleBackboneWeights(backbone, 'native');
+    else {
+      const engine = await startBackboneEngine(backbone, config.BACKBONE_ENGINE, engineOptions(config), (m) => log.info(m));
+      settleBackboneWeights(backbone, engine === 'onnxruntime' ? 'native' : 'tfjs');
+      opened.push(['backbone engine', () => detachNative(backbone)]);
+    }
   } catch (err) {
     await unwind();
     throw err;
@@ -145,7 +185,14 @@ export async function startServer(env: Record<string, string | undefined> = proc
   if (staleUploads > 0) log.info({ removed: staleUploads }, 'removed upload work folders a previous run left');
 
   const metrics = createMetrics();
-  const engine = createEngine(config, backbone, blobs, metrics);
+  const engine = createEngine(config, backbone, blobs, metrics, { ...env }, log);
+  try {
+    await engine.ready(); // executor threads have loaded their backbone (a start that fails stops here)
+  } catch (err) {
+    await closeQuietly(log, 'serving engine', () => engine.close());
+    await unwind();
+    throw err;
+  }
   const controller = new AbortController();
   let shuttingDown = false;
   const deps: AppDeps = {

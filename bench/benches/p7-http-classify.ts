@@ -136,7 +136,7 @@ async function measure(setup: Setup, log: (m: string) => void): Promise<{ http: 
     }
     const detail =
       `${setup.label} (width ${cfg.width}, ${cfg.depth} blocks, ${cfg.tokens} tokens, ${s}×${s} PNG of ${png.length} bytes); DTL adapter (reads all blocks, additions in the second half, 10 classes); ` +
-      `BATCH_MAX_WAIT_MS ${deps.config.BATCH_MAX_WAIT_MS} (a lone request waits that long for company, on both sides); prefix cache off. ` +
+      `BATCH_MAX_WAIT_MS ${deps.config.BATCH_MAX_WAIT_MS} (a lone request waits that long for company, on both sides; 0 = continuous batching), SERVE_WORKERS ${deps.config.SERVE_WORKERS} (executor threads; 0 = on the main thread); prefix cache off. ` +
       `HTTP side, p50 of the service's own timings: the classify service call ${fmt(median(parts.service))} ms, of which adapter/version lookup ` +
       `${fmt(median(parts.resolve))} ms and PNG decode + preprocessing ${fmt(median(parts.preprocess))} ms; outside the service call (socket, Hono, ` +
       `API-key auth (verified keys cached for AUTH_CACHE_TTL_MS), rate limit, body and JSON parsing, answer serialisation) ${fmt(median(parts.outside))} ms.`;

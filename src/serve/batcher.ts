@@ -1,8 +1,10 @@
 /**
  * The I/O shell around the scheduler policy: the one owner of the queue state. It admits requests
  * (or rejects them at once with a typed error), sleeps until the policy says a batch is ready, runs
- * one batch at a time through the executor (model forward is CPU-bound; running two would only
- * contend), and routes each request's outcome back to its caller.
+ * up to `concurrency` batches at once — one per serving executor (a forward is CPU-bound: two on one
+ * executor would only contend) — and routes each request's outcome back to its caller. With
+ * maxWaitMs 0 this is continuous batching: a batch starts as soon as an executor is idle, and the
+ * next one fills while it runs.
  *
  * The executor is a parameter: the serving engine plugs the shared-backbone forward in here.
  * A failing executor fails only the requests of that batch; the batcher keeps serving.
@@ -22,6 +24,8 @@ export interface BatcherOptions<Req, R> {
   /** QUEUE_MAX_TOTAL and QUEUE_MAX_PER_TENANT (requests). */
   readonly queueMaxTotal: number;
   readonly queueMaxPerTenant: number;
+  /** Batches run at once (the number of executors; default 1). */
+  readonly concurrency?: number;
   /** Runs one batch; returns one outcome per entry, in order. Throwing fails the whole batch. */
   readonly execute: BatchExecutor<Req, R>;
   /** What a request counts toward maxBatchSize (default: its number of images). */
@@ -52,8 +56,10 @@ export interface BatcherStats {
   queueDepth: number;
   queuedImages: number;
   queueDepthByTenant: Record<string, number>;
-  /** Requests in the batch being executed now. */
+  /** Requests in the batches being executed now. */
   inFlight: number;
+  /** Batches being executed now. */
+  running: number;
   draining: boolean;
   batchesRun: number;
   batchFailures: number;
@@ -84,6 +90,8 @@ export class Batcher<Req extends Schedulable, R> {
   private timer: { handle: unknown; at: number } | undefined;
   private pumpQueued = false;
   private inFlight = 0;
+  private running = 0;
+  private readonly concurrency: number;
   private draining = false;
   private drainWaiters: (() => void)[] = [];
   private imagesPerSecond: number | null = null;
@@ -96,6 +104,8 @@ export class Batcher<Req extends Schedulable, R> {
     if (!(options.maxBatchSize >= 1) || !(options.maxWaitMs >= 0) || !(options.queueMaxTotal >= 1) || !(options.queueMaxPerTenant >= 1)) {
       throw new AppError('config_invalid', 'batcher limits must be positive');
     }
+    this.concurrency = options.concurrency ?? 1;
+    if (!(this.concurrency >= 1)) throw new AppError('config_invalid', 'batcher concurrency must be at least 1');
     this.now = options.now ?? Date.now;
     this.setTimer = options.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
     this.clearTimer = options.clearTimer ?? ((h) => clearTimeout(h as ReturnType<typeof setTimeout>));
@@ -135,6 +145,7 @@ export class Batcher<Req extends Schedulable, R> {
       queuedImages: this.state.totalCost,
       queueDepthByTenant: tenantDepths(this.state),
       inFlight: this.inFlight,
+      running: this.running,
       draining: this.draining,
       ...this.counters,
       lastBatchSizes: [...this.lastSizes],
@@ -160,25 +171,30 @@ export class Batcher<Req extends Schedulable, R> {
   }
 
   private pump(): void {
-    if (this.inFlight > 0) return; // the running batch pumps again when it finishes
-    const now = this.now();
-    const decision = nextBatch(this.state, now, {
-      maxBatchSize: this.options.maxBatchSize,
-      maxWaitMs: this.options.maxWaitMs,
-      flush: this.draining,
-    });
-    for (const q of decision.expired) {
-      this.fail(q, new AppError('deadline_exceeded', 'the request waited in the queue past its deadline', { retryAfterSeconds: this.retryAfterEstimate() }));
-      this.rejections.deadline_exceeded = (this.rejections.deadline_exceeded ?? 0) + 1;
-    }
-    if (decision.kind === 'batch') {
-      this.cancelTimer();
-      void this.run(decision.batch);
-    } else if (decision.kind === 'wait') {
-      this.armTimer(decision.until, now);
-    } else {
-      this.cancelTimer();
-      if (this.draining) for (const resolve of this.drainWaiters.splice(0)) resolve();
+    // Every executor busy: a finishing batch pumps again. Requests that arrive meanwhile form the next batch.
+    while (this.running < this.concurrency) {
+      const now = this.now();
+      const decision = nextBatch(this.state, now, {
+        maxBatchSize: this.options.maxBatchSize,
+        maxWaitMs: this.options.maxWaitMs,
+        flush: this.draining,
+      });
+      for (const q of decision.expired) {
+        this.fail(q, new AppError('deadline_exceeded', 'the request waited in the queue past its deadline', { retryAfterSeconds: this.retryAfterEstimate() }));
+        this.rejections.deadline_exceeded = (this.rejections.deadline_exceeded ?? 0) + 1;
+      }
+      if (decision.kind === 'batch') {
+        this.cancelTimer();
+        void this.run(decision.batch);
+        continue;
+      }
+      if (decision.kind === 'wait') {
+        this.armTimer(decision.until, now);
+      } else {
+        this.cancelTimer();
+        if (this.draining && this.running === 0) for (const resolve of this.drainWaiters.splice(0)) resolve();
+      }
+      return;
     }
   }
 
@@ -186,7 +202,8 @@ export class Batcher<Req extends Schedulable, R> {
     const startedAt = this.now();
     const entries: BatchEntry<Req>[] = batch.map((q) => ({ ...q, startedAt }));
     const images = batch.reduce((a, q) => a + q.cost, 0);
-    this.inFlight = batch.length;
+    this.inFlight += batch.length;
+    this.running += 1;
     let ok = true;
     try {
       const outcomes = await Promise.resolve().then(() => this.options.execute(entries));
@@ -207,7 +224,8 @@ export class Batcher<Req extends Schedulable, R> {
       const ms = this.now() - startedAt;
       this.recordBatch(images, ms);
       this.options.onBatch?.({ requests: batch.length, images, ms, ok });
-      this.inFlight = 0;
+      this.inFlight -= batch.length;
+      this.running -= 1;
       // The next batch starts after pending I/O had its turn: batches chained through microtasks
       // would run back to back while the queue stays full, and no health probe, heartbeat or SSE
       // write would be answered until it drained.

@@ -6,3 +6,6 @@ export { batcherLimitsFromConfig } from './batcher.js';
 export type { AdapterCacheStats } from './adapter-cache.js';
 export type { BatcherStats } from './batcher.js';
 export type { PrefixActivationCacheStats } from './prefix-activation-cache.js';
+export { LocalExecutor, type ServeExecutor, type ExecutorStats, type PreloadResult } from './executor.js';
+export type { BatchRun, EngineRequest } from './engine-types.js';
+export type { BatchEntry, ItemOutcome } from './types.js';

@@ -1,8 +1,10 @@
 /**
  * The serving engine: one shared backbone answering classify requests of every tenant. It owns
- * the adapter cache (resident adapters under a byte budget), the cross-tenant batcher (queues,
- * fairness, backpressure) and the batch executor (shared prefix → per-adapter CSN → batched
- * suffix → heads), plus the optional prefix-activation cache.
+ * the cross-tenant batcher (queues, fairness, backpressure, continuous batching) and its executors
+ * (executor-pool.ts): each executor holds the resident adapters and the prefix-activation cache and
+ * runs a batch (shared prefix → per-adapter CSN → batched suffix → heads) — on this thread
+ * (LocalExecutor) or on an executor thread (src/threads/, SERVE_WORKERS), which the engine cannot
+ * tell apart.
  *
  * Callers name adapters by immutable version id (AdapterRef.key): resolving names and aliases is
  * the service's job, per request, so a newly published version is seen by the next request. A
@@ -10,28 +12,36 @@
  * engine is the one owner of its state: the executor returns each batch's timings and the engine
  * sums them here.
  */
-import * as tf from '@tensorflow/tfjs';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { BlobStore } from '../storage/index.js';
-import type { Backbone, ResidentAdapter } from '../model/index.js';
-import { AdapterCache, type AdapterCacheStats } from './adapter-cache.js';
+import type { Backbone } from '../model/index.js';
+import type { AdapterCacheStats } from './adapter-cache.js';
 import { blobAdapterLoader, type AdapterLoader, type AdapterRef } from './adapter-loader.js';
 import { Batcher, type BatcherStats } from './batcher.js';
-import { executeBatch, type BatchTimings, type EngineImage, type EngineRequest, type ItemResult } from './batch-executor.js';
-import { PrefixActivationCache, type PrefixActivationCacheStats } from './prefix-activation-cache.js';
+import type { BatchTimings, EngineImage, EngineRequest, ItemResult } from './batch-executor.js';
+import { LocalExecutor, type ServeExecutor } from './executor.js';
+import { ExecutorPool } from './executor-pool.js';
+import type { PrefixActivationCacheStats } from './prefix-activation-cache.js';
 
 export interface ServingEngineOptions {
+  /** What requests are checked against (image size); with `executors` the executors compute on their own copy. */
   readonly backbone: Backbone;
-  /** Loads one adapter version (e.g. blobAdapterLoader(blobs, backbone)). */
-  readonly loader: AdapterLoader;
+  /**
+   * Where batches run. Default: one LocalExecutor on this thread over `backbone`, `loader` and the
+   * cache budgets below. The composition root passes executor threads here (SERVE_WORKERS); each
+   * owns its own caches, so the three options below are then unused.
+   */
+  readonly executors?: readonly ServeExecutor[];
+  /** Loads one adapter version (e.g. blobAdapterLoader(blobs, backbone)); required without `executors`. */
+  readonly loader?: AdapterLoader;
   /** ADAPTER_CACHE_BYTES */
   readonly adapterCacheBytes: number;
   /** PREFIX_CACHE_BYTES (0 = off, the default). */
   readonly prefixCacheBytes?: number;
   /** BATCH_MAX_SIZE (suffix rows: an image counts once per adapter it goes to). */
   readonly maxBatchSize: number;
-  /** BATCH_MAX_WAIT_MS */
+  /** BATCH_MAX_WAIT_MS: 0 = continuous batching (a batch starts as soon as an executor is idle). */
   readonly maxWaitMs: number;
   /** QUEUE_MAX_TOTAL, QUEUE_MAX_PER_TENANT (requests). */
   readonly queueMaxTotal: number;
@@ -66,37 +76,45 @@ export interface BatchTimingTotals extends BatchTimings {
 }
 
 export interface EngineStats {
+  /** Summed over the executors (counts and bytes add up; load latency p50/p99/max: the worst executor's). */
   adapterCache: AdapterCacheStats;
   batcher: BatcherStats;
   prefixCache: PrefixActivationCacheStats;
   /** Sums over executed batches (ms of the whole batch, not per request). */
   batches: BatchTimingTotals;
-  /** Live tfjs tensors in the process (backbone + resident adapters + anything in flight). */
+  /** Live tfjs tensors where the executors compute (backbone + resident adapters + anything in flight), summed. */
   tensors: number;
+  /** Executors (threads, or the one in-process executor), busy and ready ones, restarts after a crash (all time). */
+  executors: { count: number; busy: number; ready: number; restarts: number; batchesByExecutor: number[] };
   closed: boolean;
 }
 
 export class ServingEngine {
-  private readonly cache: AdapterCache<ResidentAdapter, AdapterRef>;
+  private readonly pool: ExecutorPool;
   private readonly batcher: Batcher<EngineRequest, ItemResult[]>;
-  private readonly prefixCache: PrefixActivationCache;
   private readonly totals: BatchTimingTotals = { batches: 0, images: 0, rows: 0, loadMs: 0, prefixMs: 0, adapterMs: 0 };
   private readonly now: () => number;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: ServingEngineOptions) {
     this.now = options.now ?? Date.now;
-    this.cache = new AdapterCache<ResidentAdapter, AdapterRef>({
-      budgetBytes: options.adapterCacheBytes,
-      load: (key, signal, ref) => {
-        if (ref?.key !== key) return Promise.reject(new AppError('internal', `no source known for adapter version '${key}'`));
-        return options.loader(ref, signal);
-      },
-      dispose: (adapter) => adapter.dispose(),
-      onLoad: options.onLoad,
-    });
-    this.prefixCache = new PrefixActivationCache({ budgetBytes: options.prefixCacheBytes ?? 0, backboneId: options.backbone.identity });
+    let executors = options.executors;
+    if (executors === undefined) {
+      if (options.loader === undefined) throw new AppError('config_invalid', 'the serving engine needs a loader or executors');
+      executors = [
+        new LocalExecutor({
+          backbone: options.backbone,
+          loader: options.loader,
+          adapterCacheBytes: options.adapterCacheBytes,
+          prefixCacheBytes: options.prefixCacheBytes ?? 0,
+          now: this.now,
+          onLoad: options.onLoad,
+        }),
+      ];
+    }
+    this.pool = new ExecutorPool(executors);
     this.batcher = new Batcher<EngineRequest, ItemResult[]>({
+      concurrency: this.pool.size,
       maxBatchSize: options.maxBatchSize,
       maxWaitMs: options.maxWaitMs,
       queueMaxTotal: options.queueMaxTotal,
@@ -104,7 +122,7 @@ export class ServingEngine {
       now: this.now,
       costOf: (req) => req.items.reduce((a, it) => a + it.adapterKeys.length, 0),
       execute: async (batch) => {
-        const run = await executeBatch({ backbone: options.backbone, cache: this.cache, prefixCache: this.prefixCache, now: this.now }, batch);
+        const run = await this.pool.run(batch);
         if (run.timings !== undefined) this.addTimings(run.timings);
         return run.outcomes;
       },
@@ -182,38 +200,30 @@ export class ServingEngine {
   }
 
   /** Load (and optionally pin) adapters ahead of traffic; failures are returned, not thrown. */
-  async preload(refs: readonly AdapterRef[], opts: { pin?: boolean } = {}): Promise<Array<{ key: string; error?: Error }>> {
-    return Promise.all(
-      refs.map(async (ref) => {
-        if (opts.pin) this.cache.pin(ref.key);
-        try {
-          (await this.cache.acquire(ref.key, { context: ref })).release();
-          return { key: ref.key };
-        } catch (err) {
-          return { key: ref.key, error: err as Error };
-        }
-      }),
-    );
+  preload(refs: readonly AdapterRef[], opts: { pin?: boolean } = {}): Promise<Array<{ key: string; error?: Error }>> {
+    return this.pool.preload(refs, opts.pin === true);
+  }
+
+  /** Resolves once every executor has started (threads load their backbone first); rejects if one cannot. */
+  ready(): Promise<void> {
+    return this.pool.ready();
   }
 
   /**
    * Forget deleted adapter versions (by version id): resident ones are dropped now (disposed once
    * the batches holding them finish), a load in flight is not kept, and a pin is lifted. The next
    * request naming one loads it again, or fails if its file is gone. Returns how many were resident
-   * or loading. The prefix-activation cache needs nothing: it is keyed by image, not by adapter.
+   * or loading (in any executor; for a thread, as of its last message). Every executor is told;
+   * a thread forgets them when its event loop next turns (after the batch it runs, if any). The
+   * prefix-activation cache needs nothing: it is keyed by image, not by adapter.
    */
   evictVersions(versionIds: Iterable<string>): number {
-    let found = 0;
-    for (const id of versionIds) {
-      if (this.cache.invalidate(id)) found += 1;
-      this.cache.unpin(id);
-    }
-    return found;
+    return this.pool.evict(versionIds);
   }
 
-  /** Whether a version is resident in the adapter cache now. */
+  /** Whether a version is resident in an executor's adapter cache (a thread's: as of its last message). */
   isResident(versionId: string): boolean {
-    return this.cache.has(versionId);
+    return this.pool.isResident(versionId);
   }
 
   private addTimings(t: BatchTimings): void {
@@ -227,12 +237,14 @@ export class ServingEngine {
   }
 
   stats(): EngineStats {
+    const pool = this.pool.stats();
     return {
-      adapterCache: this.cache.stats(),
+      adapterCache: pool.adapterCache,
       batcher: this.batcher.stats(),
-      prefixCache: this.prefixCache.stats(),
+      prefixCache: pool.prefixCache,
       batches: { ...this.totals },
-      tensors: tf.memory().numTensors,
+      tensors: pool.tensors,
+      executors: { count: pool.count, busy: pool.busy, ready: pool.ready, restarts: pool.restarts, batchesByExecutor: pool.batchesByExecutor },
       closed: this.closing !== undefined,
     };
   }
@@ -242,12 +254,11 @@ export class ServingEngine {
     return this.batcher.drain();
   }
 
-  /** Drain, then free every resident adapter and cached activation. Idempotent. */
+  /** Drain, then free every resident adapter and cached activation (and stop executor threads). Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.batcher.drain();
-      this.cache.close();
-      this.prefixCache.clear();
+      await this.pool.close();
     })();
     return this.closing;
   }

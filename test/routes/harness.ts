@@ -68,12 +68,14 @@ export interface HarnessOptions {
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dir = await makeTempDir('dtl-routes');
+  // Batches run on this thread unless a test asks for executor threads (SERVE_WORKERS).
   const env: Record<string, string> = {
     DATA_DIR: dir,
     LOG_LEVEL: 'silent',
     ADMIN_TOKEN,
     BACKBONE: FIXTURE_BACKBONE,
     TFJS_BACKEND: 'wasm',
+    SERVE_WORKERS: '0',
     ...opts.env,
   };
   const config = loadConfig(env);
@@ -85,7 +87,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const controller = new AbortController();
   const state = { shuttingDown: false };
   const metrics = createMetrics({ defaultMetrics: false });
-  const engine = createEngine(config, backbone, blobs, metrics);
+  const engine = createEngine(config, backbone, blobs, metrics, env);
+  await engine.ready();
   const deps: AppDeps = {
     config,
     log,

@@ -335,4 +335,32 @@ describe('Batcher — property', () => {
       { numRuns: 60 },
     );
   });
+  it('continuous batching over 2 executors: up to 2 batches at once, one starts at once when idle, the next fills while they run', async () => {
+    const clock = new FakeClock();
+    const gates: Array<() => void> = [];
+    const ex = echoExecutor({ delay: () => new Promise<void>((r) => gates.push(r)) });
+    const b = make(clock, ex.execute, { maxWaitMs: 0, concurrency: 2, maxBatchSize: 8 });
+    const first = b.submit(request('a', ['1']));
+    await flush();
+    expect(ex.batches).toHaveLength(1); // no wait for company: an executor was idle
+    const second = b.submit(request('b', ['2']));
+    await flush();
+    expect(ex.batches).toHaveLength(2); // the second executor takes the next request at once
+    expect(b.stats()).toMatchObject({ running: 2, inFlight: 2 });
+    const later = ['3', '4', '5'].map((p, i) => b.submit(request(`c${i}`, [p])));
+    await flush();
+    expect(ex.batches).toHaveLength(2); // both busy: these wait, together
+    gates.shift()!();
+    expect(await first).toBe('a:1');
+    await flush();
+    expect(ex.batches).toHaveLength(3);
+    expect(ex.batches[2].map((e) => e.tenantId).sort()).toEqual(['c0', 'c1', 'c2']); // one batch of what queued meanwhile
+    for (const g of gates.splice(0)) g();
+    expect(await second).toBe('b:2');
+    expect(await Promise.all(later)).toEqual(['c0:3', 'c1:4', 'c2:5']);
+    expect(ex.maxConcurrent()).toBe(2);
+    const drained = b.drain();
+    await drained;
+    expect(b.stats()).toMatchObject({ running: 0, inFlight: 0, completed: 5 });
+  });
 });
