@@ -2,7 +2,8 @@
  * Serving compute never blocks the thread that answers HTTP: the real server (its own process, as
  * `npm start` runs it; one executor thread, the default) classifies a long batch on a deliberately
  * slow backbone (random weights, 12 blocks of width 256, frozen blocks on tfjs/wasm) while
- * /healthz is polled: every poll answers within 100 ms.
+ * /healthz is polled: every poll answers within 100 ms (on an oversubscribed machine: 95 % within
+ * 100 ms and every one within 500 ms, still far below the batch a blocked loop would hold it for).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -88,6 +89,7 @@ describe('/healthz while a long classify batch runs', () => {
     // Adapter resident; the executor and the request path warm at this batch size (first-run JIT is not what is measured).
     expect((await classify(pngs)).status).toBe(200);
 
+    const loadAtStart = os.loadavg()[0];
     let done = false;
     const t0 = performance.now();
     const long = classify(pngs).finally(() => (done = true));
@@ -107,7 +109,14 @@ describe('/healthz while a long classify batch runs', () => {
     // The batch was long (the test means something) and the probes were answered throughout.
     expect(batchMs).toBeGreaterThan(1000);
     expect(polls.length).toBeGreaterThanOrEqual(10);
-    const slow = polls.filter((p) => p.ms >= 100);
-    expect(slow, `polls of ≥ 100 ms (start ms after the classify was sent, duration) of ${polls.length} in a ${Math.round(batchMs)} ms batch`).toEqual([]);
+    // On a quiet machine every poll answers within 100 ms. On one whose cores are oversubscribed by
+    // other processes (the other test files, say), the scheduler alone delays a waking thread by up
+    // to a few hundred ms — this test process's too — so there the bound for every poll is 500 ms
+    // (a blocked event loop would hold a poll for the whole batch, > 1 s) and 95 % within 100 ms.
+    const load = Math.max(loadAtStart, os.loadavg()[0]);
+    const bound = load <= os.availableParallelism() ? 100 : 500;
+    const slow = polls.filter((p) => p.ms >= bound);
+    expect(slow, `polls of ≥ ${bound} ms (start ms after the classify was sent, duration) of ${polls.length} in a ${Math.round(batchMs)} ms batch at load ${load.toFixed(1)}`).toEqual([]);
+    expect([...polls].sort((a, b) => a.ms - b.ms)[Math.floor(polls.length * 0.95)].ms).toBeLessThan(100);
   }, 180_000);
 });
