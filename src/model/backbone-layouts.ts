@@ -130,6 +130,26 @@ export function readHf(
   return { config: cfg, weights };
 }
 
+/**
+ * One timm block's weights under the name prefix `l` (width d, MLP m); `noBias`: the zeros that
+ * stand in for q/k/v biases when the checkpoint has none. Also read by Swin's timm layout.
+ */
+export function timmBlock(g: (name: string, shape: number[]) => Float32Array, l: string, d: number, m: number, noBias: Float32Array | null): CanonicalBlock {
+  // timm stacks q, k, v on the output axis: rows [0,d) are q, [d,2d) k, [2d,3d) v.
+  const qkv = g(`${l}attn.qkv.weight`, [3 * d, d]);
+  const qkvB = noBias ?? g(`${l}attn.qkv.bias`, [3 * d]);
+  return {
+    ln1g: g(`${l}norm1.weight`, [d]), ln1b: g(`${l}norm1.bias`, [d]),
+    wq: qkv.subarray(0, d * d), bq: qkvB.subarray(0, d),
+    wk: qkv.subarray(d * d, 2 * d * d), bk: qkvB.subarray(d, 2 * d),
+    wv: qkv.subarray(2 * d * d), bv: qkvB.subarray(2 * d),
+    wo: g(`${l}attn.proj.weight`, [d, d]), bo: g(`${l}attn.proj.bias`, [d]),
+    ln2g: g(`${l}norm2.weight`, [d]), ln2b: g(`${l}norm2.bias`, [d]),
+    w1: g(`${l}mlp.fc1.weight`, [m, d]), b1: g(`${l}mlp.fc1.bias`, [m]),
+    w2: g(`${l}mlp.fc2.weight`, [d, m]), b2: g(`${l}mlp.fc2.bias`, [d]),
+  };
+}
+
 export function readTimm(tensors: Tensors, config: Record<string, unknown>): { config: BackboneConfig; weights: CanonicalWeights } {
   const cls = tensors.get('cls_token')!;
   if (cls.shape.length !== 3 || cls.shape[0] !== 1 || cls.shape[1] !== 1) {
@@ -163,22 +183,7 @@ export function readTimm(tensors: Tensors, config: Record<string, unknown>): { c
   const used = new Set<string>();
   const g = (name: string, shape: number[]) => take(tensors, name, shape, used);
   const zeros = new Float32Array(3 * d);
-  const block = (i: number, g: Getter): CanonicalBlock => {
-    const l = `blocks.${i}.`;
-    // timm stacks q, k, v on the output axis: rows [0,d) are q, [d,2d) k, [2d,3d) v.
-    const qkv = g(`${l}attn.qkv.weight`, [3 * d, d]);
-    const qkvB = cfg.qkvBias ? g(`${l}attn.qkv.bias`, [3 * d]) : zeros;
-    return {
-      ln1g: g(`${l}norm1.weight`, [d]), ln1b: g(`${l}norm1.bias`, [d]),
-      wq: qkv.subarray(0, d * d), bq: qkvB.subarray(0, d),
-      wk: qkv.subarray(d * d, 2 * d * d), bk: qkvB.subarray(d, 2 * d),
-      wv: qkv.subarray(2 * d * d), bv: qkvB.subarray(2 * d),
-      wo: g(`${l}attn.proj.weight`, [d, d]), bo: g(`${l}attn.proj.bias`, [d]),
-      ln2g: g(`${l}norm2.weight`, [d]), ln2b: g(`${l}norm2.bias`, [d]),
-      w1: g(`${l}mlp.fc1.weight`, [m, d]), b1: g(`${l}mlp.fc1.bias`, [m]),
-      w2: g(`${l}mlp.fc2.weight`, [d, m]), b2: g(`${l}mlp.fc2.bias`, [d]),
-    };
-  };
+  const block = (i: number, g: Getter): CanonicalBlock => timmBlock(g, `blocks.${i}.`, d, m, cfg.qkvBias ? null : zeros);
   const blocks = lazyBlocks(depth, block, (name, shape) => check(tensors, name, shape, used), g);
   // Average-pool timm models name their final norm fc_norm (and have no `norm`); same role here.
   const normName = tensors.has('norm.weight') || !tensors.has('fc_norm.weight') ? 'norm' : 'fc_norm';

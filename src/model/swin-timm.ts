@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { AppError, describeZodError } from '../errors.js';
 import type { BackboneConfig, ResampleFilter } from './backbone-config.js';
-import type { CanonicalBlock } from './backbone-layouts.js';
+import { timmBlock, type CanonicalBlock } from './backbone-layouts.js';
 import type { SafetensorsTensor } from './safetensors.js';
 import type { SwinCanonical } from './swin-backbone.js';
 import { IMAGENET_MEAN, IMAGENET_STD, swinArch, swinBackboneConfig } from './swin-config.js';
@@ -105,18 +105,7 @@ export function readTimmSwin(tensors: Tensors, config: Record<string, unknown>):
       const l = `layers.${s}.blocks.${b}.`;
       const ws = swin.blockWindow[i];
       biasTables.push(g(`${l}attn.relative_position_bias_table`, [(2 * ws - 1) ** 2, heads[s]]));
-      const qkv = g(`${l}attn.qkv.weight`, [3 * d, d]);
-      const qkvB = cfg.qkvBias ? g(`${l}attn.qkv.bias`, [3 * d]) : zeros;
-      blocks.push({
-        ln1g: g(`${l}norm1.weight`, [d]), ln1b: g(`${l}norm1.bias`, [d]),
-        wq: qkv.subarray(0, d * d), bq: qkvB.subarray(0, d),
-        wk: qkv.subarray(d * d, 2 * d * d), bk: qkvB.subarray(d, 2 * d),
-        wv: qkv.subarray(2 * d * d), bv: qkvB.subarray(2 * d),
-        wo: g(`${l}attn.proj.weight`, [d, d]), bo: g(`${l}attn.proj.bias`, [d]),
-        ln2g: g(`${l}norm2.weight`, [d]), ln2b: g(`${l}norm2.bias`, [d]),
-        w1: g(`${l}mlp.fc1.weight`, [m, d]), b1: g(`${l}mlp.fc1.bias`, [m]),
-        w2: g(`${l}mlp.fc2.weight`, [d, m]), b2: g(`${l}mlp.fc2.bias`, [d]),
-      });
+      blocks.push(timmBlock(g, l, d, m, cfg.qkvBias ? null : zeros));
     }
     if (s < depths.length - 1) {
       const l = `layers.${mergeAtEnd ? s : s + 1}.downsample.`;
