@@ -18,6 +18,7 @@ import {
   effectiveEnv,
   execForm,
   packageJson,
+  startScript,
   parseDockerfile,
   stage,
   stageChain,
@@ -91,7 +92,10 @@ describe.each(['cpu', 'gpu'] as const)('infra/docker/Dockerfile.%s', (variant) =
 
   it('starts with the same command as `npm start`, node as PID 1', () => {
     const cmd = execForm(effective(df, final, 'CMD') ?? '');
-    expect(cmd.join(' ')).toBe(packageJson.scripts.start);
+    expect(cmd.join(' ')).toBe(startScript.command);
+    // The process tuning `npm start` sets in front of node (glibc's mmap threshold) is the image's ENV too.
+    const env = effectiveEnv(df, final);
+    for (const [k, v] of startScript.env) expect(env.get(k), k).toBe(v);
     expect(effective(df, final, 'ENTRYPOINT')).toBeUndefined();
     expect(effective(df, final, 'STOPSIGNAL')).toBe('SIGTERM');
     // tsx loads the TypeScript at run time, so it must survive --omit=dev.
@@ -142,7 +146,7 @@ describe.each(['cpu', 'gpu'] as const)('infra/docker/Dockerfile.%s', (variant) =
 
   it('sets only config variables, with values the config schema accepts', () => {
     const env = effectiveEnv(df, final);
-    for (const k of env.keys()) expect(CONFIG_KEYS.has(k), k).toBe(true);
+    for (const k of env.keys()) expect(CONFIG_KEYS.has(k) || startScript.env.has(k), k).toBe(true);
     const config = loadConfig(Object.fromEntries(env));
     expect(config.TFJS_BACKEND).toBe(variant === 'gpu' ? 'tensorflow' : 'wasm');
     expect(config.DATA_DIR).toBe('/data');

@@ -37,6 +37,23 @@ export const packageJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.j
   devDependencies: Record<string, string>;
 };
 
+/**
+ * `npm start` split into the variables it sets in front of node (`NAME=${NAME:-value}`: process
+ * tuning such as glibc's mmap threshold, which a running process cannot set for itself) and the
+ * command itself; the images set the same variables and run the same command.
+ */
+export const startScript: { env: ReadonlyMap<string, string>; command: string } = (() => {
+  const env = new Map<string, string>();
+  let rest = packageJson.scripts.start.trim();
+  for (;;) {
+    const m = /^([A-Z_][A-Z0-9_]*)=\$\{\1:-([^}]*)\}\s+/.exec(rest);
+    if (m === null) break;
+    env.set(m[1], m[2]);
+    rest = rest.slice(m[0].length);
+  }
+  return { env, command: rest };
+})();
+
 export type Obj = Record<string, unknown>;
 
 export function isObj(v: unknown): v is Obj {
