@@ -86,7 +86,7 @@ describe('trainAdapter on a Swin', () => {
     const r = await trainAdapter({ backbone, dataset: ds, hyperparameters: h, cacheBytes: 1 << 30, cachePrecision: 'float16' });
     try {
       const losses = r.metrics.lossCurve.map((p) => p.trainLoss);
-      expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.7);
+      expect(losses.at(-1)!).toBeLessThan(losses[0] * 0.3);
       expect(r.metrics.evaluation.accuracy).toBeGreaterThanOrEqual(0.5); // 4 classes: chance 0.25
       expect(r.adapter.spec).toMatchObject({ rank: 8, loraBeforeBlocks: [2, 3, 4, 5], addAfterBlocks: [3, 4, 5] });
       // Reads 2, 3 (32 wide) and 4, 5 (64 wide) at rank 8, head 64·4 + 4.
