@@ -41,12 +41,13 @@ export const hyperparametersSchema = z
     /**
      * CSN rank r. 'auto' (default): autoRank — the authors' 2 on ViT-B's width 768, more on
      * narrower backbones (up to a quarter of the width) so the side network keeps about the same
-     * size per block.
+     * size per block; on a Swin swinAutoRank (the authors' 4 on Swin-B), sized to the narrowest
+     * read block.
      */
     rank: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
     /** Swish sharpness β in θ(h) = h·sigmoid(βh). */
     beta: z.number().positive().max(10_000).default(100),
-    /** Blocks whose input the CSN reads ('all' = every block). */
+    /** Blocks whose input the CSN reads ('all' = every block; on a Swin every block of the stages that add, swinDefaultReads). */
     readBlocks: z.union([z.literal('all'), blockList]).default('all'),
     /** Blocks after which θ(h) is added back ('default' = the second half of the blocks). */
     addBlocks: z.union([z.literal('default'), blockList]).default('default'),
