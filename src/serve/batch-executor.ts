@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import {
+  blockShape,
   concatPrefix,
   disposePrefix,
   enginePrefix,
@@ -275,17 +276,17 @@ async function buildPrefix(
 }
 
 function stateFromRows(backbone: Backbone, rows: PrefixRows[], split: number): PrefixState {
-  const { tokens, width } = backbone.config;
-  const per = tokens * width;
-  const stack = (pick: (r: PrefixRows) => Float32Array) => {
+  // Block i's input has block i's shape (a Swin's stages differ); x has block split−1's.
+  const stack = (pick: (r: PrefixRows) => Float32Array, [tokens, width]: [number, number]) => {
+    const per = tokens * width;
     const all = new Float32Array(per * rows.length);
     rows.forEach((r, i) => all.set(pick(r), i * per));
     return tf.tensor3d(all, [rows.length, tokens, width]);
   };
   const inputs: tf.Tensor3D[] = [];
   try {
-    for (let i = 0; i < split; i++) inputs.push(stack((r) => r.inputs[i]));
-    return { inputs, x: stack((r) => r.x), split };
+    for (let i = 0; i < split; i++) inputs.push(stack((r) => r.inputs[i], blockShape(backbone.config, i)));
+    return { inputs, x: stack((r) => r.x, blockShape(backbone.config, split - 1)), split };
   } catch (err) {
     for (const t of inputs) t.dispose();
     throw err;
@@ -293,13 +294,17 @@ function stateFromRows(backbone: Backbone, rows: PrefixRows[], split: number): P
 }
 
 function storeRows(prefixCache: PrefixActivationCache, state: PrefixState, hashes: string[]): void {
-  const per = state.x.shape[1] * state.x.shape[2];
-  const arrays = [...state.inputs, state.x].map((t) => t.dataSync() as Float32Array);
+  const tensors = [...state.inputs, state.x];
+  const arrays = tensors.map((t) => t.dataSync() as Float32Array);
+  // Per-image floats of each tensor (a Swin's stages differ) and where each starts in an image's buffer.
+  const per = tensors.map((t) => t.shape[1] * t.shape[2]);
+  const at = per.map((_, k) => per.slice(0, k).reduce((a, b) => a + b, 0));
+  const total = per.reduce((a, b) => a + b, 0);
   hashes.forEach((hash, row) => {
     // One buffer per image: inputs[0..split−1] then x, as views.
-    const buf = new Float32Array(per * arrays.length);
-    arrays.forEach((a, k) => buf.set(a.subarray(row * per, (row + 1) * per), k * per));
-    const view = (k: number) => buf.subarray(k * per, (k + 1) * per);
+    const buf = new Float32Array(total);
+    arrays.forEach((a, k) => buf.set(a.subarray(row * per[k], (row + 1) * per[k]), at[k]));
+    const view = (k: number) => buf.subarray(at[k], at[k] + per[k]);
     prefixCache.put(hash, { split: state.split, inputs: state.inputs.map((_, k) => view(k)), x: view(state.inputs.length) });
   });
 }

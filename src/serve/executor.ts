@@ -89,7 +89,13 @@ export class LocalExecutor implements ServeExecutor {
         options.onLoad?.(event);
       },
     });
-    this.prefixCache = new PrefixActivationCache({ budgetBytes: options.prefixCacheBytes, backboneId: options.backbone.identity });
+    const swin = options.backbone.config.swin;
+    this.prefixCache = new PrefixActivationCache({
+      budgetBytes: options.prefixCacheBytes,
+      backboneId: options.backbone.identity,
+      // On a Swin, a block that opens a stage reads the patch merging's output, not the previous block's.
+      cuttableAt: swin ? (s) => s === 0 || swin.blockStage[s] === swin.blockStage[s - 1] : undefined,
+    });
   }
 
   run(batch: readonly BatchEntry<EngineRequest>[]): Promise<BatchRun> {

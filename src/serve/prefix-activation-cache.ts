@@ -16,7 +16,7 @@
  * Not the training side's `TrainingPrefixStore` (train/prefix-store.ts): one run's rows, per job.
  */
 
-/** One image's prefix activations, [tokens × width] per tensor, row-major. */
+/** One image's prefix activations, [tokens × width] per tensor (its block's: a Swin's stages differ), row-major. */
 export interface PrefixRows {
   /** How many blocks the prefix ran: inputs[i] is the input of block i, for i < split. */
   readonly split: number;
@@ -53,6 +53,11 @@ export class PrefixActivationCache {
       readonly budgetBytes: number;
       /** Identity of the backbone the activations come from (part of every key). */
       readonly backboneId: string;
+      /**
+       * Whether block `split`'s input is block split−1's output, so that an entry computed further
+       * can serve `split` (false where a Swin's patch merging sits between them). Default: always.
+       */
+      readonly cuttableAt?: (split: number) => boolean;
     },
   ) {}
 
@@ -68,7 +73,7 @@ export class PrefixActivationCache {
     if (!this.enabled) return undefined;
     const key = this.key(hash);
     const entry = this.entries.get(key);
-    if (entry === undefined || entry.rows.split < split) {
+    if (entry === undefined || entry.rows.split < split || (entry.rows.split > split && this.options.cuttableAt?.(split) === false)) {
       this.counters.misses += 1;
       return undefined;
     }
@@ -86,7 +91,7 @@ export class PrefixActivationCache {
     const key = this.key(hash);
     const old = this.entries.get(key);
     if (old !== undefined && old.rows.split >= rows.split) return;
-    const bytes = (rows.inputs.length + 1) * rows.x.byteLength + ENTRY_OVERHEAD_BYTES;
+    const bytes = rows.inputs.reduce((sum, a) => sum + a.byteLength, rows.x.byteLength) + ENTRY_OVERHEAD_BYTES;
     if (bytes > this.options.budgetBytes) return;
     if (old !== undefined) this.drop(key, old, false);
     this.entries.set(key, { rows, bytes });

@@ -2,7 +2,8 @@
  * Training hyperparameters: one zod schema with bounds, the authors' recipe as defaults
  * (AdamW lr 1e-3, weight decay 0.05 without decay on biases, warm-up then cosine per epoch,
  * batch 32, rank 2, β 100, every block read, additions after the second half of the blocks),
- * and the step that turns them into a concrete adapter spec for one backbone.
+ * and the step that turns them into a concrete adapter spec for one backbone. On a Swin the
+ * defaults follow the authors' Swin-B scripts instead (swinDefaultReads, swinAutoRank).
  *
  * Epochs: `warmupEpochs` of linear ramp, then `epochs` of cosine decay (the paper's VTAB-1K runs
  * are warmupEpochs 10 + epochs 100). The defaults here are smaller, sized for a service that
@@ -10,7 +11,7 @@
  */
 import { z } from 'zod';
 import { AppError, validationError } from '../errors.js';
-import type { AdapterSpec, BackboneConfig } from '../model/index.js';
+import { blockShape, type AdapterSpec, type BackboneConfig } from '../model/index.js';
 
 /** The largest learning rate of every search grid (search.ts BUDGETS). */
 export const AUTO_LR_MAX = 0.3;
@@ -40,12 +41,13 @@ export const hyperparametersSchema = z
     /**
      * CSN rank r. 'auto' (default): autoRank — the authors' 2 on ViT-B's width 768, more on
      * narrower backbones (up to a quarter of the width) so the side network keeps about the same
-     * size per block.
+     * size per block; on a Swin swinAutoRank (the authors' 4 on Swin-B), sized to the narrowest
+     * read block.
      */
     rank: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
     /** Swish sharpness β in θ(h) = h·sigmoid(βh). */
     beta: z.number().positive().max(10_000).default(100),
-    /** Blocks whose input the CSN reads ('all' = every block). */
+    /** Blocks whose input the CSN reads ('all' = every block; on a Swin every block of the stages that add, swinDefaultReads). */
     readBlocks: z.union([z.literal('all'), blockList]).default('all'),
     /** Blocks after which θ(h) is added back ('default' = the second half of the blocks). */
     addBlocks: z.union([z.literal('default'), blockList]).default('default'),
@@ -106,6 +108,27 @@ export function autoRank(width: number): number {
   return Math.max(2, Math.min(Math.round(1536 / width), Math.floor(width / 4)));
 }
 
+/**
+ * The rank 'auto' resolves to on a Swin, from the narrowest read block's width: r·d ≈ 2,048 —
+ * the authors' rank 4 on Swin-B (`--r 4` in every Swin script of heekhero/DTL), whose narrowest
+ * read block (stage 2) is 512 wide — between 2 and d/4, so it fits every read block.
+ */
+export function swinAutoRank(narrowestReadWidth: number): number {
+  return Math.max(2, Math.min(Math.round(2048 / narrowestReadWidth), Math.floor(narrowestReadWidth / 4)));
+}
+
+/**
+ * 'all' reads on a Swin: every block of every stage that holds an addition. The CSN's accumulator
+ * restarts at each stage (the width changes), so a read in a stage without an addition trains
+ * nothing and would only cost prefix-store memory (stage 0 has the most tokens). With the default
+ * additions on Swin-B (2+2+18+2 blocks, additions 12..23) that is 4..23, the authors' reads.
+ */
+export function swinDefaultReads(cfg: BackboneConfig, adds: readonly number[]): number[] {
+  const stage = cfg.swin!.blockStage;
+  const addStages = new Set(adds.map((i) => stage[i]));
+  return Array.from({ length: cfg.depth }, (_, i) => i).filter((i) => addStages.has(stage[i]));
+}
+
 /** Parses client input (unknown keys refused); a bad value → AppError 'validation_failed' naming the field. */
 export function parseHyperparameters(input: unknown): Hyperparameters {
   const parsed = hyperparametersSchema.safeParse(input ?? {});
@@ -124,7 +147,10 @@ export function defaultTapeBlocks(depth: number): number {
   return Math.floor(depth / 4);
 }
 
-/** The default addition blocks: the second half of the blocks (ViT-B's 12 → 6..11, as the authors). */
+/**
+ * The default addition blocks: the second half of the blocks (ViT-B's 12 → 6..11, as the authors;
+ * on Swin-B 12..23, where the authors' scripts add after 14..23 — the same stages).
+ */
 export function defaultAddBlocks(depth: number): number[] {
   const from = Math.floor(depth / 2);
   return Array.from({ length: depth - from }, (_, i) => from + i);
@@ -146,8 +172,11 @@ export function resolveBlocks(h: Hyperparameters, cfg: BackboneConfig): Resolved
   const fail = (msg: string): never => {
     throw new AppError('validation_failed', `invalid hyperparameters: ${msg}`);
   };
-  const reads = h.readBlocks === 'all' ? Array.from({ length: cfg.depth }, (_, i) => i) : [...h.readBlocks].sort((a, b) => a - b);
   const adds = h.addBlocks === 'default' ? defaultAddBlocks(cfg.depth) : [...h.addBlocks].sort((a, b) => a - b);
+  const every = (): number[] => Array.from({ length: cfg.depth }, (_, i) => i);
+  // On a Swin, explicit additions are checked below; an index out of range must not reach swinDefaultReads.
+  const swinAll = (): number[] => (adds.every((i) => i < cfg.depth) ? swinDefaultReads(cfg, adds) : every());
+  const reads = h.readBlocks === 'all' ? (cfg.swin ? swinAll() : every()) : [...h.readBlocks].sort((a, b) => a - b);
   for (const [list, name] of [
     [reads, 'readBlocks'],
     [adds, 'addBlocks'],
@@ -157,13 +186,24 @@ export function resolveBlocks(h: Hyperparameters, cfg: BackboneConfig): Resolved
   }
   // A read after the last addition can never reach the output: it would train nothing.
   if (reads[0] > adds[adds.length - 1]) fail(`every read block comes after the last addition block ${adds[adds.length - 1]}`);
-  if (h.rank !== 'auto' && h.rank > cfg.width) fail(`rank ${h.rank} exceeds the backbone width ${cfg.width}`);
+  if (h.rank !== 'auto' && !cfg.swin && h.rank > cfg.width) fail(`rank ${h.rank} exceeds the backbone width ${cfg.width}`);
+  // A Swin's read blocks have their stage's width: the rank must fit the narrowest one.
+  const narrow = cfg.swin && h.rank !== 'auto' ? reads.find((i) => (h.rank as number) > blockShape(cfg, i)[1]) : undefined;
+  if (narrow !== undefined) fail(`rank ${h.rank} exceeds read block ${narrow}'s width ${blockShape(cfg, narrow)[1]}`);
   const fusionKernel = h.variant === 'dtl+' ? h.kernel : 0;
   if (fusionKernel > cfg.gridSize) fail(`kernel ${fusionKernel} exceeds the ${cfg.gridSize}×${cfg.gridSize} patch grid`);
   return { loraBeforeBlocks: reads, addAfterBlocks: adds, fusionKernel };
 }
 
+/** The rank of these hyperparameters on this backbone, 'auto' resolved (autoRank; swinAutoRank over the read blocks). */
+export function resolveRank(h: Recipe | Hyperparameters, cfg: BackboneConfig): number {
+  if (h.rank !== 'auto') return h.rank;
+  if (!cfg.swin) return autoRank(cfg.width);
+  const reads = resolveBlocks(h, cfg).loraBeforeBlocks;
+  return swinAutoRank(Math.min(...reads.map((i) => blockShape(cfg, i)[1])));
+}
+
 /** The model's adapter spec for these hyperparameters, labels and backbone. */
 export function adapterSpecFor(h: Recipe | Hyperparameters, cfg: BackboneConfig, labels: string[]): AdapterSpec {
-  return { rank: h.rank === 'auto' ? autoRank(cfg.width) : h.rank, beta: h.beta, labels, ...resolveBlocks(h, cfg) };
+  return { rank: resolveRank(h, cfg), beta: h.beta, labels, ...resolveBlocks(h, cfg) };
 }

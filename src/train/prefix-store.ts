@@ -10,10 +10,13 @@
  * memory). The byte budget is a hard bound: rows that do not fit are recomputed whenever they are
  * needed (still correct, counted as computations). In half mode every row, stored or not, goes
  * through the same rounding, so the numbers a batch sees never depend on the budget.
+ *
+ * Each slot has its block's shape (`blockShape`): on a ViT every slot is tokens × d; on a Swin a
+ * read block's input has its stage's tokens × width, and the prefix output that of block split−1.
  */
 import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
-import { enginePrefixArrays, floatToHalf, halfToFloat, type Backbone, type PrefixState } from '../model/index.js';
+import { blockShape, enginePrefixArrays, floatToHalf, halfToFloat, type Backbone, type PrefixState } from '../model/index.js';
 
 export type CachePrecision = 'float32' | 'float16';
 
@@ -64,9 +67,10 @@ export class TrainingPrefixStore {
   private readonly rows = new Map<number, Float32Array | Uint16Array>();
   /** Slot s holds the input of block slotBlocks[s]; the last slot holds x (the prefix output). */
   private readonly slotBlocks: number[];
-  private readonly slotFloats: number;
-  private readonly tokens: number;
-  private readonly width: number;
+  /** [tokens, width] of each slot, and where each slot starts in a row (floats). */
+  private readonly slotShapes: [number, number][];
+  private readonly slotOffsets: number[];
+  private readonly floatsPerRow: number;
   private readonly chunk: number;
   private readonly counters = { computed: 0, hits: 0, overflowRows: 0, float32Fallbacks: 0, storedBytes: 0 };
 
@@ -75,10 +79,16 @@ export class TrainingPrefixStore {
     if (!Number.isInteger(opts.split) || opts.split < 1 || opts.split > cfg.depth) {
       throw new AppError('internal', `prefix store split ${opts.split} is outside 1..${cfg.depth}`);
     }
-    this.tokens = cfg.tokens;
-    this.width = cfg.width;
     this.slotBlocks = [...new Set(opts.readBlocks)].filter((b) => b < opts.split).sort((a, b) => a - b);
-    this.slotFloats = this.tokens * this.width;
+    // Blocks keep their input's shape, so the prefix output x has block split−1's shape.
+    this.slotShapes = [...this.slotBlocks.map((b) => blockShape(cfg, b)), blockShape(cfg, opts.split - 1)];
+    this.slotOffsets = [];
+    let at = 0;
+    for (const [t, w] of this.slotShapes) {
+      this.slotOffsets.push(at);
+      at += t * w;
+    }
+    this.floatsPerRow = at;
     this.chunk = Math.max(1, opts.chunk ?? 16);
   }
 
@@ -87,7 +97,11 @@ export class TrainingPrefixStore {
   }
 
   get rowFloats(): number {
-    return this.slots * this.slotFloats;
+    return this.floatsPerRow;
+  }
+
+  private slotFloats(s: number): number {
+    return this.slotShapes[s][0] * this.slotShapes[s][1];
   }
 
   get rowBytes(): number {
@@ -152,10 +166,11 @@ export class TrainingPrefixStore {
     const lut = stored instanceof Uint16Array ? halfLut() : undefined;
     for (let s = 0; s < this.slots; s++) {
       const dst = out[s];
-      const base = pos * this.slotFloats;
-      const src = s * this.slotFloats;
-      if (lut) for (let i = 0; i < this.slotFloats; i++) dst[base + i] = lut[stored[src + i]];
-      else dst.set((stored as Float32Array).subarray(src, src + this.slotFloats), base);
+      const size = this.slotFloats(s);
+      const base = pos * size;
+      const src = this.slotOffsets[s];
+      if (lut) for (let i = 0; i < size; i++) dst[base + i] = lut[stored[src + i]];
+      else dst.set((stored as Float32Array).subarray(src, src + size), base);
     }
   }
 
@@ -169,7 +184,7 @@ export class TrainingPrefixStore {
       const slotData = [...out.inputs, out.x];
       part.forEach((k, i) => {
         const row = new Float32Array(this.rowFloats);
-        slotData.forEach((d, s) => row.set(d.subarray(i * this.slotFloats, (i + 1) * this.slotFloats), s * this.slotFloats));
+        slotData.forEach((d, s) => row.set(d.subarray(i * this.slotFloats(s), (i + 1) * this.slotFloats(s)), this.slotOffsets[s]));
         fresh.set(k, this.admit(k, row, !seen.has(k)));
       });
       this.counters.computed += part.length;
@@ -191,7 +206,7 @@ export class TrainingPrefixStore {
     const fresh = missing.length > 0 ? await this.computeMissing(missing, this.seenKeys) : new Map<number, Float32Array>();
     for (const k of missing) this.seenKeys.add(k);
     const n = keys.length;
-    const out = Array.from({ length: this.slots }, () => new Float32Array(n * this.slotFloats));
+    const out = Array.from({ length: this.slots }, (_, s) => new Float32Array(n * this.slotFloats(s)));
     keys.forEach((k, pos) => {
       const row = fresh.get(k);
       if (row) this.readRow(row, out, pos);
@@ -200,13 +215,13 @@ export class TrainingPrefixStore {
         this.counters.hits++;
       }
     });
-    const shape: [number, number, number] = [n, this.tokens, this.width];
+    const cfg = this.opts.backbone.config;
     return tf.tidy(() => {
-      const bySlot = out.map((data) => tf.keep(tf.tensor3d(data, shape)));
+      const bySlot = out.map((data, s) => tf.keep(tf.tensor3d(data, [n, ...this.slotShapes[s]])));
       const inputs: tf.Tensor3D[] = [];
       for (let b = 0; b < this.opts.split; b++) {
         const s = this.slotBlocks.indexOf(b);
-        inputs.push(s >= 0 ? bySlot[s] : tf.keep(tf.zeros([n, 0, this.width]) as tf.Tensor3D));
+        inputs.push(s >= 0 ? bySlot[s] : tf.keep(tf.zeros([n, 0, blockShape(cfg, b)[1]]) as tf.Tensor3D));
       }
       return { inputs, x: bySlot[bySlot.length - 1], split: this.opts.split };
     });

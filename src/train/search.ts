@@ -11,7 +11,7 @@
  */
 import type { BackboneConfig } from '../model/index.js';
 import { halvingRungs, logGrid, type Rung } from './halving.js';
-import { autoRank, type Hyperparameters, type Recipe } from './hyperparameters.js';
+import { resolveRank, type Hyperparameters, type Recipe } from './hyperparameters.js';
 
 export type Variant = Recipe['variant'];
 export type Budget = Hyperparameters['budget'];
@@ -42,7 +42,7 @@ export function planSearch(h: Hyperparameters, cfg: BackboneConfig, totalEpochs:
   const lrs = h.lr === 'auto' ? b.lrs.filter((lr) => lr >= h.minLr) : [h.lr];
   const variants: Variant[] = h.variant === 'auto' ? (h.kernel <= cfg.gridSize ? ['dtl', 'dtl+'] : ['dtl']) : [h.variant];
   const list = lrs; // never empty: the schema refuses minLr above AUTO_LR_MAX with lr 'auto'
-  const rank = h.rank === 'auto' ? autoRank(cfg.width) : h.rank;
+  const rank = resolveRank(h, cfg);
   const recipes = list.flatMap((lr) => variants.map((variant) => ({ ...h, lr, variant, rank })));
   return {
     recipes,

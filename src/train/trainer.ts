@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  blockShape,
   disposePrefix,
   imagesToTensor,
   measurePeakBytes,
@@ -166,7 +167,9 @@ export async function trainAdapter(opts: TrainOptions): Promise<TrainResult> {
   // Candidates differ in lr and variant only: one split and one set of cached rows for all.
   const split = Math.min(...specs.map((s) => splitPoint(s, cfg.depth)));
   const tapeBlocks = h.tapeBlocks ?? defaultTapeBlocks(cfg.depth);
-  const perStep = candidatesPerStep(h.batchSize, cfg.tokens, cfg.width);
+  // Sized by the suffix's largest block (tokens × d on a ViT; on a Swin its earliest stage's).
+  const [suffixTokens, suffixWidth] = blockShape(cfg, Math.min(split, cfg.depth - 1));
+  const perStep = candidatesPerStep(h.batchSize, suffixTokens, suffixWidth);
   const cache = new TrainingPrefixStore({
     backbone,
     split,

@@ -1,7 +1,8 @@
 /**
  * The serving engine on a Swin backbone (the golden Swin fixture's): mixed-tenant batches of
  * varied DTL / DTL+ adapters with different splits and fan-out answer what each adapter gives
- * alone; asked for onnxruntime, the Swin stays on tfjs.
+ * alone; asked for onnxruntime, the Swin stays on tfjs; the prefix-activation cache
+ * (PREFIX_CACHE_BYTES > 0) gives the same answers, also where a cached longer prefix is cut.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -73,6 +74,36 @@ describe('ServingEngine on a Swin backbone', () => {
         }
       }
       expect(engine.stats().batcher.completed).toBe(pending.length);
+    } finally {
+      await engine.close();
+    }
+    expect(tf.memory().numTensors).toBe(baseline);
+  });
+
+  it('with the prefix-activation cache on, the same answers (1e-5): entries cut within a stage, refused at a stage boundary', async () => {
+    const engine = makeEngine(backbone, blobs, { prefixCacheBytes: 64 << 20 });
+    const split = (a: number) => Math.min(...stored[a].spec.addAfterBlocks) + 1;
+    // Longest prefix first, so later (shorter) splits find entries computed further along.
+    const order = [...stored.keys()].sort((x, y) => split(y) - split(x));
+    const opens = (s: number) => backbone.config.swin!.blockStage[s] !== backbone.config.swin!.blockStage[s - 1];
+    // An entry (computed at the longest split) serves split s when s is its own, or when block s does not open a stage.
+    const served = (a: number) => split(a) === split(order[0]) || !opens(split(a));
+    expect(order.some((a) => split(a) < split(order[0]) && !opens(split(a)))).toBe(true);
+    expect(order.some((a) => !served(a))).toBe(true);
+    const baseline = tf.memory().numTensors;
+    try {
+      for (let pass = 0; pass < 2; pass++) {
+        for (const a of order) {
+          const r = await engine.classify({ tenantId: `t${a}`, adapter: stored[a].ref, images: images.map((pixels, i) => ({ pixels: pixels.slice(), hash: `img-${i}` })) });
+          r.forEach((x, i) => {
+            expect(maxAbsDiff(x.answers[0].logits, reference[a][i].logits)).toBeLessThan(1e-5);
+            expect(x.batch.prefixCached).toBe((pass > 0 || a !== order[0]) && served(a));
+          });
+        }
+      }
+      const stats = engine.stats().prefixCache;
+      expect(stats.hits).toBe(IMAGES * (2 * order.filter(served).length - 1));
+      expect(stats.entries).toBe(IMAGES);
     } finally {
       await engine.close();
     }

@@ -31,11 +31,16 @@ export interface ServiceFixture {
   close(): Promise<void>;
 }
 
-export async function openServiceFixture(kind: DbKind, env: Record<string, string> = {}): Promise<ServiceFixture> {
+/** `writeBackbone` writes another backbone folder (default: the tiny ViT, TINY). */
+export async function openServiceFixture(
+  kind: DbKind,
+  env: Record<string, string> = {},
+  writeBackbone: (dir: string) => Promise<void> = (d) => writeTinyBackboneDir(d, TINY),
+): Promise<ServiceFixture> {
   await initBackend('wasm');
   const dir = await makeTempDir('dtl-svc');
   const backboneDir = path.join(dir, 'backbone');
-  await writeTinyBackboneDir(backboneDir, TINY);
+  await writeBackbone(backboneDir);
   const config = loadConfig({ DATA_DIR: dir, LOG_LEVEL: 'silent', BACKBONE: backboneDir, TFJS_BACKEND: 'wasm', ...env });
   const db = await openTestDb(kind);
   const blobs = await DiskBlobStore.open({ root: config.paths.blobDir, fsync: false });
