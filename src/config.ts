@@ -28,6 +28,7 @@ export const configSchema = z.object({
   BACKBONE_ENGINE: z.enum(['auto', 'onnxruntime', 'tfjs']).default('auto'),
   ENGINE_THREADS: int(1, 1024).optional(),
   ENGINE_PROVIDER: z.enum(['cpu', 'cuda', 'tensorrt']).default('cpu'),
+  ENGINE_SPIN_WAIT: bool.default(false),
   BACKBONE: z.string().min(1).default('backbones/default'),
   BACKBONE_IMAGE_SIZE: int(8, 4096).optional(),
   HF_ENDPOINT: z.url().default('https://huggingface.co'),
@@ -102,6 +103,7 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   HF_TOKEN: 'Token sent to `HF_ENDPOINT` (never to the CDN it redirects to) for gated or private repositories.',
   BACKBONE_ENGINE: 'Engine of the frozen backbone\'s forward (serving, and the training prefix fill): `auto` uses onnxruntime-node when it loads, else tfjs (logged at start); `onnxruntime` fails start-up when it cannot load; `tfjs` never tries it. Adapters and gradients always run on tfjs.',
   ENGINE_THREADS: 'onnxruntime intra-op threads. Unset → the cores this process may run on (its CPU affinity, capped by a cgroup CPU quota).',
+  ENGINE_SPIN_WAIT: 'Whether onnxruntime\'s intra-op threads spin between operators instead of sleeping. Off: on a node where other threads (HTTP, other executors, training) share the cores, spinning threads starved them (bench P7: a batch-1 classify on the bundled backbone took 14 ms with spinning, 4.8 ms without; P12 on a loaded machine: 9 vs 45 images/s). On may win a little on a node whose cores only this engine uses.',
   ENGINE_PROVIDER: 'onnxruntime execution provider: `cpu`, or `cuda` / `tensorrt` on GPU nodes with the provider libraries installed (README, GPU nodes); onnxruntime falls back to the CPU for what they do not run.',
   ADMIN_TOKEN: 'Bearer token for tenant administration. Unset → admin routes are disabled.',
   WORKER_ENABLED: 'Run a training worker inside `npm start`.',
@@ -149,8 +151,12 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
 };
 
 /** The backbone engine's options (model/native/engine.ts EngineOptions) from the configuration. */
-export function engineOptions(c: Pick<Config, 'ENGINE_THREADS' | 'ENGINE_PROVIDER'>): { threads?: number; provider: Config['ENGINE_PROVIDER'] } {
-  return { threads: c.ENGINE_THREADS, provider: c.ENGINE_PROVIDER };
+export function engineOptions(c: Pick<Config, 'ENGINE_THREADS' | 'ENGINE_PROVIDER' | 'ENGINE_SPIN_WAIT'>): {
+  threads?: number;
+  provider: Config['ENGINE_PROVIDER'];
+  spinWait: boolean;
+} {
+  return { threads: c.ENGINE_THREADS, provider: c.ENGINE_PROVIDER, spinWait: c.ENGINE_SPIN_WAIT };
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

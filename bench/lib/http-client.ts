@@ -69,7 +69,7 @@ async function serve(): Promise<void> {
     void (async () => {
       try {
         const t0 = performance.now();
-        const res = await fetch(ask.url, { method: ask.method, headers: ask.headers, body: ask.body });
+        const res = await fetch(ask.url, { method: ask.method, headers: ask.headers, body: ask.method === 'GET' ? undefined : ask.body });
         const text = await res.text();
         const ms = performance.now() - t0;
         process.send!({ id: ask.id, ms, status: res.status, answer: text ? JSON.parse(text) : undefined } satisfies Reply);

@@ -32,7 +32,8 @@ import {
   type AdapterSpec,
   type Backbone,
 } from '../../src/model/index.js';
-import { processCores } from '../../src/model/native/engine.js';
+import { engineOptions, loadConfig } from '../../src/config.js';
+import { initEngine, processCores } from '../../src/model/native/engine.js';
 import { randomAdapter } from '../helpers/tiny-backbone.js';
 import { expectAppError, maxAbsDiff } from './expect.js';
 
@@ -198,6 +199,18 @@ describe('engine start-up when onnxruntime cannot load', () => {
     await detachNative(backbone);
     expect(await startBackboneEngine(backbone, 'tfjs', ENGINE)).toBe('tfjs');
     expect(nativeOf(backbone)).toBeUndefined();
+  });
+});
+
+describe('ENGINE_SPIN_WAIT', () => {
+  it('is off unless configured, and reaches the engine, which says so', async () => {
+    expect(engineOptions(loadConfig({})).spinWait).toBe(false);
+    expect(engineOptions(loadConfig({ ENGINE_SPIN_WAIT: 'true' })).spinWait).toBe(true);
+    const lines: string[] = [];
+    const engine = await initEngine('onnxruntime', { ...ENGINE, spinWait: true }, (m) => lines.push(m));
+    expect(engine?.options.spinWait).toBe(true);
+    expect(lines[0]).toMatch(/\(cpu, 1 thread, spin-waiting\)$/);
+    expect((await initEngine('onnxruntime', ENGINE))?.options.spinWait).toBe(false);
   });
 });
 

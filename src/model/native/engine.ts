@@ -18,6 +18,8 @@ export interface EngineOptions {
   /** Intra-op threads per session run; default: the cores this process may run on. */
   threads?: number;
   provider: EngineProvider;
+  /** Intra-op threads spin between operators (ENGINE_SPIN_WAIT); default false: they sleep. */
+  spinWait?: boolean;
   /** The module to load; a seam for the start-up path where it cannot load. */
   moduleName?: string;
 }
@@ -42,6 +44,7 @@ export async function initEngine(pref: EnginePreference, options: EngineOptions,
     moduleName: options.moduleName ?? 'onnxruntime-node',
     provider: options.provider,
     threads: options.threads ?? processCores(),
+    spinWait: options.spinWait ?? false,
   };
   let engine: NativeEngine;
   try {
@@ -54,7 +57,7 @@ export async function initEngine(pref: EnginePreference, options: EngineOptions,
     log(`backbone engine: tfjs (${opts.moduleName} could not be used: ${why})`);
     return null;
   }
-  log(`backbone engine: onnxruntime ${engine.ort.env.versions.node ?? ''} (${opts.provider}, ${opts.threads} thread${opts.threads === 1 ? '' : 's'})`);
+  log(`backbone engine: onnxruntime ${engine.ort.env.versions.node ?? ''} (${opts.provider}, ${opts.threads} thread${opts.threads === 1 ? '' : 's'}${opts.spinWait ? ', spin-waiting' : ''})`);
   return engine;
 }
 
@@ -98,7 +101,9 @@ async function loadEngine(opts: Required<EngineOptions>): Promise<NativeEngine> 
     enableCpuMemArena: false,
     enableMemPattern: false,
     logSeverityLevel: 3,
-    extra: { session: { disable_prepacking: '1' } },
+    // Spinning pool threads hold their cores between operators: sharing two cores with the HTTP
+    // thread and other executors, they made a batch-1 classify 3× slower (config.ts, ENGINE_SPIN_WAIT).
+    extra: { session: { disable_prepacking: '1', intra_op: { allow_spinning: opts.spinWait ? '1' : '0' } } },
   };
   const engine: NativeEngine = {
     name: 'onnxruntime',
