@@ -15,13 +15,16 @@ import { fileURLToPath } from 'node:url';
 import {
   AdamW,
   createAdapter,
+  detachNative,
   disposePrefix,
   initBackend,
   loadBackboneFromDir,
   runPrefix,
+  startBackboneEngine,
   trainStep,
   type Adapter,
 } from '../../src/model/index.js';
+import { processCores } from '../../src/model/native/engine.js';
 import { countExamples, type PreparedDataset } from '../../src/train/ingest/index.js';
 import { parseHyperparameters } from '../../src/train/hyperparameters.js';
 import { trainAdapter } from '../../src/train/trainer.js';
@@ -68,6 +71,10 @@ const bench: Bench = {
     await initBackend('wasm');
     const backbone = await loadBackboneFromDir(BACKBONE);
     const cfg = backbone.config;
+    // The engine a training thread gets (threads/compute-runtime.ts): onnxruntime runs the frozen
+    // blocks' forward and VJP when it loads, tfjs the adapters' maths.
+    const engineName = await startBackboneEngine(backbone, 'auto', { provider: 'cpu' });
+    const engineNote = engineName === 'onnxruntime' ? `frozen blocks on onnxruntime (${processCores()} intra-op threads; CPU time counts them all), adapters on tfjs wasm` : 'everything on tfjs wasm';
     const out = [];
     try {
       // 1. K = 8 candidates, one grouped step vs 8 single steps.
@@ -118,7 +125,7 @@ const bench: Bench = {
           { op: '<=', value: 0.6 },
           `median of ${pairs} per-pair CPU-time ratios (${ratios.map((r) => fmt(r)).join(', ')}), order alternating; grouped median ${fmt(median(tg))} ms, ` +
             `8 separate ${fmt(median(ts))} ms; bundled backbone (${cfg.width}×${cfg.depth} blocks, ${cfg.tokens} tokens), batch ${B} rows per candidate, ` +
-            `4 DTL + 4 DTL+ (kernel 3) candidates, rank 2, reads all blocks, additions after ${adds.join(',')}, tapeBlocks ${tapeBlocks}.`,
+            `4 DTL + 4 DTL+ (kernel 3) candidates, rank 2, reads all blocks, additions after ${adds.join(',')}, tapeBlocks ${tapeBlocks}; ${engineNote}.`,
         ),
       );
 
@@ -148,6 +155,7 @@ const bench: Bench = {
         ),
       );
     } finally {
+      await detachNative(backbone);
       backbone.dispose();
     }
     return out;

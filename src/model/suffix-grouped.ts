@@ -171,10 +171,11 @@ export function groupedSuffix(backbone: Backbone, adapters: Adapter[], state: Pr
       const x = pick(state.x);
       return { x: addition(state.split - 1, x, state.split > 0 ? h : null), h };
     },
-    block: (i, p) => {
+    block: (i, p) => stages.after!(i, p, vitBlock(p.x, backbone.blocks[i], cfg)),
+    after: (i, p, y) => {
       const any = reads.some((s) => s.has(i));
       const h = any ? (p.h ? tf.add<tf.Tensor2D>(p.h, readAt(i, p.x)) : readAt(i, p.x)) : p.h;
-      return { x: addition(i, vitBlock(p.x, backbone.blocks[i], cfg), h), h };
+      return { x: addition(i, y, h), h };
     },
     blockVariables: (i) => [...readVars(i), ...fusionVars(i)],
     preVariables: () => [...early.flatMap(readVars), ...(state.split > 0 ? fusionVars(state.split - 1) : [])],

@@ -49,6 +49,12 @@ export interface Stage {
 export interface AdapterSuffix {
   pre(): Stage;
   block(i: number, p: Stage): Stage;
+  /**
+   * Block i around a frozen block output computed elsewhere (the backbone's engine):
+   * block(i, p) = after(i, p, Block_i(p.x)). Only on a ViT — a Swin block can open a stage with
+   * patch merging, so its stages stay whole.
+   */
+  after?(i: number, p: Stage, y: tf.Tensor3D): Stage;
   /** The read weights of block i, and the fusion taps if the adapter adds after it: what block(i) trains. */
   blockVariables(i: number): tf.Variable[];
   /** What pre() trains: the reads of the prefix's block inputs and the addition after block split−1. */
@@ -99,6 +105,14 @@ export function adapterSuffix(backbone: Backbone, adapter: Adapter, state: Prefi
       const h = reads.has(i) ? (prior ? tf.add<tf.Tensor2D>(prior, readAt(i, x)) : readAt(i, x)) : prior;
       return { x: addition(i, swin ? swinBlock(backbone, i, x) : vitBlock(x, backbone.blocks[i], cfg), h), h };
     },
+    ...(swin
+      ? {}
+      : {
+          after: (i: number, p: Stage, y: tf.Tensor3D): Stage => {
+            const h = reads.has(i) ? (p.h ? tf.add<tf.Tensor2D>(p.h, readAt(i, p.x)) : readAt(i, p.x)) : p.h;
+            return { x: addition(i, y, h), h };
+          },
+        }),
     blockVariables: (i) => [...readVars(i), ...fusionVars(i)],
     preVariables: () => [...early.flatMap(readVars), ...(state.split > 0 ? fusionVars(state.split - 1) : [])],
   };

@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Backbone } from './backbone.js';
 import { crossEntropy } from './loss.js';
+import type { FrozenBlocks } from './native/training-blocks.js';
 import type { PrefixState } from './prefix.js';
 import { StageKeeper, type Stage } from './suffix.js';
 import type { TrainableSuffix } from './suffix-grouped.js';
@@ -39,7 +40,12 @@ function surrogate(out: Stage, dx: tf.Tensor, dh: tf.Tensor | null): tf.Scalar {
   return out.h && dh ? tf.add(sx, tf.sum(tf.mul(out.h, dh))) : sx;
 }
 
-/** Suffix blocks from `tapeBlocks` before the end (all of them when undefined) are taped with the head. */
+/**
+ * Suffix blocks from `tapeBlocks` before the end (all of them when undefined) are taped with the
+ * head. With `frozen` (the backbone's engine runs the frozen blocks, forward and VJP) and stages
+ * that can be split at the frozen block, every suffix block runs there instead and only the
+ * adapter's own maths is taped (tapeBlocks does not apply: nothing of a block is kept).
+ */
 export function blockwiseGradients(
   backbone: Backbone,
   suffix: TrainableSuffix,
@@ -47,22 +53,13 @@ export function blockwiseGradients(
   labels: Int32Array | number[],
   tapeBlocks: number | undefined,
   weights?: Float32Array,
+  frozen?: FrozenBlocks,
 ): BlockwiseResult {
+  if (frozen && suffix.stages.after) return frozenBlockGradients(backbone, suffix, state, labels, frozen, weights);
   const cfg = backbone.config;
   const { stages } = suffix;
   const keeper = new StageKeeper(state);
-  const grads = new Map<tf.Variable, tf.Tensor>();
-  const accumulate = (v: tf.Variable, g: tf.Tensor | undefined) => {
-    if (!g) return;
-    const prev = grads.get(v);
-    if (!prev) {
-      grads.set(v, tf.keep(g));
-      return;
-    }
-    grads.set(v, tf.keep(tf.add(prev, g)));
-    prev.dispose();
-    g.dispose();
-  };
+  const { grads, accumulate } = gradientSink();
   const engine = tf.engine();
   let logitsT: tf.Tensor2D | null = null;
   let dx: tf.Tensor | null = null;
@@ -130,6 +127,127 @@ export function blockwiseGradients(
       if (!inputs.slice(0, k).some((q) => q.h === p.h)) keeper.release(p.h);
     }
     // Pre-stage: only the reads of the prefix inputs (and the addition after block split−1).
+    const preVars = stages.preVariables();
+    if (preVars.length > 0 && dx) {
+      const gx: tf.Tensor = dx;
+      const gh: tf.Tensor | null = dh;
+      const r: { value: tf.Scalar; grads: tf.Tensor[] } = engine.gradients(() => surrogate(stages.pre(), gx, gh), preVars, undefined, true);
+      r.value.dispose();
+      preVars.forEach((v, j) => accumulate(v, r.grads[j]));
+    }
+    return { loss, grads, predicted, logits: logitsT! };
+  } catch (err) {
+    for (const g of grads.values()) g.dispose();
+    (logitsT as tf.Tensor | null)?.dispose();
+    throw err;
+  } finally {
+    dx?.dispose();
+    dh?.dispose();
+    keeper.disposeAll();
+  }
+}
+
+/** Gradient bookkeeping shared by both paths: one summed gradient per variable. */
+function gradientSink(): { grads: Map<tf.Variable, tf.Tensor>; accumulate(v: tf.Variable, g: tf.Tensor | undefined): void } {
+  const grads = new Map<tf.Variable, tf.Tensor>();
+  return {
+    grads,
+    accumulate(v, g) {
+      if (!g) return;
+      const prev = grads.get(v);
+      grads.set(v, tf.keep(prev ? tf.add(prev, g) : g));
+      if (prev) {
+        prev.dispose();
+        g.dispose();
+      }
+    },
+  };
+}
+
+/**
+ * blockwiseGradients with the frozen blocks on the backbone's engine. Forward: x ← after(i, p,
+ * Block_i(x)) with Block_i native, keeping each stage's input and block output. Backward, last
+ * block to first: the adapter's part of stage i under a short tfjs tape (reads of x, additions;
+ * the block output enters it as a sum, so its gradient is the stage's), plus the native VJP of
+ * Block_i at its input.
+ */
+function frozenBlockGradients(
+  backbone: Backbone,
+  suffix: TrainableSuffix,
+  state: PrefixState,
+  labels: Int32Array | number[],
+  frozen: FrozenBlocks,
+  weights?: Float32Array,
+): BlockwiseResult {
+  const cfg = backbone.config;
+  const { stages } = suffix;
+  const after = stages.after!;
+  const keeper = new StageKeeper(state);
+  const { grads, accumulate } = gradientSink();
+  const engine = tf.engine();
+  let logitsT: tf.Tensor2D | null = null;
+  let dx: tf.Tensor | null = null;
+  let dh: tf.Tensor | null = null;
+  try {
+    const inputs: Stage[] = [];
+    const outputs: tf.Tensor3D[] = [];
+    let cur = keeper.run(stages.pre);
+    for (let i = state.split; i < cfg.depth; i++) {
+      const p = cur;
+      const n = p.x.shape[0];
+      const y = keeper.keep(tf.tensor3d(frozen.forward(i, p.x.dataSync() as Float32Array, n), p.x.shape));
+      inputs.push(p);
+      outputs.push(y);
+      cur = keeper.run(() => after(i, p, y));
+    }
+    const last = cur;
+    const headVars = suffix.headVariables();
+    let predictedT: tf.Tensor | null = null;
+    const head = engine.gradients(
+      () => {
+        const logits = suffix.logits(last.x);
+        predictedT = tf.keep(tf.argMax(logits, 1));
+        logitsT = tf.keep(logits);
+        const ce = crossEntropy(logits, labels, weights);
+        return suffix.groups === 1 ? ce : tf.mul(ce, suffix.groups);
+      },
+      [last.x, ...headVars],
+      undefined,
+      true,
+    );
+    const loss = head.value.dataSync()[0];
+    head.value.dispose();
+    const predicted = Int32Array.from((predictedT as tf.Tensor | null)?.dataSync() ?? []);
+    (predictedT as tf.Tensor | null)?.dispose();
+    dx = head.grads[0];
+    headVars.forEach((v, j) => accumulate(v, head.grads[1 + j]));
+    for (let k = inputs.length - 1; k >= 0; k--) {
+      const i = state.split + k;
+      const p = inputs[k];
+      const gx: tf.Tensor = dx!;
+      const gh: tf.Tensor | null = dh;
+      const vars = stages.blockVariables(i);
+      const xs: tf.Tensor[] = [p.x, ...(p.h ? [p.h] : []), ...vars];
+      const r: { value: tf.Scalar; grads: tf.Tensor[] } = engine.gradients(() => surrogate(after(i, p, outputs[k]), gx, gh), xs, undefined, true);
+      r.value.dispose();
+      const offset = p.h ? 2 : 1;
+      vars.forEach((v, j) => accumulate(v, r.grads[offset + j]));
+      const throughBlock = tf.tensor3d(frozen.vjp(i, p.x.dataSync() as Float32Array, gx.dataSync() as Float32Array, p.x.shape[0]), p.x.shape);
+      const viaReads = r.grads[0];
+      dx = viaReads ? tf.tidy(() => tf.add(throughBlock, viaReads)) : throughBlock;
+      if (viaReads) {
+        viaReads.dispose();
+        throughBlock.dispose();
+      }
+      dh = p.h ? (r.grads[1] ?? null) : null;
+      gx.dispose();
+      gh?.dispose();
+      // A block output can be the next stage's x (no addition after it) and h passes through
+      // blocks that read nothing: free only what no earlier stage still holds.
+      for (const t of new Set([outputs[k], p.x, p.h])) {
+        if (t && !inputs.slice(0, k).some((q) => q.x === t || q.h === t) && !outputs.slice(0, k).includes(t as tf.Tensor3D)) keeper.release(t);
+      }
+    }
     const preVars = stages.preVariables();
     if (preVars.length > 0 && dx) {
       const gx: tf.Tensor = dx;

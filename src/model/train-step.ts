@@ -18,6 +18,7 @@ import type { Adapter } from './adapter.js';
 import type { Backbone } from './backbone.js';
 import { forwardSuffix } from './forward.js';
 import { crossEntropy } from './loss.js';
+import { frozenBlocksOf } from './native/attach.js';
 import type { AdamW } from './optim.js';
 import { disposePrefix, gatherPrefix, runPrefix, splitPoint, type PrefixState } from './prefix.js';
 import { checkSuffixGroups } from './suffix.js';
@@ -100,7 +101,7 @@ export function trainStep(args: TrainStepArgs): TrainStepResult {
     // Adapter/prefix compatibility, before any work.
     checkSuffixGroups(backbone, state, [{ adapter, rows: [0] }]);
     checkWeights(args.weights, labels.length);
-    const r = blockwiseGradients(backbone, singleSuffix(backbone, adapter, state), state, labels, tapeBlocks, args.weights);
+    const r = blockwiseGradients(backbone, singleSuffix(backbone, adapter, state), state, labels, tapeBlocks, args.weights, frozenBlocksOf(backbone));
     r.logits.dispose();
     try {
       apply(adapter, optimizer, r.grads);
@@ -123,7 +124,7 @@ export function trainStep(args: TrainStepArgs): TrainStepResult {
   // One weight per row of every group (1 where a group has none), so each group's share of the loss is what its own step would see.
   const weights = groups.some((g) => g.weights !== undefined) ? Float32Array.from(groups.flatMap((g) => (g.weights === undefined ? Array.from(g.labels, () => 1) : Array.from(g.weights)))) : undefined;
   const suffix = groupedSuffix(backbone, groups.map((g) => g.adapter), state, groups.map((g) => g.rows));
-  const r = blockwiseGradients(backbone, suffix, state, labels, tapeBlocks, weights);
+  const r = blockwiseGradients(backbone, suffix, state, labels, tapeBlocks, weights, frozenBlocksOf(backbone));
   const B = groups[0].rows.length;
   let perGroup: GroupStepResult[];
   try {

@@ -6,17 +6,27 @@
 import type { Backbone } from '../backbone.js';
 import { initEngine, type EngineOptions, type EnginePreference } from './engine.js';
 import { NativeBackbone } from './native-backbone.js';
+import { nativeFrozenBlocks, type FrozenBlocks } from './training-blocks.js';
 
 const natives = new WeakMap<Backbone, NativeBackbone>();
+/** The training step's frozen blocks, built on first use (a serving runtime never asks). */
+const frozen = new WeakMap<Backbone, { get(): FrozenBlocks | undefined; release(): void }>();
 
 export function nativeOf(backbone: Backbone): NativeBackbone | undefined {
   return natives.get(backbone);
+}
+
+/** The frozen blocks a training step runs natively (forward and VJP), or undefined: tfjs gradients. */
+export function frozenBlocksOf(backbone: Backbone): FrozenBlocks | undefined {
+  return frozen.get(backbone)?.get();
 }
 
 /** Releases the backbone's native sessions, if any; its forward is tfjs again. */
 export async function detachNative(backbone: Backbone): Promise<void> {
   const native = natives.get(backbone);
   natives.delete(backbone);
+  frozen.get(backbone)?.release();
+  frozen.delete(backbone);
   await native?.release();
 }
 
@@ -39,5 +49,10 @@ export async function startBackboneEngine(
   if (!engine) return 'tfjs';
   await detachNative(backbone);
   natives.set(backbone, await NativeBackbone.create(engine, backbone));
+  let blocks: FrozenBlocks | undefined | null = null;
+  frozen.set(backbone, {
+    get: () => (blocks === null ? (blocks = nativeFrozenBlocks(engine, backbone)) : blocks),
+    release: () => blocks?.release(),
+  });
   return 'onnxruntime';
 }

@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import { AppError } from '../../errors.js';
 import { modelBytes, valueInfo } from './onnx-proto.js';
+import { syncSessionFactory, type SyncSession } from './sync-session.js';
 
 export type EnginePreference = 'auto' | 'onnxruntime' | 'tfjs';
 /** onnxruntime execution providers: cuda / tensorrt need the GPU provider libraries (README: GPU nodes). */
@@ -30,6 +31,8 @@ export interface NativeEngine {
   readonly options: Required<EngineOptions>;
   /** A session of the given ONNX model bytes with this engine's threads and provider. */
   session(model: Uint8Array): Promise<Ort.InferenceSession>;
+  /** The same, run synchronously (sync-session.ts); undefined where this onnxruntime-node cannot. */
+  readonly syncSession?: (model: Uint8Array) => SyncSession;
 }
 
 /** null: the tfjs engine. */
@@ -110,6 +113,7 @@ async function loadEngine(opts: Required<EngineOptions>): Promise<NativeEngine> 
     ort,
     options: opts,
     session: (model) => ort.InferenceSession.create(model, sessionOptions),
+    syncSession: syncSessionFactory(specifier, ort, sessionOptions),
   };
   // Loading the binding is not enough: run one node, so a broken install or provider fails here.
   const probe = await engine.session(

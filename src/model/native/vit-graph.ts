@@ -13,7 +13,8 @@ import { modelBytes, tensor, valueInfo, type AttrValue, type Msg, type NodeSpec 
 /** LayerNormalization is in the default domain from opset 17. */
 const OPSET = 17;
 
-class GraphBuilder {
+/** Nodes and initializers of one graph; shared by the forward graphs here and the VJP graphs (vit-vjp-graph.ts). */
+export class GraphBuilder {
   readonly nodes: NodeSpec[] = [];
   readonly initializers: Msg[] = [];
   private next = 0;
@@ -44,11 +45,11 @@ class GraphBuilder {
     return this.op('Add', [this.op('MatMul', [x, w]), b]);
   }
 
-  model(name: string, input: Msg, outputName: string, outputDims: Array<number | string>): Uint8Array {
+  model(name: string, input: Msg | Msg[], outputName: string, outputDims: Array<number | string>): Uint8Array {
     // The last node's output is renamed to the graph output.
     this.nodes[this.nodes.length - 1].outputs = [outputName];
     return modelBytes(
-      { name, nodes: this.nodes, initializers: this.initializers, inputs: [input], outputs: [valueInfo(outputName, outputDims)] },
+      { name, nodes: this.nodes, initializers: this.initializers, inputs: Array.isArray(input) ? input : [input], outputs: [valueInfo(outputName, outputDims)] },
       OPSET,
     );
   }
