@@ -161,6 +161,20 @@ describe('a Swin at 72 px (pretrained at 64)', () => {
     });
     for (const l of logits) l.dispose();
     disposePrefix(state);
+    // One rank throughout (the stacks' single-concat branch), a group per row, reads in every stage.
+    const same = randomAdapter(backbone.config, { rank: 2, beta: 20, loraBeforeBlocks: [0, 3, 4, 6], addAfterBlocks: [4, 6, 7], fusionKernel: 0, labels: ['x', 'y'] }, 9, 0.3);
+    const s2 = runPrefix(backbone, pixels, 4);
+    const pair = forwardSuffix(backbone, s2, [{ adapter: same, rows: [1] }, { adapter: dtl, rows: [0, 1] }]);
+    for (const [k, adapter] of [same, dtl].entries()) {
+      const alone = predictLogits(backbone, adapter, pixels);
+      const rows = alone.arraySync();
+      const got = pair[k].arraySync();
+      (k === 0 ? [1] : [0, 1]).forEach((r, j) => expect(maxAbsDiff(got[j], rows[r])).toBeLessThan(1e-5));
+      alone.dispose();
+    }
+    for (const l of pair) l.dispose();
+    disposePrefix(s2);
+    same.dispose();
     extra.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
