@@ -21,6 +21,7 @@ import { openSafetensorsFile, readSafetensors, type SafetensorsFile, type Safete
 import type { Backbone, BlockWeights } from './backbone-types.js';
 import { buildSwinBackbone, readHfSwin, SWIN_SKIPPED } from './swin-backbone.js';
 import { isSwinConfig } from './swin-config.js';
+import { swinAtImageSize } from './swin-size.js';
 import { isTimmSwin, readTimmSwin } from './swin-timm.js';
 
 export interface BackboneFiles {
@@ -165,12 +166,10 @@ function swinFromTensors(tensors: Map<string, SafetensorsTensor>, files: Omit<Ba
   const swinConfig = parseJson(files.config, 'backbone config.json');
   const preprocessor = files.preprocessor ? parseJson(files.preprocessor, 'backbone preprocessor_config.json') : undefined;
   const read = isTimmSwin(tensors) ? readTimmSwin(tensors, swinConfig) : readHfSwin(tensors, swinConfig, preprocessor);
-  if (opts.imageSize !== undefined && opts.imageSize !== read.config.imageSize) {
-    throw new AppError('invalid_backbone', `this Swin runs at ${read.config.imageSize}px; running it at ${opts.imageSize}px is not supported`);
-  }
   hash.update(files.config);
   if (files.preprocessor) hash.update(files.preprocessor);
-  return buildSwinBackbone(read.config, read.weights, hash.digest('hex'));
+  const sized = swinAtImageSize({ ...read, identity: hash.digest('hex') }, opts.imageSize ?? read.config.preprocessorSize);
+  return buildSwinBackbone(sized.config, sized.weights, sized.identity);
 }
 
 /** A ViT from its checkpoint's tensors; `hash` has seen the weights' bytes, the config files are added here. */

@@ -14,6 +14,7 @@
  * then B [r, d]; the DTL+ taps [k·k, d] if any; head bias [classes]; head weight [d, classes]
  * (absent when compact: in `head`). Measured costs and errors are in README.md.
  */
+import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import { adapterFromWeights, type Adapter, type AdapterSpec, type AdapterWeights } from './adapter.js';
 import { parseAdapterFile } from './adapter-file.js';
@@ -155,9 +156,10 @@ function decodeHalves(src: Uint16Array, out: Float32Array): void {
  * Every weight as float32 in one array, in layout order with the head weight last (a fresh array,
  * except a float32 adapter's own array — read only).
  */
-function asFloat32(weights: Uint16Array | Float32Array, head: Int12Blocks | null): Float32Array {
+function asFloat32(weights: Uint16Array | Float32Array, head: Int12Blocks | null, scratch?: Float32Array): Float32Array {
   if (weights instanceof Float32Array && !head) return weights;
-  const out = new Float32Array(weights.length + (head?.length ?? 0));
+  const n = weights.length + (head?.length ?? 0);
+  const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : new Float32Array(n);
   if (weights instanceof Float32Array) out.set(weights);
   else decodeHalves(weights, out);
   if (head) decodeInt12(head, out.subarray(weights.length));
@@ -203,12 +205,15 @@ export function loadResidentAdapter(bytes: Uint8Array, backbone: BackboneConfig,
   return residentFromWeights(backbone, spec, weights, temperature, precision);
 }
 
-/** The float32 weights of a resident adapter, as views into one array (forward layout). */
-export function residentWeights(res: ResidentAdapter): AdapterWeights {
+/**
+ * The float32 weights of a resident adapter, as views into one array (forward layout): a fresh
+ * one, or `scratch` when given and big enough (valid until the next decode into it).
+ */
+export function residentWeights(res: ResidentAdapter, scratch?: Float32Array): AdapterWeights {
   const { spec, width: d } = res;
   const r = spec.rank;
   const c = spec.labels.length;
-  const all = asFloat32(res.weights, res.head);
+  const all = asFloat32(res.weights, res.head, scratch);
   let at = 0;
   const take = (n: number) => all.subarray(at, (at += n));
   const { reads: readSizes, fusions } = sizes(res.config, spec);
@@ -222,10 +227,26 @@ export function residentWeights(res: ResidentAdapter): AdapterWeights {
   return { reads, fusion, ...(swin ? { stageFusions: taps.length > 0 ? taps : null } : {}), headW, headB };
 }
 
+/**
+ * One decode buffer for every materialisation where the backend copies a tensor's values when
+ * it is made (wasm: into its heap; cpu and tfjs-node keep the array itself, so they get a fresh
+ * one each time). A fresh buffer per adapter per batch was most of materialising's cost on small
+ * adapters: allocation, zero-filling and the garbage collections it brings (bench P1 on a Swin).
+ */
+let decodeScratch = new Float32Array(0);
+function scratchFor(res: ResidentAdapter): Float32Array | undefined {
+  if (res.weights instanceof Float32Array && !res.head) return undefined; // float32: views of its own array
+  if (tf.getBackend() !== 'wasm') return undefined;
+  const n = res.weights.length + (res.head?.length ?? 0);
+  if (decodeScratch.length < n) decodeScratch = new Float32Array(Math.max(n, 2 * decodeScratch.length));
+  return decodeScratch;
+}
+
 /** A float32 tensor adapter from a resident one; the caller disposes it. */
 export function materialise(res: ResidentAdapter): Adapter {
   if (res.disposed) throw new AppError('internal', 'adapter has been disposed');
-  const adapter = adapterFromWeights(res.config, res.spec, residentWeights(res), false);
+  // adapterFromWeights makes every tensor before returning, so the scratch is free again after it.
+  const adapter = adapterFromWeights(res.config, res.spec, residentWeights(res, scratchFor(res)), false);
   adapter.temperature = res.temperature;
   return adapter;
 }

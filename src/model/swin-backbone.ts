@@ -13,7 +13,7 @@ import type { Backbone, BlockWeights, SwinParts } from './backbone-types.js';
 import type { BackboneConfig, SwinArch } from './backbone-config.js';
 import type { CanonicalBlock } from './backbone-layouts.js';
 import type { SafetensorsTensor } from './safetensors.js';
-import { hfSwinConfig } from './swin-config.js';
+import { hfSwinConfig, paddedGrid } from './swin-config.js';
 
 export interface SwinCanonical {
   patchW: Float32Array;
@@ -157,7 +157,7 @@ export function attentionBias(table: Float32Array, heads: number, a: SwinArch, b
   const bias = new Float32Array(heads * n * n);
   for (let h = 0; h < heads; h++) for (let k = 0; k < n * n; k++) bias[h * n * n + k] = table[idx[k] * heads + h];
   if (shift === 0) return { data: bias, shape: [1, heads, n, n] };
-  const g = a.stageGrids[a.blockStage[block]];
+  const g = paddedGrid(a, block); // HF computes the shift mask over the padded grid
   const windows = (g / w) ** 2;
   const regions = shiftRegions(g, w, shift);
   const out = new Float32Array(windows * heads * n * n);

@@ -46,42 +46,59 @@ export function isSwinConfig(config: Record<string, unknown>): boolean {
   return config.model_type === 'swin' || (typeof config.architecture === 'string' && /^swin_/.test(config.architecture));
 }
 
-/** The stages, windows and shifts of a Swin with these hyperparameters at this input grid. */
+/** The stages, windows and shifts of a Swin with these hyperparameters at this input grid (its pretraining grid). */
 export function swinArch(a: { embedDim: number; depths: number[]; heads: number[]; windowSize: number; mlpRatio: number; grid: number; absolutePosition: boolean }): SwinArch {
   if (a.heads.length !== a.depths.length) fail(`config.json: ${a.depths.length} stages in 'depths' but ${a.heads.length} in 'num_heads'`);
   const stageWidths = a.depths.map((_, s) => a.embedDim * 2 ** s);
-  const stageGrids = a.depths.map((_, s) => a.grid / 2 ** s);
-  const blockStage: number[] = [];
-  const blockWindow: number[] = [];
-  const blockShift: number[] = [];
-  a.depths.forEach((depth, s) => {
-    const g = stageGrids[s];
-    if (!Number.isInteger(g) || (s < a.depths.length - 1 && g % 2 !== 0)) {
-      fail(`a ${a.grid}×${a.grid} patch grid cannot be merged ${a.depths.length - 1} times (stage ${s} would be ${g} wide)`);
-    }
+  a.depths.forEach((_, s) => {
     if (stageWidths[s] % a.heads[s] !== 0) fail(`stage ${s}: width ${stageWidths[s]} is not divisible by ${a.heads[s]} heads`);
-    // As both implementations do: a grid no bigger than the window is one window, never shifted.
-    const window = g <= a.windowSize ? g : a.windowSize;
-    if (g % window !== 0) fail(`stage ${s}: its ${g}×${g} grid is not a whole number of ${window}×${window} windows (padding is not supported)`);
-    for (let b = 0; b < depth; b++) {
-      blockStage.push(s);
-      blockWindow.push(window);
-      blockShift.push(g <= a.windowSize || b % 2 === 0 ? 0 : Math.floor(a.windowSize / 2));
-    }
   });
-  return {
+  // At the pretraining grid every block starts from the configured window, shifted by half of it on odd blocks.
+  const windows = a.depths.flatMap((depth) => Array.from({ length: depth }, () => a.windowSize));
+  const shifts = a.depths.flatMap((depth) => Array.from({ length: depth }, (_, b) => (b % 2 === 0 ? 0 : Math.floor(a.windowSize / 2))));
+  return placeWindows({
     embedDim: a.embedDim,
     depths: [...a.depths],
     stageHeads: [...a.heads],
     stageWidths,
-    stageGrids,
-    blockStage,
-    blockWindow,
-    blockShift,
     windowSize: a.windowSize,
     mlpRatio: a.mlpRatio,
     absolutePosition: a.absolutePosition,
-  };
+  }, a.grid, windows, shifts);
+}
+
+/**
+ * Stage grids, windows and shifts at patch grid `grid`, from each block's window and shift so far,
+ * as Hugging Face's SwinLayer.set_shift_and_window_size does: a stage whose grid is no bigger than
+ * the block's window is one window of that grid, never shifted; otherwise the window and shift
+ * stay and the grid is padded to whole windows inside the attention (swin-layers.ts). A patch
+ * merging of an odd grid pads it by one (HF SwinPatchMerging.maybe_pad), so grids are ⌈g/2⌉.
+ */
+export function placeWindows(base: Omit<SwinArch, 'stageGrids' | 'blockStage' | 'blockWindow' | 'blockShift'>, grid: number, windows: number[], shifts: number[]): SwinArch {
+  if (!Number.isInteger(grid) || grid < 1) fail(`a Swin needs a whole patch grid, got ${grid}`);
+  const stageGrids: number[] = [];
+  const blockStage: number[] = [];
+  const blockWindow: number[] = [];
+  const blockShift: number[] = [];
+  let g = grid;
+  let i = 0;
+  base.depths.forEach((depth, s) => {
+    if (s > 0) g = Math.ceil(g / 2);
+    stageGrids.push(g);
+    for (let b = 0; b < depth; b++, i++) {
+      blockStage.push(s);
+      blockWindow.push(g <= windows[i] ? g : windows[i]);
+      blockShift.push(g <= windows[i] ? 0 : shifts[i]);
+    }
+  });
+  return { ...base, depths: [...base.depths], stageHeads: [...base.stageHeads], stageWidths: [...base.stageWidths], stageGrids, blockStage, blockWindow, blockShift };
+}
+
+/** A stage's grid padded to whole windows of block i (equal to the grid when it divides). */
+export function paddedGrid(a: SwinArch, i: number): number {
+  const g = a.stageGrids[a.blockStage[i]];
+  const w = a.blockWindow[i];
+  return Math.ceil(g / w) * w;
 }
 
 /** BackboneConfig of a Hugging Face Swin checkpoint. */
@@ -103,9 +120,6 @@ export function hfSwinConfig(config: Record<string, unknown>, preprocessor?: Rec
     absolutePosition: c.use_absolute_embeddings,
   });
   const pre = preprocessorSettings(preprocessor, { mean: IMAGENET_MEAN, std: IMAGENET_STD });
-  if (pre.preprocessorSize !== undefined && pre.preprocessorSize !== imageSize) {
-    fail(`preprocessor_config.json asks for ${pre.preprocessorSize}px input, but this Swin runs at ${imageSize}px (running a Swin at another size is not supported)`);
-  }
   return swinBackboneConfig({ layout: 'hf', swin, imageSize, patchSize, eps: c.layer_norm_eps, qkvBias: c.qkv_bias, ...pre });
 }
 

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Backbone } from './backbone.js';
 import type { BackboneConfig } from './backbone-config.js';
+import { paddedGrid } from './swin-config.js';
 import { depthwiseSame, gelu, layerNorm, linear, swish } from './layers.js';
 
 /** torch.roll over the two grid axes of [n, g, g, C] by `by` (negative: towards the origin). */
@@ -45,10 +46,15 @@ function windowAttention(backbone: Backbone, i: number, xn: tf.Tensor3D): tf.Ten
   const heads = a.stageHeads[s];
   const [n, , c] = xn.shape;
   const dh = c / heads;
-  const nw = (g / ws) ** 2;
+  // Hugging Face's SwinLayer.maybe_pad: the normalised grid padded with zeros (right, bottom) to
+  // whole windows before the shift; the padding takes part in attention (no mask) and is cropped after.
+  const gp = paddedGrid(a, i);
+  const nw = (gp / ws) ** 2;
   const t = ws * ws;
   const rows = n * nw;
-  const win = partition(roll2d(tf.reshape(xn, [n, g, g, c]) as tf.Tensor4D, -shift), ws);
+  const grid = tf.reshape(xn, [n, g, g, c]) as tf.Tensor4D;
+  const padded = gp === g ? grid : tf.pad(grid, [[0, 0], [0, gp - g], [0, gp - g], [0, 0]]);
+  const win = partition(roll2d(padded, -shift), ws);
   const flat = tf.reshape(win, [rows * t, c]) as tf.Tensor2D;
   const split = (y: tf.Tensor2D, perm: number[], shape: [number, number, number]) =>
     tf.reshape(tf.transpose(tf.reshape(y, [rows, t, heads, dh]), perm), shape) as tf.Tensor3D;
@@ -60,7 +66,8 @@ function windowAttention(backbone: Backbone, i: number, xn: tf.Tensor3D): tf.Ten
   const logits = tf.add(tf.reshape(tf.matMul(q, kT), [n, nw, heads, t, t]), bias);
   const probs = tf.reshape(tf.softmax(logits), [rows * heads, t, t]) as tf.Tensor3D;
   const out = tf.reshape(tf.transpose(tf.reshape(tf.matMul(probs, v), [rows, heads, t, dh]), [0, 2, 1, 3]), [rows, t, c]) as tf.Tensor3D;
-  const merged = roll2d(unpartition(out, n, g, ws), shift);
+  const back = roll2d(unpartition(out, n, gp, ws), shift);
+  const merged = gp === g ? back : tf.slice(back, [0, 0, 0, 0], [n, g, g, c]);
   return linear(tf.reshape(merged, [n * g * g, c]) as tf.Tensor2D, w.wo, w.bo);
 }
 
@@ -76,14 +83,18 @@ export function swinBlock(backbone: Backbone, i: number, x: tf.Tensor3D): tf.Ten
   return tf.reshape(tf.add(x3, linear(hidden, w.w2, w.b2)), [n, l, c]);
 }
 
-/** Patch merging after stage s: [n, g·g, C] → [n, (g/2)², 2C] (concat of the 2×2 neighbours as x0, x1, x2, x3 = (0,0), (1,0), (0,1), (1,1), LayerNorm, reduction). */
+/**
+ * Patch merging after stage s: [n, g·g, C] → [n, ⌈g/2⌉², 2C] (concat of the 2×2 neighbours as x0, x1, x2, x3 = (0,0), (1,0), (0,1), (1,1), LayerNorm, reduction);
+ * an odd grid first gets a zero row and column (right, bottom), as Hugging Face's SwinPatchMerging.maybe_pad.
+ */
 export function patchMerge(backbone: Backbone, s: number, x: tf.Tensor3D): tf.Tensor3D {
   const g = backbone.config.swin!.stageGrids[s];
   const [n, , c] = x.shape;
-  const h = g / 2;
+  const h = Math.ceil(g / 2);
+  const even = g % 2 === 0 ? x : tf.pad(tf.reshape(x, [n, g, g, c]), [[0, 0], [0, 1], [0, 1], [0, 0]]);
   // [n, h, 2 (row offset), h, 2 (col offset), C] → [n, h, h, col offset, row offset, C]: the
   // concatenation order (0,0), (1,0), (0,1), (1,1) reads row offset fastest.
-  const cat = tf.reshape(tf.transpose(tf.reshape(x, [n, h, 2, h, 2, c]), [0, 1, 3, 4, 2, 5]), [n * h * h, 4 * c]) as tf.Tensor2D;
+  const cat = tf.reshape(tf.transpose(tf.reshape(even, [n, h, 2, h, 2, c]), [0, 1, 3, 4, 2, 5]), [n * h * h, 4 * c]) as tf.Tensor2D;
   const m = backbone.swin!.merges[s];
   return tf.reshape(linear(layerNorm(cat, m.normG, m.normB, backbone.config.eps), m.w), [n, h * h, 2 * c]);
 }

@@ -139,7 +139,7 @@ describe('Swin checkpoint layouts', () => {
     backbone.dispose();
   });
 
-  it('errors: a missing tensor, a wrong depth, another input size, an unknown tensor', () => {
+  it('errors: a missing tensor, a wrong depth, an input size off the patch grid, an unknown tensor', () => {
     const config = readFileSync(path.join(DIR, 'config.json'));
     const model = readFileSync(path.join(DIR, 'model.safetensors'));
     const withConfig = (edit: (c: Record<string, unknown>) => void) => {
@@ -149,7 +149,7 @@ describe('Swin checkpoint layouts', () => {
     };
     expect(() => loadBackboneFromFiles({ model, config: withConfig((c) => (c.depths = [2, 2, 1, 2])) })).toThrow(/stage 2 has more blocks than config.json's depths\[2\] = 1/);
     expect(() => loadBackboneFromFiles({ model, config: withConfig((c) => (c.depths = [2, 2, 2, 3])) })).toThrow(/missing tensor 'encoder.layers.3.blocks.2.attention.self.relative_position_bias_table'/);
-    expect(() => loadBackboneFromFiles({ model, config }, { imageSize: 128 })).toThrow(/running it at 128px is not supported/);
+    expect(() => loadBackboneFromFiles({ model, config }, { imageSize: 127 })).toThrow(/multiple of its 2px patches/);
     const timm = toTimm(true, false).filter((t) => t.name !== 'layers.1.blocks.0.attn.qkv.weight');
     expect(() => loadBackboneFromFiles({ model: writeSafetensors(timm), config: timmConfig() })).toThrow(/missing tensor 'layers.1.blocks.0.attn.qkv.weight'/);
     const extra = [...toTimm(true, false), { name: 'layers.0.blocks.0.attn.extra', shape: [1], data: new Float32Array(1) }];

@@ -2,7 +2,8 @@
  * The serving engine on a Swin backbone (the golden Swin fixture's): mixed-tenant batches of
  * varied DTL / DTL+ adapters with different splits and fan-out answer what each adapter gives
  * alone; asked for onnxruntime, the Swin stays on tfjs; the prefix-activation cache
- * (PREFIX_CACHE_BYTES > 0) gives the same answers, also where a cached longer prefix is cut.
+ * (PREFIX_CACHE_BYTES > 0) gives the same answers, also where a cached longer prefix is cut —
+ * at the checkpoint's 64 px and at 72 px (another input size: padded windows, odd merges).
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -17,7 +18,10 @@ const FIXTURE = path.resolve(import.meta.dirname, '../fixtures/dtl-golden-swin-h
 const ADAPTERS = 6;
 const IMAGES = 3;
 
-describe('ServingEngine on a Swin backbone', () => {
+describe.each([
+  { size: 64, stage1: [256, 16] },
+  { size: 72, stage1: [324, 16] },
+])('ServingEngine on a Swin backbone at $size px', ({ size, stage1 }) => {
   let backbone: Backbone;
   let dir: string;
   let blobs: DiskBlobStore;
@@ -27,7 +31,8 @@ describe('ServingEngine on a Swin backbone', () => {
 
   beforeAll(async () => {
     await initBackend('wasm');
-    backbone = await loadBackboneFromDir(FIXTURE);
+    backbone = await loadBackboneFromDir(FIXTURE, { imageSize: size });
+    expect(backbone.config.imageSize).toBe(size);
     dir = await makeTempDir('dtl-swin-engine');
     blobs = await DiskBlobStore.open({ root: dir, fsync: false });
     stored = await storeAdapters(blobs, backbone, ADAPTERS, { spec: (i) => variedSpec(i + 3, backbone.config.depth) });
@@ -50,7 +55,7 @@ describe('ServingEngine on a Swin backbone', () => {
   it('the adapters differ in split and kind', () => {
     expect(new Set(stored.map((s) => Math.min(...s.spec.addAfterBlocks))).size).toBeGreaterThanOrEqual(3);
     expect(stored.some((s) => s.spec.fusionKernel > 0) && stored.some((s) => s.spec.fusionKernel === 0)).toBe(true);
-    expect(blockShape(backbone.config, 2)).toEqual([256, 16]);
+    expect(blockShape(backbone.config, 2)).toEqual(stage1);
   });
 
   it('mixed-tenant batches with fan-out equal each adapter alone (1e-5); nothing leaks', async () => {
