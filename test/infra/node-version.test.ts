@@ -8,6 +8,7 @@
  * here fails the test until its date is added; a date that passes fails it too — time to move the
  * images to the next LTS line.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -69,6 +70,22 @@ describe.each(dockerfiles)('infra/docker/%s runs a supported Node', (name) => {
     expect(/^major=(\d+)$/m.exec(script)?.[1]).toBe(String(major));
     // Not part of `npm test`: it downloads a Node.
     expect(packageJson.scripts.test).not.toContain('test:node');
+  });
+});
+
+describe('scripts/test-on-node.sh', () => {
+  // Only its refusals run here: a real run downloads a Node from the npm registry.
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync('sh', [path.join(ROOT, 'scripts', 'test-on-node.sh'), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 10_000 });
+
+  it('refuses a MAJOR that is not a number, and a NODE_VERSION of another major, before fetching anything', () => {
+    const bad = run(['lts']);
+    expect(bad.status).toBe(64);
+    expect(bad.stderr).toContain("MAJOR must be a number, got 'lts'");
+    const other = run(['24'], { NODE_VERSION: '22.1.0' });
+    expect(other.status).toBe(64);
+    expect(other.stderr).toContain('NODE_VERSION=22.1.0 is not Node 24');
+    expect(other.stderr).not.toContain('fetching');
   });
 });
 
