@@ -130,7 +130,10 @@ describe.each([
       const config = loadConfig(Object.fromEntries(env));
       expect(config.DATABASE_URL, name).toBeDefined();
       expect(config.S3_BUCKET, name).toBeDefined();
-      expect(config.TFJS_BACKEND, name).toBe(name !== 'minio-init' && variant === 'gpu' ? 'tensorflow' : 'auto');
+      const gpuCompute = name !== 'minio-init' && variant === 'gpu';
+      expect(config.TFJS_BACKEND, name).toBe(gpuCompute ? 'wasm' : 'auto');
+      // On GPU the backbone runs on onnxruntime's CUDA provider, and a provider that cannot start fails the start.
+      expect([config.BACKBONE_ENGINE, config.ENGINE_PROVIDER], name).toEqual(gpuCompute ? ['onnxruntime', 'cuda'] : ['auto', 'cpu']);
     }
     expect(loadConfig(Object.fromEntries(composeEnv(svc.api))).WORKER_ENABLED).toBe(false);
     expect(loadConfig(Object.fromEntries(composeEnv(svc.worker))).WORKER_ENABLED).toBe(true);

@@ -2,7 +2,8 @@
  * infra/docker: the two Dockerfiles parsed into stages. No Docker engine runs here, so what a build
  * would catch late is checked early: multi-stage, a non-root numeric USER, a health check that
  * exists, no dev dependencies or npm in the final image, every COPY source present and not
- * dropped by .dockerignore, ENV the config schema accepts, and the GPU stage's offline install.
+ * dropped by .dockerignore, ENV the config schema accepts, and the GPU image's CUDA provider
+ * install. Which Node the images run is node-version.test.ts's.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -69,7 +70,7 @@ describe.each(['cpu', 'gpu'] as const)('infra/docker/Dockerfile.%s', (variant) =
       expect(s.from, s.name).toMatch(/^[\w./-]+:[\w.-]+$/);
       expect(s.from).not.toMatch(/:latest$/);
     }
-    expect(df.globalArgs.get('NODE_IMAGE')).toMatch(/^node:20[.-]/);
+    expect(df.globalArgs.get('NODE_IMAGE')).toMatch(/^node:\d+-[a-z]+-slim$/);
   });
 
   it('runs as a numeric non-root user, the uid the Kubernetes pods use', () => {
@@ -148,7 +149,7 @@ describe.each(['cpu', 'gpu'] as const)('infra/docker/Dockerfile.%s', (variant) =
     const env = effectiveEnv(df, final);
     for (const k of env.keys()) expect(CONFIG_KEYS.has(k) || startScript.env.has(k), k).toBe(true);
     const config = loadConfig(Object.fromEntries(env));
-    expect(config.TFJS_BACKEND).toBe(variant === 'gpu' ? 'tensorflow' : 'wasm');
+    expect(config.TFJS_BACKEND).toBe('wasm');
     expect(config.DATA_DIR).toBe('/data');
     expect(config.BACKBONE).toBe('/app/backbones/default');
     expect(effective(df, final, 'EXPOSE')).toBe(String(config.PORT));
@@ -163,42 +164,53 @@ describe.each(['cpu', 'gpu'] as const)('infra/docker/Dockerfile.%s', (variant) =
   });
 });
 
-describe('infra/docker/Dockerfile.gpu: CUDA and the offline TensorFlow install', () => {
+describe('infra/docker/Dockerfile.gpu: onnxruntime on CUDA 12', () => {
   const df = read('Dockerfile.gpu');
   const deps = stage(df, 'deps');
+  const runtime = stage(df, 'runtime-nobackbone');
 
-  it('builds on CUDA 11.2 with cuDNN 8 (what libtensorflow 2.9.1 is built against)', () => {
+  it('runs on a supported CUDA 12 + cuDNN 9 base (Ubuntu 24.04), what onnxruntime-node 1.2x/1.3x GPU builds link against', () => {
     const cuda = df.globalArgs.get('CUDA_IMAGE') ?? '';
-    expect(cuda).toMatch(/^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime-/);
-    expect(deps.from).toBe(cuda);
-    expect(stage(df, 'runtime-nobackbone').from).toBe(cuda);
+    // The 12.x `cudnn-runtime` tags carry cuDNN 9; the runtime flavour has cuBLAS, cuFFT, cuRAND.
+    expect(cuda).toMatch(/^nvidia\/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu24\.04$/);
+    expect(runtime.from).toBe(cuda);
   });
 
-  it('takes the libtensorflow mirror and the addon mirror as build args, or a pre-placed copy', () => {
+  it('the backbone runs on the CUDA provider and refuses to start without it; tfjs on wasm', () => {
+    const config = loadConfig(Object.fromEntries(effectiveEnv(df, df.stages[df.stages.length - 1])));
+    expect(config.ENGINE_PROVIDER).toBe('cuda');
+    expect(config.BACKBONE_ENGINE).toBe('onnxruntime');
+    expect(config.TFJS_BACKEND).toBe('wasm');
+  });
+
+  it('installs the CUDA provider with install-ort-cuda.mjs, from a mirror, a vendored copy or nuget.org', () => {
     const args = deps.instructions.filter((i) => i.op === 'ARG').map((i) => i.args.split('=')[0]);
-    expect(args).toEqual(expect.arrayContaining(['TFJS_NODE_BASE_URI', 'TFJS_BINDING_HOST_MIRROR']));
-    const install = deps.instructions.find((i) => i.op === 'RUN' && i.args.includes('install-tfjs-gpu.sh'));
-    expect(install?.args).toContain('TFJS_NODE_BASE_URI="${TFJS_NODE_BASE_URI}"');
-    expect(install?.args).toContain('npm_config_tfjs_binding_binary_host_mirror="${TFJS_BINDING_HOST_MIRROR}"');
-    expect(install?.args).toContain('npm_config_nodedir=/usr/local');
+    expect(args).toEqual(expect.arrayContaining(['ORT_NUGET_MIRROR', 'ONNXRUNTIME_NODE_INSTALL']));
+    const install = deps.instructions.find((i) => i.op === 'RUN' && i.args.includes('install-ort-cuda.mjs'));
+    expect(install?.args).toContain('ORT_NUGET_MIRROR="${ORT_NUGET_MIRROR}"');
+    expect(install?.args).toContain('ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL}"');
+    expect(install?.args).toContain('node infra/docker/install-ort-cuda.mjs /app/node_modules/onnxruntime-node /tmp/vendor');
+    // Run from /app so its `import 'yauzl'` resolves in the app's production node_modules.
+    expect(copies(deps).find((c) => c.sources.includes('infra/docker/install-ort-cuda.mjs'))?.dest).toBe('./infra/docker/');
+    expect(effective(df, deps, 'WORKDIR')).toBe('/app');
+    expect(packageJson.dependencies.yauzl).toBeDefined();
     expect(copies(deps).some((c) => c.sources.includes('infra/docker/vendor/'))).toBe(true);
-    // The CPU binding is dropped; the GPU one is what TFJS_BACKEND=tensorflow loads.
-    expect(deps.instructions.some((i) => i.op === 'RUN' && i.args.includes('rm -rf node_modules/@tensorflow/tfjs-node '))).toBe(true);
-  });
-
-  it('the build fails when the native binding does not load', () => {
-    const smoke = stage(df, 'runtime-nobackbone').instructions.find((i) => i.op === 'RUN' && i.args.includes('--input-type=module'));
-    expect(smoke?.args).toContain("await import('@tensorflow/tfjs-node-gpu')");
-  });
-});
-
-describe('infra/docker/Dockerfile.cpu: wasm backend', () => {
-  it('drops the native bindings and checks that the wasm backend loads', () => {
-    const df = read('Dockerfile.cpu');
-    const deps = stage(df, 'deps');
+    // Both native TensorFlow bindings are dropped: libtensorflow 2.9.1 (CUDA 11.2) is not this image's path.
     expect(deps.instructions.some((i) => i.op === 'RUN' && /rm -rf node_modules\/@tensorflow\/tfjs-node node_modules\/@tensorflow\/tfjs-node-gpu/.test(i.args))).toBe(true);
-    const smoke = stage(df, 'runtime-nobackbone').instructions.find((i) => i.op === 'RUN' && i.args.includes('--input-type=module'));
+  });
+
+  it('the build fails when onnxruntime does not load or a library the CUDA provider needs is missing', () => {
+    const smoke = runtime.instructions.find((i) => i.op === 'RUN' && i.args.includes('--input-type=module'));
+    expect(smoke?.args).toContain("await import('onnxruntime-node')");
     expect(smoke?.args).toContain("await import('@tensorflow/tfjs-backend-wasm')");
+    expect(smoke?.args).toMatch(/ldd \/app\/node_modules\/onnxruntime-node\/bin\/napi-v6\/linux\/x64\/libonnxruntime_providers_cuda\.so/);
+    expect(smoke?.args).toContain('exit 1');
+  });
+
+  it("the runtime's node is the Node image's binary (the CUDA base has no Node)", () => {
+    const node = copies(runtime).find((c) => c.dest === '/usr/local/bin/node');
+    expect(node?.from).toBe('node');
+    expect(stage(df, 'node').from).toBe(df.globalArgs.get('NODE_IMAGE'));
   });
 });
 

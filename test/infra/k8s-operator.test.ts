@@ -77,6 +77,21 @@ describe.each(['gpu', 'cpu'] as const)('infra/k8s/%s: operator invariants', (var
     }
   });
 
+  it('worker memory: the request covers the measured ViT-B training RSS, the limit its peak plus the prefix cache and a data set', () => {
+    // bench/worker-rss.ts on Node 24 (infra/README.md, "Upload spool and memory"): a worker training
+    // a ViT-B/16 at batch 32 ran at 3.66 GiB steady, 3.80 GiB peak.
+    const steady = 3.66 * 2 ** 30;
+    const peak = 3.8 * 2 ** 30;
+    const workerC = worker.spec.template.spec.containers[0];
+    const config = loadConfig(Object.fromEntries(containerEnv(objects, workerC)));
+    const req = quantity(String(workerC.resources?.requests?.memory));
+    const lim = quantity(String(workerC.resources?.limits?.memory));
+    expect(config.WORKER_CONCURRENCY).toBe(1);
+    expect(req).toBeGreaterThanOrEqual(steady);
+    // Prefix rows grow to TRAIN_CACHE_BYTES on a large data set; its pixels (10 k images at 224 px) come on top.
+    expect(lim).toBeGreaterThanOrEqual(peak + config.TRAIN_CACHE_BYTES + 10_000 * 224 * 224 * 3);
+  });
+
   it('the API spool (DATA_DIR) holds 4 tenants each uploading UPLOADS_PER_TENANT maximum files at once', () => {
     // Uploads are spooled whole under DATA_DIR/tmp before they go to S3 (src/services/datasets.ts).
     const spoolTenants = 4;

@@ -178,7 +178,9 @@ describe.each(VARIANTS)('infra/k8s/%s', (variant) => {
       expect(unknown, d.metadata.name).toEqual([]);
       for (const e of c.env ?? []) expect(e.valueFrom, `${e.name} uses only literal values`).toBeUndefined();
       const config = loadConfig(Object.fromEntries(env));
-      expect(config.TFJS_BACKEND).toBe(variant === 'gpu' ? 'tensorflow' : 'wasm');
+      expect(config.TFJS_BACKEND).toBe('wasm');
+      // GPU: the backbone on onnxruntime's CUDA provider, no silent fallback to the CPU.
+      expect([config.BACKBONE_ENGINE, config.ENGINE_PROVIDER]).toEqual(variant === 'gpu' ? ['onnxruntime', 'cuda'] : ['auto', 'cpu']);
       expect(config.DATABASE_URL).toMatch(/^postgres:\/\//);
       expect(config.S3_BUCKET).toBeTruthy();
       expect(config.ADMIN_TOKEN?.length).toBeGreaterThanOrEqual(16);

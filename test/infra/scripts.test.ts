@@ -1,8 +1,8 @@
 /**
  * The scripts the images run, executed for real: the container health check against a loopback
  * HTTP server, the compose bucket init against an in-process S3 server (s3rver), and the GPU
- * image's libtensorflow installer against a stand-in package (the real one downloads from the
- * internet, which these machines cannot reach).
+ * image's onnxruntime CUDA-provider installer against a stand-in package and NuGet packages built
+ * here (the real ones come from nuget.org, which these machines cannot reach).
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -154,109 +154,150 @@ describe('infra/docker/create-bucket.mjs', () => {
   });
 });
 
-describe('infra/docker/install-tfjs-gpu.sh', () => {
-  const script = path.join(DOCKER, 'install-tfjs-gpu.sh');
+describe('infra/docker/install-ort-cuda.mjs', () => {
+  const script = path.join(DOCKER, 'install-ort-cuda.mjs');
+  const VERSION = '1.30.0';
+  const ID = 'microsoft.ml.onnxruntime.gpu.linux';
+  const NATIVE = 'runtimes/linux-x64/native/';
+  // An ELF header and a marker: what the installer checks, and what the test traces back to a source.
+  const so = (marker: string) => Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46]), Buffer.from(marker)]);
+  const PROVIDERS = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_tensorrt.so'];
 
-  /**
-   * A stand-in @tensorflow/tfjs-node-gpu: its scripts/install.js records how it was called and,
-   * like the real one, leaves deps/lib/libtensorflow.so.2.9.1 (downloaded when asked to) and the
-   * addon under lib/napi-v8/ — unless told to "fail" to produce the addon.
-   */
-  function fakePackage(name: string, opts: { noAddon?: boolean } = {}): string {
-    const pkg = path.join(tmpRoot, name, 'node_modules', '@tensorflow', 'tfjs-node-gpu');
-    fs.mkdirSync(path.join(pkg, 'scripts'), { recursive: true });
-    fs.mkdirSync(path.join(tmpRoot, name, 'node_modules', '.bin'), { recursive: true });
-    fs.writeFileSync(
-      path.join(pkg, 'scripts', 'install.js'),
-      `const fs = require('fs'), path = require('path');
-const root = path.join(__dirname, '..');
-fs.writeFileSync(path.join(root, 'called.json'), JSON.stringify({
-  argv: process.argv.slice(2), cwd: process.cwd(), baseUri: process.env.TFJS_NODE_BASE_URI ?? null,
-  mirror: process.env.npm_config_tfjs_binding_binary_host_mirror ?? null, path: process.env.PATH,
-  custom: fs.existsSync(path.join(__dirname, 'custom-binary.json')) }));
-if (process.argv[3] === 'download') {
-  fs.mkdirSync(path.join(root, 'deps', 'lib'), { recursive: true });
-  fs.writeFileSync(path.join(root, 'deps', 'lib', 'libtensorflow.so.2.9.1'), 'downloaded');
-}
-${opts.noAddon ? '' : "fs.mkdirSync(path.join(root, 'lib', 'napi-v8'), { recursive: true }); fs.writeFileSync(path.join(root, 'lib', 'napi-v8', 'tfjs_binding.node'), 'addon');"}
-`,
-    );
-    return pkg;
+  /** A stand-in onnxruntime-node: package.json with its version and the CPU binaries' folder. */
+  function fakePackage(name: string, installScript?: string): { pkg: string; bin: string } {
+    const pkg = path.join(tmpRoot, name, 'node_modules', 'onnxruntime-node');
+    const bin = path.join(pkg, 'bin', 'napi-v6', 'linux', 'x64');
+    fs.mkdirSync(bin, { recursive: true });
+    fs.mkdirSync(path.join(pkg, 'script'), { recursive: true });
+    fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'onnxruntime-node', version: VERSION }));
+    fs.writeFileSync(path.join(bin, 'libonnxruntime.so.1'), so('core'));
+    if (installScript !== undefined) fs.writeFileSync(path.join(pkg, 'script', 'install.js'), installScript);
+    return { pkg, bin };
   }
-  const vendorDir = (name: string, files: Record<string, string>): string => {
+  /** A .nupkg as NuGet lays it out: a zip with the providers under runtimes/linux-x64/native/. */
+  async function nupkg(marker: string, files = PROVIDERS): Promise<Buffer> {
+    const yazl = createRequire(import.meta.url)('yazl') as { ZipFile: new () => { addBuffer(b: Buffer, n: string): void; end(): void; outputStream: NodeJS.ReadableStream } };
+    const zip = new yazl.ZipFile();
+    zip.addBuffer(Buffer.from('<package/>'), `${ID}.nuspec`);
+    for (const f of files) zip.addBuffer(so(`${marker}:${f}`), NATIVE + f);
+    zip.addBuffer(so('win'), 'runtimes/win-x64/native/onnxruntime_providers_cuda.dll');
+    zip.end();
+    const chunks: Buffer[] = [];
+    for await (const c of zip.outputStream) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+  const vendorDir = (name: string, files: Record<string, Buffer | string>): string => {
     const dir = path.join(tmpRoot, name);
+    fs.mkdirSync(dir, { recursive: true });
     for (const [p, content] of Object.entries(files)) {
       fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
       fs.writeFileSync(path.join(dir, p), content);
     }
-    fs.mkdirSync(dir, { recursive: true });
     return dir;
   };
-  const called = (pkg: string) => JSON.parse(fs.readFileSync(path.join(pkg, 'called.json'), 'utf8')) as {
-    argv: string[];
-    baseUri: string | null;
-    mirror: string | null;
-    path: string;
-    custom: boolean;
-  };
+  const marker = (bin: string, f: string) => fs.readFileSync(path.join(bin, f)).subarray(4).toString();
+  // The script imports yauzl, a production dependency: run from the repository, as from /app in the image.
+  const install = (pkg: string, vendor: string, env: Record<string, string> = {}) => run(process.execPath, [script, pkg, vendor], env);
 
-  it('uses a pre-placed libtensorflow without downloading', async () => {
-    const pkg = fakePackage('preplaced');
-    const vendor = vendorDir('preplaced-vendor', {
-      'libtensorflow/lib/libtensorflow.so.2.9.1': 'vendored',
-      'libtensorflow/include/tensorflow/c/c_api.h': '// header',
-    });
-    const r = await run('sh', [script, pkg, vendor], {});
+  it('extracts the providers from a vendored .nupkg of the same version, whatever its name case', async () => {
+    const { pkg, bin } = fakePackage('nupkg');
+    const vendor = vendorDir('nupkg-vendor', { [`Microsoft.ML.OnnxRuntime.Gpu.Linux.${VERSION}.nupkg`]: await nupkg('vendored') });
+    const r = await install(pkg, vendor);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(called(pkg).argv).toEqual(['gpu']);
-    expect(fs.readFileSync(path.join(pkg, 'deps/lib/libtensorflow.so.2.9.1'), 'utf8')).toBe('vendored');
-    expect(fs.existsSync(path.join(pkg, 'deps/include/tensorflow/c/c_api.h'))).toBe(true);
-    expect(r.stdout).toContain('install-tfjs-gpu: ok');
+    for (const f of PROVIDERS) expect(marker(bin, f)).toBe(`vendored:${f}`);
+    expect(fs.readdirSync(bin).some((f) => f.endsWith('.dll'))).toBe(false);
+    expect(r.stdout).toContain('install-ort-cuda: ok');
   });
 
-  it('downloads from the mirror given in TFJS_NODE_BASE_URI, with the addon mirror passed through', async () => {
-    const pkg = fakePackage('mirror');
-    const vendor = vendorDir('mirror-vendor', {});
-    const r = await run('sh', [script, pkg, vendor], {
-      TFJS_NODE_BASE_URI: 'https://mirror.internal/libtensorflow/libtensorflow-',
-      npm_config_tfjs_binding_binary_host_mirror: 'https://mirror.internal/tf-builds/pre-built-binary',
+  it('refuses a vendored .nupkg of another version (the providers load only into their own core)', async () => {
+    const { pkg, bin } = fakePackage('oldpkg');
+    const vendor = vendorDir('oldpkg-vendor', { [`${ID}.1.22.0.nupkg`]: await nupkg('old') });
+    const r = await install(pkg, vendor);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`needs ${ID}.${VERSION}.nupkg`);
+    expect(fs.existsSync(path.join(bin, 'libonnxruntime_providers_cuda.so'))).toBe(false);
+  });
+
+  it('copies pre-extracted provider files from vendor/onnxruntime-gpu/', async () => {
+    const { pkg, bin } = fakePackage('files');
+    const vendor = vendorDir('files-vendor', {
+      'onnxruntime-gpu/libonnxruntime_providers_shared.so': so('files:shared'),
+      'onnxruntime-gpu/libonnxruntime_providers_cuda.so': so('files:cuda'),
     });
+    const r = await install(pkg, vendor);
     expect(r.code).toBe(0);
-    const c = called(pkg);
-    expect(c.argv).toEqual(['gpu', 'download']);
-    expect(c.baseUri).toBe('https://mirror.internal/libtensorflow/libtensorflow-');
-    expect(c.mirror).toBe('https://mirror.internal/tf-builds/pre-built-binary');
-    // install.js starts node-pre-gyp through the shell: the app's node_modules/.bin is on PATH.
-    expect(c.path.split(':').map((p) => path.resolve(p))).toContain(path.resolve(pkg, '../../.bin'));
+    expect(marker(bin, 'libonnxruntime_providers_cuda.so')).toBe('files:cuda');
+    // TensorRT's provider is optional (the image has no TensorRT).
+    expect(fs.existsSync(path.join(bin, 'libonnxruntime_providers_tensorrt.so'))).toBe(false);
   });
 
-  it('takes a custom-binary.json from the vendor folder', async () => {
-    const pkg = fakePackage('custom');
-    const vendor = vendorDir('custom-vendor', { 'custom-binary.json': '{"tf-lib": "https://mirror.internal/tf.tar.gz"}' });
-    const r = await run('sh', [script, pkg, vendor], {});
-    expect(r.code).toBe(0);
-    expect(called(pkg)).toMatchObject({ argv: ['gpu', 'download'], custom: true });
+  it('downloads the package from a NuGet flat-container mirror (ORT_NUGET_MIRROR)', async () => {
+    const body = await nupkg('mirror');
+    const asked: string[] = [];
+    const server = http.createServer((req, res) => {
+      asked.push(req.url ?? '');
+      if (req.url === `/nuget/v3/content/${ID}/${VERSION}/${ID}.${VERSION}.nupkg`) res.writeHead(200).end(body);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { pkg, bin } = fakePackage('mirror');
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/nuget/v3/content`;
+      const r = await install(pkg, vendorDir('mirror-vendor', {}), { ORT_NUGET_MIRROR: base });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(asked).toHaveLength(1);
+      expect(marker(bin, 'libonnxruntime_providers_shared.so')).toBe('mirror:libonnxruntime_providers_shared.so');
+      // The download is not left in the package.
+      expect(fs.readdirSync(pkg).filter((f) => f.startsWith('.ort-cuda-'))).toEqual([]);
+      const missing = await install(fakePackage('mirror404').pkg, vendorDir('mirror404-vendor', {}), { ORT_NUGET_MIRROR: `${base}/nothing-here/` });
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('answered 404');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
-  it('refuses to guess when no source is given', async () => {
-    const pkg = fakePackage('nosource');
-    const r = await run('sh', [script, pkg, vendorDir('nosource-vendor', {})], {});
+  it("falls back to onnxruntime-node's own installer with ONNXRUNTIME_NODE_INSTALL, and checks what it left", async () => {
+    // The real one fetches from nuget.org; this one records its environment and writes the files.
+    const writes = `const fs = require('fs'), path = require('path');
+const bin = path.join(__dirname, '..', 'bin/napi-v6/linux/x64');
+fs.writeFileSync(path.join(__dirname, 'called.json'), JSON.stringify({ flag: process.env.ONNXRUNTIME_NODE_INSTALL, cwd: process.cwd() }));
+for (const f of ${JSON.stringify(PROVIDERS.slice(0, 2))}) fs.writeFileSync(path.join(bin, f), Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46]), Buffer.from('ort')]));
+`;
+    const { pkg, bin } = fakePackage('ortinstall', writes);
+    const r = await install(pkg, vendorDir('ortinstall-vendor', {}), { ONNXRUNTIME_NODE_INSTALL: 'cuda12' });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(pkg, 'script', 'called.json'), 'utf8'))).toEqual({ flag: 'cuda12', cwd: pkg });
+    expect(marker(bin, 'libonnxruntime_providers_cuda.so')).toBe('ort');
+
+    // An installer that "succeeds" without leaving a shared library fails the build.
+    const { pkg: bad } = fakePackage('ortinstall-bad', "require('fs').writeFileSync(require('path').join(__dirname, '..', 'bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so'), '<html>proxy login</html>');");
+    const rb = await install(bad, vendorDir('ortinstall-bad-vendor', {}), { ONNXRUNTIME_NODE_INSTALL: 'cuda12' });
+    expect(rb.code).toBe(1);
+    expect(rb.stderr).toMatch(/libonnxruntime_providers_shared\.so is missing|no ELF header/);
+  });
+
+  it('refuses to guess when no source is given, and names the three ways', async () => {
+    const { pkg, bin } = fakePackage('nosource');
+    const r = await install(pkg, vendorDir('nosource-vendor', {}));
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('no libtensorflow source');
-    expect(fs.existsSync(path.join(pkg, 'called.json'))).toBe(false);
+    expect(r.stderr).toContain('no source for the CUDA provider');
+    expect(r.stderr).toContain('ORT_NUGET_MIRROR');
+    expect(r.stderr).toContain('ONNXRUNTIME_NODE_INSTALL=cuda12');
+    expect(fs.readdirSync(bin)).toEqual(['libonnxruntime.so.1']);
   });
 
-  it('fails the build when the addon did not appear', async () => {
-    const pkg = fakePackage('noaddon', { noAddon: true });
-    const r = await run('sh', [script, pkg, vendorDir('noaddon-vendor', {})], { TFJS_NODE_BASE_URI: 'https://m/' });
+  it('fails when onnxruntime-node is not installed', async () => {
+    const r = await install(path.join(tmpRoot, 'absent'), tmpRoot);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('tfjs_binding.node');
+    expect(r.stderr).toContain('is onnxruntime-node installed?');
   });
 
-  it('fails when the package is not installed', async () => {
-    const r = await run('sh', [script, path.join(tmpRoot, 'absent'), tmpRoot], {});
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('is @tensorflow/tfjs-node-gpu installed?');
+  it("the vendor folder's README names the version the lockfile installs", () => {
+    const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version: string }> };
+    const ort = lock.packages['node_modules/onnxruntime-node'].version;
+    expect(fs.readFileSync(path.join(DOCKER, 'vendor', 'README.md'), 'utf8')).toContain(`(${ort} today)`);
   });
 });
