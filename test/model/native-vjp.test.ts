@@ -73,6 +73,15 @@ describe('native frozen blocks: forward and VJP against tfjs', () => {
       expect(blocks.vjp(0, x, x, n)).toHaveLength(n * tokens * width);
     }
     expect(() => blocks.forward(0, new Float32Array(7), 1)).toThrow(/expected 1×/);
+    // More rows than one session run takes (2,048 token rows): run in chunks, same answer as tfjs.
+    const n = Math.ceil(2048 / tokens) + 9;
+    const r = rng(12);
+    const x = Float32Array.from({ length: n * tokens * width }, () => r.normal());
+    const ref = tf.tidy(() => vitBlock(tf.tensor3d(x, [n, tokens, width]), backbone.blocks[1], backbone.config).dataSync());
+    expect(maxAbsDiff(blocks.forward(1, x, n), ref as Float32Array)).toBeLessThan(1e-4);
+    const dx = blocks.vjp(1, x, x, n);
+    expect(maxAbsDiff(dx.subarray(0, tokens * width), blocks.vjp(1, x.subarray(0, tokens * width), x.subarray(0, tokens * width), 1))).toBeLessThan(1e-5);
+    expect(maxAbsDiff(dx.subarray((n - 1) * tokens * width), blocks.vjp(1, x.subarray((n - 1) * tokens * width), x.subarray((n - 1) * tokens * width), 1))).toBeLessThan(1e-5);
     expect(tf.memory().numTensors).toBe(before);
   });
 });
