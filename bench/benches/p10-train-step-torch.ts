@@ -3,12 +3,13 @@
  * same step in PyTorch, 1 thread, same shapes: the DTL CSN's reads of the cached prefix block
  * inputs, the frozen suffix with reads and additions, pool, final norm, head, cross-entropy,
  * backward into the CSN and head only, AdamW (bench/lib/torch-train-step.py). Ours is the trainer's
- * step: trainStep on tfjs-wasm with the trainer's default checkpointing (tapeBlocks = depth / 4)
- * and AdamW on the host. Figure: ms of process CPU per step, ours ÷ PyTorch's (lower is better;
+ * step as a training thread runs it: trainStep with the frozen blocks' forward and VJP on
+ * onnxruntime (one intra-op thread) when it loads, else tfjs-wasm with the trainer's default
+ * checkpointing (tapeBlocks = depth / 4); the adapter's maths on tfjs-wasm, AdamW on the host. Figure: ms of process CPU per step, ours ÷ PyTorch's (lower is better;
  * 1 = parity). Rounds alternate between the two; each is the median of its rounds. PyTorch runs
  * from Debian's python3-torch (/usr/bin/python3); without it the row says so plainly.
  */
-import { AdamW, createAdapter, disposePrefix, initBackend, runPrefix, trainStep, type Backbone } from '../../src/model/index.js';
+import { AdamW, createAdapter, detachNative, disposePrefix, initBackend, runPrefix, startBackboneEngine, trainStep, type Backbone } from '../../src/model/index.js';
 import { defaultTapeBlocks } from '../../src/train/hyperparameters.js';
 import { randomPixels } from '../../test/helpers/tiny-backbone.js';
 import { runTorchPeer } from '../lib/torch.js';
@@ -46,6 +47,7 @@ const bench: Bench = {
     for (const c of cases) {
       log(`P10: ${c.label}`);
       const backbone = syntheticBackbone(c.size);
+      const engine = await startBackboneEngine(backbone, 'auto', { provider: 'cpu', threads: 1 });
       const cfg = backbone.config;
       const spec = authorsSpec(cfg.depth, 10, 0, c.rank);
       const split = Math.min(...spec.addAfterBlocks) + 1;
@@ -86,7 +88,8 @@ const bench: Bench = {
         }
         const detail =
           `${quick ? 'quick' : 'full'}; ${describeSize(c.size)}; DTL rank ${c.rank}, reads 0–${cfg.depth - 1}, additions after ${spec.addAfterBlocks[0]}–${cfg.depth - 1} ` +
-          `(prefix blocks 0–${split - 1} cached, ${cfg.depth - split} suffix blocks), 10 classes, batch ${c.batch}, tapeBlocks ${tapeBlocks}; ` +
+          `(prefix blocks 0–${split - 1} cached, ${cfg.depth - split} suffix blocks), 10 classes, batch ${c.batch}, ` +
+          `${engine === 'onnxruntime' ? 'frozen blocks on onnxruntime (forward + VJP graphs, 1 thread)' : `all on tfjs (tapeBlocks ${tapeBlocks})`}; ` +
           `ms of CPU per step, ${rounds} alternating rounds of ≥ ${minCpuMs} ms: ours ${fmt(median(ours))} [${ours.map((x) => fmt(x)).join(', ')}]` +
           (torchNote !== '' ? `; ${torchNote}` : `, PyTorch ${version} ${fmt(median(theirs))} [${theirs.map((x) => fmt(x)).join(', ')}] (autograd, torch.optim.AdamW; ${blas})`);
         log(detail);
@@ -96,6 +99,7 @@ const bench: Bench = {
         pixels.dispose();
         adapter.dispose();
         optimizer.dispose();
+        await detachNative(backbone);
         backbone.dispose();
       }
     }
