@@ -111,6 +111,8 @@ export interface NodeSpec {
   inputs: string[];
   outputs: string[];
   attrs?: Record<string, AttrValue>;
+  /** Operator domain; default the ONNX one ('' ); 'com.microsoft' for onnxruntime's contrib ops. */
+  domain?: string;
 }
 
 export function node(spec: NodeSpec, name: string): Msg {
@@ -118,6 +120,7 @@ export function node(spec: NodeSpec, name: string): Msg {
   for (const i of spec.inputs) n.string(1, i);
   for (const o of spec.outputs) n.string(2, o);
   n.string(3, name).string(4, spec.op);
+  if (spec.domain) n.string(7, spec.domain);
   for (const [k, v] of Object.entries(spec.attrs ?? {})) n.msg(5, attribute(k, v));
   return n;
 }
@@ -164,6 +167,7 @@ export function modelBytes(g: GraphSpec, opset: number): Uint8Array {
     .int(1, 8)
     .string(2, 'dtl-host')
     .msg(7, graph)
-    .msg(8, new Msg().string(1, '').int(2, opset));
+    .msg(8, new Msg().string(1, '').int(2, opset))
+    .msg(8, new Msg().string(1, 'com.microsoft').int(2, 1));
   return model.flatten();
 }
