@@ -32,7 +32,9 @@ import {
   type AdapterSpec,
   type Backbone,
 } from '../../src/model/index.js';
+import type { BackboneConfig } from '../../src/model/backbone-config.js';
 import { processCores } from '../../src/model/native/engine.js';
+import { SEGMENT_BYTES, segmentsOf } from '../../src/model/native/native-backbone.js';
 import { randomAdapter } from '../helpers/tiny-backbone.js';
 import { expectAppError, maxAbsDiff } from './expect.js';
 
@@ -231,6 +233,20 @@ describe('engine start-up when onnxruntime cannot load', () => {
     await detachNative(backbone);
     expect(await startBackboneEngine(backbone, 'tfjs', ENGINE)).toBe('tfjs');
     expect(nativeOf(backbone)).toBeUndefined();
+  });
+});
+
+describe('native session layout', () => {
+  const shape = (width: number, depth: number, patchSize: number, tokens: number) => ({ width, mlpDim: 4 * width, patchSize, tokens, depth }) as BackboneConfig;
+
+  it('cuts ViT-B/16 one block a segment (28 MB each), the embedding with block 0', () => {
+    expect(segmentsOf(shape(768, 12, 16, 197), SEGMENT_BYTES)).toEqual([...Array(12).keys()].map((i) => ({ embed: i === 0, from: i, to: i + 1 })));
+  });
+
+  it('keeps a small backbone whole and groups mid-size blocks up to the limit', () => {
+    expect(segmentsOf(shape(64, 6, 7, 17), SEGMENT_BYTES)).toEqual([{ embed: true, from: 0, to: 6 }]);
+    // ViT-S/16: 7.1 MB a block → four a segment.
+    expect(segmentsOf(shape(384, 12, 16, 197), SEGMENT_BYTES).map((s) => [s.from, s.to])).toEqual([[0, 4], [4, 8], [8, 12]]);
   });
 });
 
