@@ -6,8 +6,9 @@
  * no_grad) when Debian's python3-torch is installed (run with /usr/bin/python3; OpenBLAS at its
  * default core type) — the rows say plainly when it is not.
  * Forward = embedding, every block, final LayerNorm of the mean-pooled patch tokens
- * (backboneFeatures on tfjs; on onnxruntime the native prefix at split = depth, then the same
- * pool on tfjs). Each round runs forwards until ≥ minCpuMs of process CPU time; the figure is the
+ * (backboneFeatures on tfjs; on onnxruntime the native prefix at split = depth — one run per
+ * segment of src/model/native/native-backbone.ts: one for the bundled backbone, twelve for ViT-B —
+ * then the same pool on tfjs). Each round runs forwards until ≥ minCpuMs of process CPU time; the figure is the
  * median of the rounds.
  */
 import path from 'node:path';
@@ -20,6 +21,7 @@ import {
   imagesToTensor,
   initBackend,
   loadBackboneFromDir,
+  nativeOf,
   startBackboneEngine,
   type Backbone,
 } from '../../src/model/index.js';
@@ -86,6 +88,7 @@ const bench: Bench = {
           tf.tidy(() => pool(backbone, tf.tensor3d(x, [c.batch, tokens, width]))).dispose();
         };
         await startBackboneEngine(backbone, 'onnxruntime', { threads: 1, provider: 'cpu' });
+        const segments = nativeOf(backbone)!.layout.length;
         const tfjsRates: number[] = [];
         const ortRates: number[] = [];
         await onOrt(); // warm-up
@@ -108,7 +111,7 @@ const bench: Bench = {
         const tfjs = median(tfjsRates);
         const detail =
           `${quick ? 'quick' : 'full'}; ${c.label}: width ${backbone.config.width}, depth ${backbone.config.depth}, ` +
-          `${backbone.config.tokens} tokens; ${rounds} alternating rounds of ≥ ${minCpuMs} ms CPU; images per CPU-second: ` +
+          `${backbone.config.tokens} tokens; onnxruntime: ${segments} session${segments === 1 ? '' : 's'} (gated block segments), ${segments} run${segments === 1 ? '' : 's'} per forward; ${rounds} alternating rounds of ≥ ${minCpuMs} ms CPU; images per CPU-second: ` +
           `onnxruntime ${fmt(ort)} [${ortRates.map((x) => fmt(x)).join(', ')}], tfjs ${fmt(tfjs)} [${tfjsRates.map((x) => fmt(x)).join(', ')}], ` +
           (typeof torch === 'string' ? torch : `PyTorch ${torch.version} ${fmt(torch.rate)} [${torch.rounds.map((x) => fmt(x)).join(', ')}] (${torch.note})`);
         rows.push(result(`P9 ${c.label}: onnxruntime ÷ tfjs forward images per CPU-second`, ort / tfjs, null, detail));

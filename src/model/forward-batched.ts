@@ -38,6 +38,8 @@ export interface BatchedSuffix {
   add(i: number, y: tf.Tensor3D): tf.Tensor3D;
   /** Frees a tensor this object returned, once the next one is computed. */
   release(x: tf.Tensor3D): void;
+  /** True when nothing happens between block i and block i + 1: no row adds after i, none reads i + 1. */
+  quietAfter(i: number): boolean;
   dispose(): void;
 }
 
@@ -261,6 +263,7 @@ export function batchedSuffix(backbone: Backbone, state: PrefixState, groups: Su
         return own(next);
       },
       release,
+      quietAfter: (i) => !adds.some((s) => s.has(i)) && !anyReads(i + 1),
       dispose: disposeAll,
     };
   } catch (err) {

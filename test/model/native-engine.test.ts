@@ -33,7 +33,9 @@ import {
   type Backbone,
 } from '../../src/model/index.js';
 import { engineOptions, loadConfig } from '../../src/config.js';
+import type { BackboneConfig } from '../../src/model/backbone-config.js';
 import { initEngine, processCores } from '../../src/model/native/engine.js';
+import { SEGMENT_BYTES, segmentsOf } from '../../src/model/native/native-backbone.js';
 import { randomAdapter } from '../helpers/tiny-backbone.js';
 import { expectAppError, maxAbsDiff } from './expect.js';
 
@@ -50,7 +52,13 @@ const rowsOf = (t: tf.Tensor2D): number[][] => {
   return v;
 };
 
-describe.each(['dtl-golden-hf', 'dtl-golden-timm-plus'])('backbone engines on the golden fixture %s', (name) => {
+// One segment (the whole backbone in one session) and one block per segment (as ViT-B is cut).
+describe.each([
+  ['dtl-golden-hf', undefined],
+  ['dtl-golden-timm-plus', undefined],
+  ['dtl-golden-hf', 1],
+  ['dtl-golden-timm-plus', 1],
+] as const)('backbone engines on the golden fixture %s (segment bytes %s)', (name, segmentBytes) => {
   const dir = path.join(FIXTURES, name);
   const expected = JSON.parse(readFileSync(path.join(dir, 'expected.json'), 'utf8')) as Expected;
   let backbone: Backbone;
@@ -62,7 +70,9 @@ describe.each(['dtl-golden-hf', 'dtl-golden-timm-plus'])('backbone engines on th
     backbone = await loadBackboneFromDir(dir);
     golden = loadAdapter(readFileSync(path.join(dir, 'adapter.safetensors')), backbone.config).adapter;
     images = await Promise.all(expected.cases.map((c) => preprocessImage(readFileSync(path.join(dir, c.image)), backbone.config)));
-    expect(await startBackboneEngine(backbone, 'onnxruntime', ENGINE)).toBe('onnxruntime');
+    expect(await startBackboneEngine(backbone, 'onnxruntime', { ...ENGINE, segmentBytes })).toBe('onnxruntime');
+    const depth = backbone.config.depth;
+    expect(nativeOf(backbone)!.layout).toEqual(segmentBytes === 1 ? [...Array(depth).keys()].map((i) => [i, i + 1]) : [[0, depth]]);
   });
   afterAll(async () => {
     await detachNative(backbone);
@@ -96,7 +106,7 @@ describe.each(['dtl-golden-hf', 'dtl-golden-timm-plus'])('backbone engines on th
         expect(golden.spec.labels[got[i].indexOf(Math.max(...got[i]))]).toBe(c.top1);
       });
     } finally {
-      if (engine === 'tfjs') await startBackboneEngine(backbone, 'onnxruntime', ENGINE);
+      if (engine === 'tfjs') await startBackboneEngine(backbone, 'onnxruntime', { ...ENGINE, segmentBytes });
     }
   });
 
@@ -133,6 +143,31 @@ describe.each(['dtl-golden-hf', 'dtl-golden-timm-plus'])('backbone engines on th
     expect(maxAbsDiff(batched[1][0].slice(0, 2), batched[3][0].slice(0, 2))).toBeGreaterThan(1e-2);
     pixels.dispose();
     for (const a of extra) a.dispose();
+  });
+
+  it('a suffix stretch with nothing between its blocks runs as one range and still equals tfjs (1e-4)', async () => {
+    const depth = backbone.config.depth;
+    // Reads block 0 and adds after block 0 only: blocks 1..depth−1 are one quiet stretch.
+    const spec: AdapterSpec = { rank: 2, beta: 100, loraBeforeBlocks: [0], addAfterBlocks: [0], fusionKernel: 3, labels: ['a', 'b'] };
+    const trained = randomAdapter(backbone.config, spec, 31, 0.2);
+    const native = nativeOf(backbone)!;
+    const ranges: Array<[number, number]> = [];
+    const blocks = native.blocks.bind(native);
+    native.blocks = (from, to, x, n) => {
+      ranges.push([from, to]);
+      return blocks(from, to, x, n);
+    };
+    try {
+      const got = rowsOf(await enginePredict(backbone, trained, images));
+      expect(ranges).toEqual([[1, depth]]);
+      const pixels = imagesToTensor(images, backbone.config);
+      const ref = rowsOf(predictLogits(backbone, trained, pixels));
+      pixels.dispose();
+      got.forEach((row, i) => expect(maxAbsDiff(row, ref[i])).toBeLessThan(1e-4));
+    } finally {
+      native.blocks = blocks;
+      trained.dispose();
+    }
   });
 
   it('an untrained adapter (B = 0) on the native engine gives the backbone: head(pooled features)', async () => {
@@ -211,6 +246,20 @@ describe('ENGINE_SPIN_WAIT', () => {
     expect(engine?.options.spinWait).toBe(true);
     expect(lines[0]).toMatch(/\(cpu, 1 thread, spin-waiting\)$/);
     expect((await initEngine('onnxruntime', ENGINE))?.options.spinWait).toBe(false);
+  });
+});
+
+describe('native session layout', () => {
+  const shape = (width: number, depth: number, patchSize: number, tokens: number) => ({ width, mlpDim: 4 * width, patchSize, tokens, depth }) as BackboneConfig;
+
+  it('cuts ViT-B/16 one block a segment (28 MB each), the embedding with block 0', () => {
+    expect(segmentsOf(shape(768, 12, 16, 197), SEGMENT_BYTES)).toEqual([...Array(12).keys()].map((i) => ({ embed: i === 0, from: i, to: i + 1 })));
+  });
+
+  it('keeps a small backbone whole and groups mid-size blocks up to the limit', () => {
+    expect(segmentsOf(shape(64, 6, 7, 17), SEGMENT_BYTES)).toEqual([{ embed: true, from: 0, to: 6 }]);
+    // ViT-S/16: 7.1 MB a block → four a segment.
+    expect(segmentsOf(shape(384, 12, 16, 197), SEGMENT_BYTES).map((s) => [s.from, s.to])).toEqual([[0, 4], [4, 8], [8, 12]]);
   });
 });
 

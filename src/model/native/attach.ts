@@ -32,12 +32,13 @@ export async function detachNative(backbone: Backbone): Promise<void> {
 
 /**
  * Selects the engine (engine.ts) and, for onnxruntime, builds the backbone's sessions and
- * attaches them. Resolves with the engine in use.
+ * attaches them (`segmentBytes`: their size, native-backbone.ts; tests make it small to cut a
+ * small backbone into several). Resolves with the engine in use.
  */
 export async function startBackboneEngine(
   backbone: Backbone,
   pref: EnginePreference,
-  options: EngineOptions,
+  options: EngineOptions & { segmentBytes?: number },
   log: (msg: string) => void = () => {},
 ): Promise<'onnxruntime' | 'tfjs'> {
   if (backbone.swin && pref !== 'tfjs') {
@@ -48,7 +49,7 @@ export async function startBackboneEngine(
   const engine = await initEngine(pref, options, log);
   if (!engine) return 'tfjs';
   await detachNative(backbone);
-  natives.set(backbone, await NativeBackbone.create(engine, backbone));
+  natives.set(backbone, await NativeBackbone.create(engine, backbone, options.segmentBytes));
   let blocks: FrozenBlocks | undefined | null = null;
   frozen.set(backbone, {
     get: () => (blocks === null ? (blocks = nativeFrozenBlocks(engine, backbone)) : blocks),

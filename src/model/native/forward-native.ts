@@ -3,7 +3,8 @@
  * and every suffix block run on onnxruntime, and between blocks the batched suffix's CSN reads
  * and per-row additions (DTL+ fusion included) and the heads run on tfjs — the same stages as
  * forward-batched.ts, so each row still gets its own adapter. Without one, the tfjs forward.
- * Async: each native block run is awaited, so the event loop turns between blocks.
+ * Async: each native run is awaited, so the event loop turns between runs. A suffix stretch
+ * with nothing between its blocks (no addition, no read) is one run.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Adapter } from '../adapter.js';
@@ -53,8 +54,7 @@ export async function enginePrefixArrays(
 ): Promise<{ inputs: Float32Array[]; x: Float32Array }> {
   const native = nativeOf(backbone);
   if (native) {
-    const out = await native.prefix(imagesToArray(images, backbone.config), images.length, split);
-    return { inputs: blocks.map((b) => out.inputs[b]), x: out.x };
+    return native.prefix(imagesToArray(images, backbone.config), images.length, split, blocks);
   }
   const state = await enginePrefix(backbone, images, split);
   try {
@@ -72,13 +72,18 @@ export async function engineSuffix(backbone: Backbone, state: PrefixState, group
   const suffix = batchedSuffix(backbone, state, groups);
   let pooled: tf.Tensor2D;
   try {
+    const depth = backbone.config.depth;
     let x = suffix.start();
-    for (let i = state.split; i < backbone.config.depth; i++) {
+    for (let i = state.split; i < depth; ) {
+      // Blocks i..j−1 with nothing between them run as one native range.
+      let j = i + 1;
+      while (j < depth && suffix.quietAfter(j - 1)) j++;
       const input = x;
       suffix.read(i, input);
-      const y = await native.block(i, input.dataSync() as Float32Array, input.shape[0]);
-      x = suffix.add(i, tf.tensor3d(y, input.shape));
+      const y = await native.blocks(i, j, input.dataSync() as Float32Array, input.shape[0]);
+      x = suffix.add(j - 1, tf.tensor3d(y, input.shape));
       suffix.release(input);
+      i = j;
     }
     const last = x;
     pooled = tf.tidy(() => pool(backbone, last));

@@ -82,19 +82,28 @@ function varint(v: bigint): Uint8Array {
 /** TensorProto.DataType */
 export const FLOAT = 1;
 export const INT64 = 7;
+export const BOOL = 9;
 
-export type AttrValue = number | number[] | string | { float: number };
+export type AttrValue = number | number[] | string | { float: number } | { graph: SubgraphSpec };
 
-/** AttributeProto: integers as INT/INTS, `{ float }` as FLOAT, strings as STRING. */
+/** A control-flow branch (If): nodes reading the enclosing graph's values, no inputs or initializers of its own. */
+export interface SubgraphSpec {
+  name: string;
+  nodes: NodeSpec[];
+  outputs: Msg[];
+}
+
+/** AttributeProto: integers as INT/INTS, `{ float }` as FLOAT, strings as STRING, `{ graph }` as GRAPH. */
 function attribute(name: string, v: AttrValue): Msg {
   const a = new Msg().string(1, name);
+  if (typeof v === 'object' && 'graph' in v) return a.msg(6, graphMsg({ ...v.graph, initializers: [], inputs: [] })).int(20, 5);
   if (typeof v === 'string') return a.bytes(4, new TextEncoder().encode(v)).int(20, 3);
   if (typeof v === 'number') return a.int(3, v).int(20, 2);
   if (Array.isArray(v)) {
     for (const x of v) a.int(8, x);
     return a.int(20, 7);
   }
-  return a.float(2, v.float).int(20, 1);
+  return a.float(2, (v as { float: number }).float).int(20, 1);
 }
 
 export interface NodeSpec {
@@ -102,6 +111,8 @@ export interface NodeSpec {
   inputs: string[];
   outputs: string[];
   attrs?: Record<string, AttrValue>;
+  /** Operator domain; default the ONNX one ('' ); 'com.microsoft' for onnxruntime's contrib ops. */
+  domain?: string;
 }
 
 export function node(spec: NodeSpec, name: string): Msg {
@@ -109,6 +120,7 @@ export function node(spec: NodeSpec, name: string): Msg {
   for (const i of spec.inputs) n.string(1, i);
   for (const o of spec.outputs) n.string(2, o);
   n.string(3, name).string(4, spec.op);
+  if (spec.domain) n.string(7, spec.domain);
   for (const [k, v] of Object.entries(spec.attrs ?? {})) n.msg(5, attribute(k, v));
   return n;
 }
@@ -121,11 +133,11 @@ export function tensor(name: string, dims: number[], data: Float32Array | BigInt
   return t.bytes(9, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
 }
 
-/** ValueInfoProto of a float32 tensor; a string dimension is symbolic (e.g. the batch). */
-export function valueInfo(name: string, dims: Array<number | string>): Msg {
+/** ValueInfoProto of a tensor (float32 unless told); a string dimension is symbolic (e.g. the batch). */
+export function valueInfo(name: string, dims: Array<number | string>, elemType: number = FLOAT): Msg {
   const shape = new Msg();
   for (const d of dims) shape.msg(1, typeof d === 'number' ? new Msg().int(1, d) : new Msg().string(2, d));
-  const tensorType = new Msg().int(1, FLOAT).msg(2, shape);
+  const tensorType = new Msg().int(1, elemType).msg(2, shape);
   return new Msg().string(1, name).msg(2, new Msg().msg(1, tensorType));
 }
 
@@ -137,18 +149,25 @@ export interface GraphSpec {
   outputs: Msg[];
 }
 
-/** ModelProto bytes: IR version 8, default-domain opset `opset`. */
-export function modelBytes(g: GraphSpec, opset: number): Uint8Array {
+function graphMsg(g: GraphSpec): Msg {
   const graph = new Msg();
-  g.nodes.forEach((n, i) => graph.msg(1, node(n, `n${i}`)));
+  // Node names are unique per graph; a branch's are prefixed with its graph's name.
+  g.nodes.forEach((n, i) => graph.msg(1, node(n, `${g.name}_n${i}`)));
   graph.string(2, g.name);
   for (const t of g.initializers) graph.msg(5, t);
   for (const v of g.inputs) graph.msg(11, v);
   for (const v of g.outputs) graph.msg(12, v);
+  return graph;
+}
+
+/** ModelProto bytes: IR version 8, default-domain opset `opset`. */
+export function modelBytes(g: GraphSpec, opset: number): Uint8Array {
+  const graph = graphMsg(g);
   const model = new Msg()
     .int(1, 8)
     .string(2, 'dtl-host')
     .msg(7, graph)
-    .msg(8, new Msg().string(1, '').int(2, opset));
+    .msg(8, new Msg().string(1, '').int(2, opset))
+    .msg(8, new Msg().string(1, 'com.microsoft').int(2, 1));
   return model.flatten();
 }

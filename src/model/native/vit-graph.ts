@@ -1,14 +1,14 @@
 /**
- * ONNX graphs of the frozen ViT, generated from the loaded backbone (no export step): the patch
- * embedding (pixels → x_0) and one graph per block (x_i → x_{i+1}), each with a symbolic batch.
- * A prefix or a suffix is a chain of these, so every weight lives in exactly one session however
- * many splits the adapters ask for. The arithmetic is layers.ts's: [in, out] weights with 1/√dh
+ * The ONNX graph of the frozen ViT, generated from the loaded backbone (no export step): the patch
+ * embedding (pixels → x_0) and every block (x_i → x_{i+1}) behind If gates, symbolic batch, so a
+ * prefix of any split, one suffix block or a run of them is one session run, and every weight
+ * lives in exactly one session. The arithmetic is layers.ts's: [in, out] weights with 1/√dh
  * folded into q, pre-norm blocks, exact GELU (erf) — which onnxruntime fuses into its own
  * LayerNorm / Gelu / attention kernels.
  */
 import type { Backbone } from '../backbone.js';
 import { preparedBlock, preparedEmbed } from '../backbone-residency.js';
-import { modelBytes, tensor, valueInfo, type AttrValue, type Msg, type NodeSpec } from './onnx-proto.js';
+import { BOOL, modelBytes, tensor, valueInfo, type AttrValue, type Msg, type NodeSpec, type SubgraphSpec } from './onnx-proto.js';
 
 /** LayerNormalization is in the default domain from opset 17. */
 const OPSET = 17;
@@ -18,6 +18,13 @@ export class GraphBuilder {
   readonly nodes: NodeSpec[] = [];
   readonly initializers: Msg[] = [];
   private next = 0;
+
+  /** A node with `n` outputs (domain: '' = ONNX, 'com.microsoft' = onnxruntime's contrib ops). */
+  opN(op: string, inputs: string[], n: number, attrs?: Record<string, AttrValue>, domain?: string): string[] {
+    const outputs = Array.from({ length: n }, () => `t${this.next++}`);
+    this.nodes.push({ op, inputs, outputs, attrs, domain });
+    return outputs;
+  }
 
   op(op: string, inputs: string[], attrs?: Record<string, AttrValue>): string {
     const out = `t${this.next++}`;
@@ -35,9 +42,37 @@ export class GraphBuilder {
     return name;
   }
 
+  private readonly made = new Map<string, string>();
+
+  /** A constant made once per graph, however many blocks use it. */
+  shared(key: string, make: () => string): string {
+    let name = this.made.get(key);
+    if (name === undefined) this.made.set(key, (name = make()));
+    return name;
+  }
+
+  /** An int64 scalar. */
+  int64(name: string, v: number): string {
+    this.initializers.push(tensor(name, [], BigInt64Array.of(BigInt(v))));
+    return name;
+  }
+
   scalar(name: string, v: number): string {
     this.initializers.push(tensor(name, [], Float32Array.of(v)));
     return name;
+  }
+
+  /** Nodes that `build` adds go into a branch (If) whose one output is `build`'s result, renamed `output`. */
+  branch(name: string, output: string, outputDims: Array<number | string>, build: () => string): SubgraphSpec {
+    const outer = this.nodes.splice(0);
+    try {
+      const last = build();
+      if (this.nodes.length === 0) this.nodes.push({ op: 'Identity', inputs: [last], outputs: [output] });
+      else this.nodes[this.nodes.length - 1].outputs = [output];
+      return { name, nodes: this.nodes.splice(0), outputs: [valueInfo(output, outputDims)] };
+    } finally {
+      this.nodes.push(...outer);
+    }
   }
 
   /** x·w + b with w [in, out]. */
@@ -55,10 +90,12 @@ export class GraphBuilder {
   }
 }
 
-/** pixels [N, S, S, 3] (NHWC, normalised) → x_0 [N, tokens, d]. The patch conv is a MatMul over flattened patches. */
-export function embedModel(backbone: Backbone): Uint8Array {
-  const { patchSize: p, gridSize: g, numPatches: P, width: d, tokens: T, imageSize: S } = backbone.config;
-  const b = new GraphBuilder();
+/**
+ * Appends the patch embedding: `pixels` [N, S, S, 3] (NHWC, normalised) → x_0 [N, tokens, d].
+ * The patch conv is a MatMul over flattened patches.
+ */
+function addEmbed(b: GraphBuilder, backbone: Backbone, pixels: string): string {
+  const { patchSize: p, gridSize: g, numPatches: P, width: d, tokens: T } = backbone.config;
   const e = preparedEmbed(backbone);
   // tfjs's conv filter [p, p, 3, d] is, flattened, the [p·p·3, d] matrix of a patch laid out (y, x, c).
   const filter = b.weight('patch_w', [p * p * 3, d], e.patchFilter.data);
@@ -68,37 +105,121 @@ export function embedModel(backbone: Backbone): Uint8Array {
   const cls = e.cls.data;
   for (let c = 0; c < d; c++) posCls[c] += cls[c];
   const pos = b.weight('pos_cls', [1, T, d], posCls);
-  const grid = b.op('Reshape', ['pixels', b.ints('grid_shape', [-1, g, p, g, p, 3])]);
+  const grid = b.op('Reshape', [pixels, b.ints('grid_shape', [-1, g, p, g, p, 3])]);
   const patches = b.op('Reshape', [b.op('Transpose', [grid], { perm: [0, 1, 3, 2, 4, 5] }), b.ints('patch_shape', [-1, P, p * p * 3])]);
   const embedded = b.linear(patches, filter, bias);
   const padded = b.op('Pad', [embedded, b.ints('cls_pad', [0, 1, 0, 0, 0, 0])]);
-  b.op('Add', [padded, pos]);
-  return b.model('embed', valueInfo('pixels', ['N', S, S, 3]), 'x', ['N', T, d]);
+  return b.op('Add', [padded, pos]);
 }
 
-/** Block i: x_i [N, tokens, d] → x_{i+1}. */
-export function blockModel(backbone: Backbone, i: number): Uint8Array {
-  const cfg = backbone.config;
-  const { width: d, tokens: T, heads: H, eps } = cfg;
-  const w = preparedBlock(backbone, i);
-  const b = new GraphBuilder();
-  const W = (name: string, t: { data: Float32Array; shape: number[] }) => b.weight(name, t.shape, t.data);
-  const norm = (x: string, gamma: string, beta: string) => b.op('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: { float: eps } });
-  const heads = b.ints('heads_shape', [0, 0, H, d / H]);
-  const merged = b.ints('merged_shape', [0, 0, d]);
-  const split = (y: string, perm: number[]) => b.op('Transpose', [b.op('Reshape', [y, heads])], { perm });
+/** [rows, d] matrices side by side: [rows, d·parts]. */
+function interleave(d: number, parts: Float32Array[]): Float32Array {
+  const rows = parts[0].length / d;
+  const out = new Float32Array(rows * d * parts.length);
+  for (let r = 0; r < rows; r++) parts.forEach((p, j) => out.set(p.subarray(r * d, (r + 1) * d), (r * parts.length + j) * d));
+  return out;
+}
 
-  const xn = norm('x', W('ln1g', w.ln1g), W('ln1b', w.ln1b));
-  const q = split(b.linear(xn, W('wq', w.wq), W('bq', w.bq)), [0, 2, 1, 3]);
-  const kT = split(b.linear(xn, W('wk', w.wk), W('bk', w.bk)), [0, 2, 3, 1]);
-  const v = split(b.linear(xn, W('wv', w.wv), W('bv', w.bv)), [0, 2, 1, 3]);
-  const probs = b.op('Softmax', [b.op('MatMul', [q, kT])], { axis: -1 });
-  const attn = b.op('Reshape', [b.op('Transpose', [b.op('MatMul', [probs, v])], { perm: [0, 2, 1, 3] }), merged]);
-  const x3 = b.op('Add', ['x', b.linear(attn, W('wo', w.wo), W('bo', w.bo))]);
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Appends block i: x_i [N, tokens, d] → x_{i+1}. Its weights are named `b{i}_…`; shape constants are shared. */
+function addBlock(b: GraphBuilder, backbone: Backbone, i: number, x: string): string {
+  const cfg = backbone.config;
+  const { width: d, heads: H, eps } = cfg;
+  const w = preparedBlock(backbone, i);
+  const W = (name: string, t: { data: Float32Array; shape: number[] }) => b.weight(`b${i}_${name}`, t.shape, t.data);
+  const norm = (y: string, gamma: string, beta: string) => b.op('LayerNormalization', [y, gamma, beta], { axis: -1, epsilon: { float: eps } });
+  const xn = norm(x, W('ln1g', w.ln1g), W('ln1b', w.ln1b));
+  // q, k, v as one [d, 3d] product, then onnxruntime's MultiHeadAttention (scale 1: 1/√dh is in
+  // q already): one node instead of the 11 reshapes, transposes, products and softmax per block,
+  // which cost the bundled backbone (17 tokens × width 64) a quarter of its forward in per-node
+  // overhead. Its softmax and sums match the plain spelling to ~1e-6.
+  const qkv = b.linear(xn, b.weight(`b${i}_wqkv`, [d, 3 * d], interleave(d, [w.wq.data, w.wk.data, w.wv.data])), b.weight(`b${i}_bqkv`, [3 * d], concat([w.bq.data, w.bk.data, w.bv.data])));
+  const [q, k, v] = b.opN('Split', [qkv], 3, { axis: -1 });
+  const attn = b.opN('MultiHeadAttention', [q, k, v], 1, { num_heads: H, scale: { float: 1 } }, 'com.microsoft')[0];
+  const x3 = b.op('Add', [x, b.linear(attn, W('wo', w.wo), W('bo', w.bo))]);
   const hidden = b.linear(norm(x3, W('ln2g', w.ln2g), W('ln2b', w.ln2b)), W('w1', w.w1), W('b1', w.b1));
   // Exact GELU spelled as onnxruntime's GeluFusion expects: x·0.5·(1 + erf(x/√2)).
-  const erf = b.op('Erf', [b.op('Div', [hidden, b.scalar('sqrt2', Math.SQRT2)])]);
-  const gelu = b.op('Mul', [b.op('Mul', [hidden, b.op('Add', [erf, b.scalar('one', 1)])]), b.scalar('half', 0.5)]);
-  b.op('Add', [x3, b.linear(gelu, W('w2', w.w2), W('b2', w.b2))]);
+  const sqrt2 = b.shared('sqrt2', () => b.scalar('sqrt2', Math.SQRT2));
+  const one = b.shared('one', () => b.scalar('one', 1));
+  const half = b.shared('half', () => b.scalar('half', 0.5));
+  const erf = b.op('Erf', [b.op('Div', [hidden, sqrt2])]);
+  const gelu = b.op('Mul', [b.op('Mul', [hidden, b.op('Add', [erf, one])]), half]);
+  return b.op('Add', [x3, b.linear(gelu, W('w2', w.w2), W('b2', w.b2))]);
+}
+
+/** Block i alone, x [N, tokens, d] → y: a training step's forward of one block (training-blocks.ts). */
+export function blockModel(backbone: Backbone, i: number): Uint8Array {
+  const { width: d, tokens: T } = backbone.config;
+  const b = new GraphBuilder();
+  addBlock(b, backbone, i, 'x');
   return b.model(`block${i}`, valueInfo('x', ['N', T, d]), 'y', ['N', T, d]);
+}
+
+/** A segment of the backbone: blocks from..to−1, with the patch embedding in front when `embed`. */
+export interface Segment {
+  embed: boolean;
+  from: number;
+  to: number;
+}
+
+/**
+ * One segment as one graph, any contiguous range of it in one run. Inputs: `x` [M, tokens, d]
+ * (x_from), `gates` (bool [to − from]: block from + j runs, else its input passes through) and,
+ * for the first segment, `pixels` [N, S, S, 3] and `embed` (bool scalar: x_0 = the patch embedding
+ * of `pixels`, else `x`). Outputs: `y` (x_to) and `x{i}` for from < i < to (and x_0 when it embeds):
+ * the block inputs, computed anyway, fetched only when wanted. Each block sits in an If's
+ * then-branch reading its weights from the outer graph, so gating copies no weight, and
+ * onnxruntime applies its fusions inside the branches as in a plain graph (same bits as one graph
+ * per block).
+ */
+export function segmentModel(backbone: Backbone, seg: Segment): Uint8Array {
+  const { width: d, tokens: T, imageSize: S } = backbone.config;
+  const b = new GraphBuilder();
+  const dims = ['B', T, d];
+  const outputs: Msg[] = [];
+  let x = 'x';
+  if (seg.embed) {
+    x = `x${seg.from}`;
+    b.nodes.push({
+      op: 'If',
+      inputs: ['embed'],
+      outputs: [x],
+      attrs: {
+        then_branch: { graph: b.branch('embed_then', 'x_embedded', dims, () => addEmbed(b, backbone, 'pixels')) },
+        else_branch: { graph: b.branch('embed_else', 'x_given', dims, () => 'x') },
+      },
+    });
+    outputs.push(valueInfo(x, ['N', T, d]));
+  }
+  for (let i = seg.from; i < seg.to; i++) {
+    const next = i + 1 === seg.to ? 'y' : `x${i + 1}`;
+    const gate = b.op('Gather', ['gates', b.int64(`gate${i}`, i - seg.from)]);
+    const input = x;
+    b.nodes.push({
+      op: 'If',
+      inputs: [gate],
+      outputs: [next],
+      attrs: {
+        then_branch: { graph: b.branch(`block${i}_run`, `x${i + 1}_run`, dims, () => addBlock(b, backbone, i, input)) },
+        else_branch: { graph: b.branch(`block${i}_pass`, `x${i + 1}_passed`, dims, () => input) },
+      },
+    });
+    if (next !== 'y') outputs.push(valueInfo(next, ['N', T, d]));
+    x = next;
+  }
+  const inputs = [valueInfo('x', ['M', T, d]), valueInfo('gates', [seg.to - seg.from], BOOL)];
+  if (seg.embed) inputs.push(valueInfo('pixels', ['N', S, S, 3]), valueInfo('embed', [], BOOL));
+  return modelBytes(
+    { name: `blocks${seg.from}_${seg.to}`, nodes: b.nodes, initializers: b.initializers, inputs, outputs: [valueInfo('y', ['N', T, d]), ...outputs] },
+    OPSET,
+  );
 }
