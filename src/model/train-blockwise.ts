@@ -80,25 +80,19 @@ export function blockwiseGradients(
     const tailVars = [...new Set([...Array(cfg.depth - tail).keys()].flatMap((k) => stages.blockVariables(tail + k)))];
     const headVars = suffix.headVariables();
     const headXs: tf.Tensor[] = [last.x, ...(last.h ? [last.h] : []), ...tailVars, ...headVars];
-    let predictedT: tf.Tensor | null = null;
-    const head = engine.gradients(
+    const head = lossGradients(
+      suffix,
       () => {
         let p = last;
         for (let i = tail; i < cfg.depth; i++) p = stages.block(i, p);
-        const logits = suffix.logits(p.x);
-        predictedT = tf.keep(tf.argMax(logits, 1));
-        logitsT = tf.keep(logits);
-        const ce = crossEntropy(logits, labels, weights);
-        return suffix.groups === 1 ? ce : tf.mul(ce, suffix.groups);
+        return p.x;
       },
       headXs,
-      undefined,
-      true,
+      labels,
+      weights,
     );
-    const loss = head.value.dataSync()[0];
-    head.value.dispose();
-    const predicted = Int32Array.from((predictedT as tf.Tensor | null)?.dataSync() ?? []);
-    (predictedT as tf.Tensor | null)?.dispose();
+    logitsT = head.logits;
+    const { loss, predicted } = head;
     dx = head.grads[0];
     let at = 1;
     if (last.h) dh = head.grads[at++] ?? null;
@@ -126,15 +120,7 @@ export function blockwiseGradients(
       // A block that reads nothing passes h through unchanged: earlier stages may share it.
       if (!inputs.slice(0, k).some((q) => q.h === p.h)) keeper.release(p.h);
     }
-    // Pre-stage: only the reads of the prefix inputs (and the addition after block split−1).
-    const preVars = stages.preVariables();
-    if (preVars.length > 0 && dx) {
-      const gx: tf.Tensor = dx;
-      const gh: tf.Tensor | null = dh;
-      const r: { value: tf.Scalar; grads: tf.Tensor[] } = engine.gradients(() => surrogate(stages.pre(), gx, gh), preVars, undefined, true);
-      r.value.dispose();
-      preVars.forEach((v, j) => accumulate(v, r.grads[j]));
-    }
+    preStageGradients(stages, dx, dh, accumulate);
     return { loss, grads, predicted, logits: logitsT! };
   } catch (err) {
     for (const g of grads.values()) g.dispose();
@@ -145,6 +131,53 @@ export function blockwiseGradients(
     dh?.dispose();
     keeper.disposeAll();
   }
+}
+
+/**
+ * The loss under one tape: `lastX` runs whatever of the suffix is taped and returns its x, then
+ * the head and the (weighted) cross-entropy. Gradients w.r.t. `xs`, in order (owned by the caller).
+ */
+function lossGradients(
+  suffix: TrainableSuffix,
+  lastX: () => tf.Tensor3D,
+  xs: tf.Tensor[],
+  labels: Int32Array | number[],
+  weights: Float32Array | undefined,
+): { loss: number; predicted: Int32Array; logits: tf.Tensor2D; grads: tf.Tensor[] } {
+  let predictedT: tf.Tensor | null = null;
+  let logitsT: tf.Tensor2D | null = null;
+  try {
+    const r = tf.engine().gradients(
+      () => {
+        const logits = suffix.logits(lastX());
+        predictedT = tf.keep(tf.argMax(logits, 1));
+        logitsT = tf.keep(logits);
+        const ce = crossEntropy(logits, labels, weights);
+        return suffix.groups === 1 ? ce : tf.mul(ce, suffix.groups);
+      },
+      xs,
+      undefined,
+      true,
+    );
+    const loss = r.value.dataSync()[0];
+    r.value.dispose();
+    const predicted = Int32Array.from((predictedT as tf.Tensor | null)?.dataSync() ?? []);
+    return { loss, predicted, logits: logitsT!, grads: r.grads };
+  } catch (err) {
+    (logitsT as tf.Tensor | null)?.dispose();
+    throw err;
+  } finally {
+    (predictedT as tf.Tensor | null)?.dispose();
+  }
+}
+
+/** Pre-stage: only the reads of the prefix inputs (and the addition after block split−1). */
+function preStageGradients(stages: TrainableSuffix['stages'], dx: tf.Tensor | null, dh: tf.Tensor | null, accumulate: (v: tf.Variable, g: tf.Tensor | undefined) => void): void {
+  const preVars = stages.preVariables();
+  if (preVars.length === 0 || !dx) return;
+  const r = tf.engine().gradients(() => surrogate(stages.pre(), dx, dh), preVars, undefined, true);
+  r.value.dispose();
+  preVars.forEach((v, j) => accumulate(v, r.grads[j]));
 }
 
 /** Gradient bookkeeping shared by both paths: one summed gradient per variable. */
@@ -202,23 +235,9 @@ function frozenBlockGradients(
     }
     const last = cur;
     const headVars = suffix.headVariables();
-    let predictedT: tf.Tensor | null = null;
-    const head = engine.gradients(
-      () => {
-        const logits = suffix.logits(last.x);
-        predictedT = tf.keep(tf.argMax(logits, 1));
-        logitsT = tf.keep(logits);
-        const ce = crossEntropy(logits, labels, weights);
-        return suffix.groups === 1 ? ce : tf.mul(ce, suffix.groups);
-      },
-      [last.x, ...headVars],
-      undefined,
-      true,
-    );
-    const loss = head.value.dataSync()[0];
-    head.value.dispose();
-    const predicted = Int32Array.from((predictedT as tf.Tensor | null)?.dataSync() ?? []);
-    (predictedT as tf.Tensor | null)?.dispose();
+    const head = lossGradients(suffix, () => last.x, [last.x, ...headVars], labels, weights);
+    logitsT = head.logits;
+    const { loss, predicted } = head;
     dx = head.grads[0];
     headVars.forEach((v, j) => accumulate(v, head.grads[1 + j]));
     for (let k = inputs.length - 1; k >= 0; k--) {
@@ -248,14 +267,7 @@ function frozenBlockGradients(
         if (t && !inputs.slice(0, k).some((q) => q.x === t || q.h === t) && !outputs.slice(0, k).includes(t as tf.Tensor3D)) keeper.release(t);
       }
     }
-    const preVars = stages.preVariables();
-    if (preVars.length > 0 && dx) {
-      const gx: tf.Tensor = dx;
-      const gh: tf.Tensor | null = dh;
-      const r: { value: tf.Scalar; grads: tf.Tensor[] } = engine.gradients(() => surrogate(stages.pre(), gx, gh), preVars, undefined, true);
-      r.value.dispose();
-      preVars.forEach((v, j) => accumulate(v, r.grads[j]));
-    }
+    preStageGradients(stages, dx, dh, accumulate);
     return { loss, grads, predicted, logits: logitsT! };
   } catch (err) {
     for (const g of grads.values()) g.dispose();
