@@ -29,6 +29,7 @@ export const configSchema = z.object({
   ENGINE_THREADS: int(1, 1024).optional(),
   ENGINE_PROVIDER: z.enum(['cpu', 'cuda', 'tensorrt']).default('cpu'),
   ENGINE_SPIN_WAIT: bool.default(false),
+  ENGINE_WEIGHTS_DIR: z.string().min(1).optional(),
   BACKBONE: z.string().min(1).default('backbones/default'),
   BACKBONE_IMAGE_SIZE: int(8, 4096).optional(),
   HF_ENDPOINT: z.url().default('https://huggingface.co'),
@@ -80,7 +81,7 @@ export const configSchema = z.object({
 
 export type Config = z.infer<typeof configSchema> & {
   /** Resolved absolute paths derived from the raw settings. */
-  paths: { dataDir: string; blobDir: string; pgliteDir: string };
+  paths: { dataDir: string; blobDir: string; pgliteDir: string; /** undefined: ENGINE_WEIGHTS_DIR=off */ engineWeightsDir: string | undefined };
 };
 
 /** One line per variable: the README table is generated from / checked against this. */
@@ -104,6 +105,7 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
   BACKBONE_ENGINE: 'Engine of the frozen backbone\'s forward (serving, and the training prefix fill): `auto` uses onnxruntime-node when it loads, else tfjs (logged at start); `onnxruntime` fails start-up when it cannot load; `tfjs` never tries it. Adapters and gradients always run on tfjs.',
   ENGINE_THREADS: 'onnxruntime intra-op threads. Unset → the cores this process may run on (its CPU affinity, capped by a cgroup CPU quota).',
   ENGINE_SPIN_WAIT: 'Whether onnxruntime\'s intra-op threads spin between operators instead of sleeping. Off: on a node where other threads (HTTP, other executors, training) share the cores, spinning threads starved them (bench P7: a batch-1 classify on the bundled backbone took 14 ms with spinning, 4.8 ms without; P12 on a loaded machine: 9 vs 45 images/s). On may win a little on a node whose cores only this engine uses.',
+  ENGINE_WEIGHTS_DIR: 'Folder of the frozen backbone\'s weights as files that onnxruntime memory-maps (written once per backbone and image size, ≈ the checkpoint\'s float32 size: 327 MB for ViT-B/16): one copy in the page cache shared by every session, executor thread, training step and process on the node, instead of a copy in each (bench P11). Default `DATA_DIR/engine-weights`; `off` keeps the weights in onnxruntime\'s memory. A folder that cannot be written is logged and treated as `off`.',
   ENGINE_PROVIDER: 'onnxruntime execution provider: `cpu`, or `cuda` / `tensorrt` on GPU nodes with the provider libraries installed (README, GPU nodes); onnxruntime falls back to the CPU for what they do not run.',
   ADMIN_TOKEN: 'Bearer token for tenant administration. Unset → admin routes are disabled.',
   WORKER_ENABLED: 'Run a training worker inside `npm start`.',
@@ -151,12 +153,13 @@ export const CONFIG_DOCS: Record<keyof z.infer<typeof configSchema>, string> = {
 };
 
 /** The backbone engine's options (model/native/engine.ts EngineOptions) from the configuration. */
-export function engineOptions(c: Pick<Config, 'ENGINE_THREADS' | 'ENGINE_PROVIDER' | 'ENGINE_SPIN_WAIT'>): {
+export function engineOptions(c: Pick<Config, 'ENGINE_THREADS' | 'ENGINE_PROVIDER' | 'ENGINE_SPIN_WAIT' | 'paths'>): {
   threads?: number;
   provider: Config['ENGINE_PROVIDER'];
   spinWait: boolean;
+  weightsDir?: string;
 } {
-  return { threads: c.ENGINE_THREADS, provider: c.ENGINE_PROVIDER, spinWait: c.ENGINE_SPIN_WAIT };
+  return { threads: c.ENGINE_THREADS, provider: c.ENGINE_PROVIDER, spinWait: c.ENGINE_SPIN_WAIT, weightsDir: c.paths.engineWeightsDir };
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -184,6 +187,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       dataDir,
       blobDir: path.resolve(c.BLOB_DIR ?? path.join(dataDir, 'blobs')),
       pgliteDir: path.join(dataDir, 'pglite'),
+      engineWeightsDir: c.ENGINE_WEIGHTS_DIR === 'off' ? undefined : path.resolve(c.ENGINE_WEIGHTS_DIR ?? path.join(dataDir, 'engine-weights')),
     },
   };
 }

@@ -48,30 +48,43 @@ function convFilter(src: Float32Array, d: number, p: number): Float32Array {
   return out;
 }
 
-export function prepareBlock(cfg: BackboneConfig, b: CanonicalBlock): PreparedBlock {
+/**
+ * The block in the forward's layout. Each tensor is made when its `data` is read (the block itself
+ * is read, once, at the first of them): the native engine asks only for what it must write, so a
+ * restart whose weight files exist reads none of it (native/weight-files.ts).
+ */
+export function prepareBlock(cfg: BackboneConfig, block: CanonicalBlock | (() => CanonicalBlock)): PreparedBlock {
   const { width: d, mlpDim: m } = cfg;
   const scale = 1 / Math.sqrt(d / cfg.heads);
+  let held: CanonicalBlock | undefined = typeof block === 'function' ? undefined : block;
+  const raw = () => (held ??= (block as () => CanonicalBlock)());
   const scaled = (a: Float32Array) => a.map((v) => v * scale);
-  const v = (data: Float32Array, shape: number[]) => ({ data, shape });
+  const v = (shape: number[], make: (b: CanonicalBlock) => Float32Array) => ({
+    shape,
+    get data() {
+      return make(raw());
+    },
+  });
   return {
-    ln1g: v(b.ln1g, [d]), ln1b: v(b.ln1b, [d]),
-    wq: v(scaled(transpose2d(b.wq, d, d)), [d, d]), bq: v(scaled(b.bq), [d]),
-    wk: v(transpose2d(b.wk, d, d), [d, d]), bk: v(b.bk, [d]),
-    wv: v(transpose2d(b.wv, d, d), [d, d]), bv: v(b.bv, [d]),
-    wo: v(transpose2d(b.wo, d, d), [d, d]), bo: v(b.bo, [d]),
-    ln2g: v(b.ln2g, [d]), ln2b: v(b.ln2b, [d]),
-    w1: v(transpose2d(b.w1, m, d), [d, m]), b1: v(b.b1, [m]),
-    w2: v(transpose2d(b.w2, d, m), [m, d]), b2: v(b.b2, [d]),
+    ln1g: v([d], (b) => b.ln1g), ln1b: v([d], (b) => b.ln1b),
+    wq: v([d, d], (b) => scaled(transpose2d(b.wq, d, d))), bq: v([d], (b) => scaled(b.bq)),
+    wk: v([d, d], (b) => transpose2d(b.wk, d, d)), bk: v([d], (b) => b.bk),
+    wv: v([d, d], (b) => transpose2d(b.wv, d, d)), bv: v([d], (b) => b.bv),
+    wo: v([d, d], (b) => transpose2d(b.wo, d, d)), bo: v([d], (b) => b.bo),
+    ln2g: v([d], (b) => b.ln2g), ln2b: v([d], (b) => b.ln2b),
+    w1: v([d, m], (b) => transpose2d(b.w1, m, d)), b1: v([m], (b) => b.b1),
+    w2: v([m, d], (b) => transpose2d(b.w2, d, m)), b2: v([d], (b) => b.b2),
   };
 }
 
 export function prepareEmbed(cfg: BackboneConfig, w: CanonicalWeights): PreparedEmbed {
   const { width: d, patchSize: p, tokens: T } = cfg;
+  // Made when read, as prepareBlock's tensors are.
   return {
-    patchFilter: { data: convFilter(w.patchW, d, p), shape: [p, p, 3, d] },
-    patchBias: { data: w.patchB, shape: [d] },
-    cls: { data: w.cls, shape: [1, 1, d] },
-    pos: { data: w.pos, shape: [1, T, d] },
+    patchFilter: { shape: [p, p, 3, d], get data() { return convFilter(w.patchW, d, p); } },
+    patchBias: { shape: [d], get data() { return w.patchB; } },
+    cls: { shape: [1, 1, d], get data() { return w.cls; } },
+    pos: { shape: [1, T, d], get data() { return w.pos; } },
   };
 }
 
@@ -117,21 +130,37 @@ export function holdsInTfjs(backbone: object, part: string): boolean {
   return residencies.get(backbone)?.has(part) ?? true;
 }
 
-function fromTensors(t: Record<string, tf.Tensor>): Record<string, { data: Float32Array; shape: number[] }> {
-  return Object.fromEntries(Object.entries(t).map(([k, x]) => [k, { data: x.dataSync() as Float32Array, shape: x.shape }]));
+/** Tensors' values read when their `data` is (so a weight-file restart touches none, prepareBlock's note). */
+function readOnAccess(shapes: Record<string, number[]>, tensor: (key: string) => tf.Tensor): Record<string, { data: Float32Array; shape: number[] }> {
+  return Object.fromEntries(
+    Object.entries(shapes).map(([k, shape]) => [
+      k,
+      {
+        shape,
+        get data() {
+          return tensor(k).dataSync() as Float32Array;
+        },
+      },
+    ]),
+  );
 }
 
 /** The block's weights in the forward's layout, from the host copy or else from its tensors. */
 export function preparedBlock(backbone: object & { config: BackboneConfig; blocks: readonly object[] }, i: number): PreparedBlock {
   const r = residencies.get(backbone);
-  if (r?.host) return prepareBlock(backbone.config, r.host.blocks[i]);
-  return fromTensors(backbone.blocks[i] as Record<string, tf.Tensor>) as PreparedBlock;
+  if (r?.host) {
+    const host = r.host;
+    return prepareBlock(backbone.config, () => host.blocks[i]);
+  }
+  const shapes = Object.fromEntries(Object.entries(prepareBlock(backbone.config, () => ({}) as CanonicalBlock)).map(([k, v]) => [k, v.shape]));
+  return readOnAccess(shapes, (k) => (backbone.blocks[i] as unknown as Record<string, tf.Tensor>)[k]) as PreparedBlock;
 }
 
 /** The patch embedding in the forward's layout, from the host copy or else from its tensors. */
 export function preparedEmbed(backbone: object & { config: BackboneConfig; patchFilter: tf.Tensor; patchBias: tf.Tensor; cls: tf.Tensor; pos: tf.Tensor }): PreparedEmbed {
   const r = residencies.get(backbone);
   if (r?.host) return prepareEmbed(backbone.config, r.host);
-  const { patchFilter, patchBias, cls, pos } = backbone;
-  return fromTensors({ patchFilter, patchBias, cls, pos }) as PreparedEmbed;
+  const { width: d, patchSize: p, tokens: T } = backbone.config;
+  const shapes = { patchFilter: [p, p, 3, d], patchBias: [d], cls: [1, 1, d], pos: [1, T, d] };
+  return readOnAccess(shapes, (k) => backbone[k as keyof PreparedEmbed]) as PreparedEmbed;
 }

@@ -7,6 +7,7 @@ import type { Backbone } from '../backbone.js';
 import { initEngine, type EngineOptions, type EnginePreference } from './engine.js';
 import { NativeBackbone } from './native-backbone.js';
 import { nativeFrozenBlocks, type FrozenBlocks } from './training-blocks.js';
+import { WeightFiles } from './weight-files.js';
 
 const natives = new WeakMap<Backbone, NativeBackbone>();
 /** The training step's frozen blocks, built on first use (a serving runtime never asks). */
@@ -33,12 +34,13 @@ export async function detachNative(backbone: Backbone): Promise<void> {
 /**
  * Selects the engine (engine.ts) and, for onnxruntime, builds the backbone's sessions and
  * attaches them (`segmentBytes`: their size, native-backbone.ts; tests make it small to cut a
- * small backbone into several). Resolves with the engine in use.
+ * small backbone into several; `weightsDir`: the folder of the memory-mapped weight files,
+ * weight-files.ts — without it each session holds its own copy). Resolves with the engine in use.
  */
 export async function startBackboneEngine(
   backbone: Backbone,
   pref: EnginePreference,
-  options: EngineOptions & { segmentBytes?: number },
+  options: EngineOptions & { segmentBytes?: number; weightsDir?: string },
   log: (msg: string) => void = () => {},
 ): Promise<'onnxruntime' | 'tfjs'> {
   if (backbone.swin && pref !== 'tfjs') {
@@ -49,10 +51,11 @@ export async function startBackboneEngine(
   const engine = await initEngine(pref, options, log);
   if (!engine) return 'tfjs';
   await detachNative(backbone);
-  natives.set(backbone, await NativeBackbone.create(engine, backbone, options.segmentBytes));
+  const files = options.weightsDir === undefined ? undefined : WeightFiles.forBackbone(options.weightsDir, backbone.identity, backbone.config, log);
+  natives.set(backbone, await NativeBackbone.create(engine, backbone, options.segmentBytes, files));
   let blocks: FrozenBlocks | undefined | null = null;
   frozen.set(backbone, {
-    get: () => (blocks === null ? (blocks = nativeFrozenBlocks(engine, backbone)) : blocks),
+    get: () => (blocks === null ? (blocks = nativeFrozenBlocks(engine, backbone, files)) : blocks),
     release: () => blocks?.release(),
   });
   return 'onnxruntime';

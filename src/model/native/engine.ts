@@ -10,6 +10,7 @@ import type * as Ort from 'onnxruntime-node';
 import { AppError } from '../../errors.js';
 import { modelBytes, valueInfo } from './onnx-proto.js';
 import { syncSessionFactory, type SyncSession } from './sync-session.js';
+import { withWeightsDir } from './weight-files.js';
 
 export type EnginePreference = 'auto' | 'onnxruntime' | 'tfjs';
 /** onnxruntime execution providers: cuda / tensorrt need the GPU provider libraries (README: GPU nodes). */
@@ -29,10 +30,13 @@ export interface NativeEngine {
   readonly name: 'onnxruntime';
   readonly ort: typeof Ort;
   readonly options: Required<EngineOptions>;
-  /** A session of the given ONNX model bytes with this engine's threads and provider. */
-  session(model: Uint8Array): Promise<Ort.InferenceSession>;
+  /**
+   * A session of the given ONNX model bytes with this engine's threads and provider; external
+   * data (weight-files.ts) is read from `weightsDir`.
+   */
+  session(model: Uint8Array, weightsDir?: string): Promise<Ort.InferenceSession>;
   /** The same, run synchronously (sync-session.ts); undefined where this onnxruntime-node cannot. */
-  readonly syncSession?: (model: Uint8Array) => SyncSession;
+  readonly syncSession?: (model: Uint8Array, weightsDir?: string) => SyncSession;
 }
 
 /** null: the tfjs engine. */
@@ -112,7 +116,7 @@ async function loadEngine(opts: Required<EngineOptions>): Promise<NativeEngine> 
     name: 'onnxruntime',
     ort,
     options: opts,
-    session: (model) => ort.InferenceSession.create(model, sessionOptions),
+    session: (model, weightsDir) => ort.InferenceSession.create(model, withWeightsDir(sessionOptions, weightsDir)),
     syncSession: syncSessionFactory(specifier, ort, sessionOptions),
   };
   // Loading the binding is not enough: run one node, so a broken install or provider fails here.

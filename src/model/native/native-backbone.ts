@@ -9,7 +9,8 @@
  * 17-token block's arithmetic; a gate costs a few µs, taken or not. ViT-B (28 MB a block) is one
  * block a segment, as before: a session is built from one ONNX buffer that exists beside its
  * weights while onnxruntime copies them, so segments bound the load's peak memory (bench P11).
- * Activations cross as float32 arrays, rows [n, tokens, d].
+ * Activations cross as float32 arrays, rows [n, tokens, d]. With weight files (weight-files.ts)
+ * the sessions map the weights instead of holding copies.
  */
 import type * as Ort from 'onnxruntime-node';
 import { AppError } from '../../errors.js';
@@ -17,6 +18,7 @@ import type { Backbone } from '../backbone.js';
 import type { BackboneConfig } from '../backbone-config.js';
 import type { NativeEngine } from './engine.js';
 import { segmentModel, type Segment } from './vit-graph.js';
+import type { WeightFiles } from './weight-files.js';
 
 /** Default segment size: a ViT-B block (28 MB) stands alone; a small backbone is one segment. */
 export const SEGMENT_BYTES = 32 * 2 ** 20;
@@ -71,10 +73,10 @@ export class NativeBackbone {
   }
 
   /** Builds the segments' sessions one at a time, so only one segment's ONNX bytes exist at once. */
-  static async create(engine: NativeEngine, backbone: Backbone, segmentBytes = SEGMENT_BYTES): Promise<NativeBackbone> {
+  static async create(engine: NativeEngine, backbone: Backbone, segmentBytes = SEGMENT_BYTES, files?: WeightFiles): Promise<NativeBackbone> {
     const made: SegmentSession[] = [];
     try {
-      for (const seg of segmentsOf(backbone.config, segmentBytes)) made.push({ seg, session: await engine.session(segmentModel(backbone, seg)) });
+      for (const seg of segmentsOf(backbone.config, segmentBytes)) made.push({ seg, session: await engine.session(segmentModel(backbone, seg, files), files?.dir) });
     } catch (err) {
       await Promise.all(made.map((s) => s.session.release()));
       throw new AppError('internal', `onnxruntime could not build the backbone's graphs: ${(err as Error).message}`);

@@ -9,6 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import type * as Ort from 'onnxruntime-node';
+import { withWeightsDir } from './weight-files.js';
 import { modelBytes, valueInfo } from './onnx-proto.js';
 
 export interface SyncSession {
@@ -34,7 +35,7 @@ export function syncSessionFactory(
   moduleName: string,
   ort: typeof Ort,
   options: Ort.InferenceSession.SessionOptions,
-): ((model: Uint8Array) => SyncSession) | undefined {
+): ((model: Uint8Array, weightsDir?: string) => SyncSession) | undefined {
   let b: Binding;
   try {
     b = createRequire(import.meta.url)(`${moduleName}/dist/binding.js`) as Binding;
@@ -43,9 +44,9 @@ export function syncSessionFactory(
   } catch {
     return undefined;
   }
-  const make = (model: Uint8Array): SyncSession => {
+  const make = (model: Uint8Array, weightsDir?: string): SyncSession => {
     const session = new b.binding.InferenceSession();
-    session.loadModel(model.buffer, model.byteOffset, model.byteLength, options);
+    session.loadModel(model.buffer, model.byteOffset, model.byteLength, withWeightsDir(options, weightsDir));
     const output = session.outputMetadata[0].name;
     let released = false;
     return {

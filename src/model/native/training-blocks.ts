@@ -11,6 +11,7 @@ import type { NativeEngine } from './engine.js';
 import type { SyncSession } from './sync-session.js';
 import { blockModel } from './vit-graph.js';
 import { blockVjpModel } from './vit-vjp-graph.js';
+import type { WeightFiles } from './weight-files.js';
 
 export interface FrozenBlocks {
   /** x_{i+1} = Block_i(x_i), rows [n, tokens, d]. */
@@ -28,7 +29,7 @@ export interface FrozenBlocks {
  */
 const TOKEN_ROWS_PER_RUN = 2048;
 
-export function nativeFrozenBlocks(engine: NativeEngine, backbone: Backbone): FrozenBlocks | undefined {
+export function nativeFrozenBlocks(engine: NativeEngine, backbone: Backbone, files?: WeightFiles): FrozenBlocks | undefined {
   const make = engine.syncSession;
   if (!make || backbone.swin) return undefined;
   const { tokens, width, depth } = backbone.config;
@@ -58,11 +59,11 @@ export function nativeFrozenBlocks(engine: NativeEngine, backbone: Backbone): Fr
   return {
     forward(i, x, n) {
       check(i);
-      return chunked((forward[i] ??= make(blockModel(backbone, i))), { x }, n);
+      return chunked((forward[i] ??= make(blockModel(backbone, i, files), files?.dir)), { x }, n);
     },
     vjp(i, x, dy, n) {
       check(i);
-      return chunked((vjp[i] ??= make(blockVjpModel(backbone, i))), { x, dy }, n);
+      return chunked((vjp[i] ??= make(blockVjpModel(backbone, i, files), files?.dir)), { x, dy }, n);
     },
     release() {
       released = true;

@@ -8,6 +8,7 @@
  */
 import type { Backbone } from '../backbone.js';
 import { preparedBlock, preparedEmbed } from '../backbone-residency.js';
+import type { WeightFiles } from './weight-files.js';
 import { BOOL, modelBytes, tensor, valueInfo, type AttrValue, type Msg, type NodeSpec, type SubgraphSpec } from './onnx-proto.js';
 
 /** LayerNormalization is in the default domain from opset 17. */
@@ -16,6 +17,9 @@ const OPSET = 17;
 /** Nodes and initializers of one graph; shared by the forward graphs here and the VJP graphs (vit-vjp-graph.ts). */
 export class GraphBuilder {
   readonly nodes: NodeSpec[] = [];
+  /** Where large weights go as memory-mapped files (weight-files.ts); without it they are inline. */
+  constructor(private readonly files?: WeightFiles) {}
+
   readonly initializers: Msg[] = [];
   private next = 0;
 
@@ -32,8 +36,14 @@ export class GraphBuilder {
     return out;
   }
 
-  weight(name: string, dims: number[], data: Float32Array): string {
-    this.initializers.push(tensor(name, dims, data));
+  /**
+   * A float32 weight named `name` in this graph; `key` names the backbone tensor it is (its file),
+   * the same in every graph. `data` may be a function: with weight files already written it is
+   * never called, so a restart reads and transposes no checkpoint tensor.
+   */
+  weight(name: string, dims: number[], data: Float32Array | (() => Float32Array), key = name): string {
+    const values = typeof data === 'function' ? data : () => data;
+    this.initializers.push(this.files ? this.files.initializer(name, key, dims, values) : tensor(name, dims, values()));
     return name;
   }
 
@@ -98,13 +108,15 @@ function addEmbed(b: GraphBuilder, backbone: Backbone, pixels: string): string {
   const { patchSize: p, gridSize: g, numPatches: P, width: d, tokens: T } = backbone.config;
   const e = preparedEmbed(backbone);
   // tfjs's conv filter [p, p, 3, d] is, flattened, the [p·p·3, d] matrix of a patch laid out (y, x, c).
-  const filter = b.weight('patch_w', [p * p * 3, d], e.patchFilter.data);
-  const bias = b.weight('patch_b', [d], e.patchBias.data);
+  const filter = b.weight('patch_w', [p * p * 3, d], () => e.patchFilter.data);
+  const bias = b.weight('patch_b', [d], () => e.patchBias.data);
   // Row 0 of x_0 is cls + pos_0: the patches are padded with a zero row and one constant adds both.
-  const posCls = Float32Array.from(e.pos.data);
-  const cls = e.cls.data;
-  for (let c = 0; c < d; c++) posCls[c] += cls[c];
-  const pos = b.weight('pos_cls', [1, T, d], posCls);
+  const pos = b.weight('pos_cls', [1, T, d], () => {
+    const posCls = Float32Array.from(e.pos.data);
+    const cls = e.cls.data;
+    for (let c = 0; c < d; c++) posCls[c] += cls[c];
+    return posCls;
+  });
   const grid = b.op('Reshape', [pixels, b.ints('grid_shape', [-1, g, p, g, p, 3])]);
   const patches = b.op('Reshape', [b.op('Transpose', [grid], { perm: [0, 1, 3, 2, 4, 5] }), b.ints('patch_shape', [-1, P, p * p * 3])]);
   const embedded = b.linear(patches, filter, bias);
@@ -135,14 +147,15 @@ function addBlock(b: GraphBuilder, backbone: Backbone, i: number, x: string): st
   const cfg = backbone.config;
   const { width: d, heads: H, eps } = cfg;
   const w = preparedBlock(backbone, i);
-  const W = (name: string, t: { data: Float32Array; shape: number[] }) => b.weight(`b${i}_${name}`, t.shape, t.data);
+  const W = (name: string, t: { data: Float32Array; shape: number[] }) => b.weight(`b${i}_${name}`, t.shape, () => t.data);
   const norm = (y: string, gamma: string, beta: string) => b.op('LayerNormalization', [y, gamma, beta], { axis: -1, epsilon: { float: eps } });
   const xn = norm(x, W('ln1g', w.ln1g), W('ln1b', w.ln1b));
   // q, k, v as one [d, 3d] product, then onnxruntime's MultiHeadAttention (scale 1: 1/√dh is in
   // q already): one node instead of the 11 reshapes, transposes, products and softmax per block,
   // which cost the bundled backbone (17 tokens × width 64) a quarter of its forward in per-node
   // overhead. Its softmax and sums match the plain spelling to ~1e-6.
-  const qkv = b.linear(xn, b.weight(`b${i}_wqkv`, [d, 3 * d], interleave(d, [w.wq.data, w.wk.data, w.wv.data])), b.weight(`b${i}_bqkv`, [3 * d], concat([w.bq.data, w.bk.data, w.bv.data])));
+  const wqkv = b.weight(`b${i}_wqkv`, [d, 3 * d], () => interleave(d, [w.wq.data, w.wk.data, w.wv.data]));
+  const qkv = b.linear(xn, wqkv, b.weight(`b${i}_bqkv`, [3 * d], () => concat([w.bq.data, w.bk.data, w.bv.data])));
   const [q, k, v] = b.opN('Split', [qkv], 3, { axis: -1 });
   const attn = b.opN('MultiHeadAttention', [q, k, v], 1, { num_heads: H, scale: { float: 1 } }, 'com.microsoft')[0];
   const x3 = b.op('Add', [x, b.linear(attn, W('wo', w.wo), W('bo', w.bo))]);
@@ -157,9 +170,9 @@ function addBlock(b: GraphBuilder, backbone: Backbone, i: number, x: string): st
 }
 
 /** Block i alone, x [N, tokens, d] → y: a training step's forward of one block (training-blocks.ts). */
-export function blockModel(backbone: Backbone, i: number): Uint8Array {
+export function blockModel(backbone: Backbone, i: number, files?: WeightFiles): Uint8Array {
   const { width: d, tokens: T } = backbone.config;
-  const b = new GraphBuilder();
+  const b = new GraphBuilder(files);
   addBlock(b, backbone, i, 'x');
   return b.model(`block${i}`, valueInfo('x', ['N', T, d]), 'y', ['N', T, d]);
 }
@@ -181,9 +194,9 @@ export interface Segment {
  * onnxruntime applies its fusions inside the branches as in a plain graph (same bits as one graph
  * per block).
  */
-export function segmentModel(backbone: Backbone, seg: Segment): Uint8Array {
+export function segmentModel(backbone: Backbone, seg: Segment, files?: WeightFiles): Uint8Array {
   const { width: d, tokens: T, imageSize: S } = backbone.config;
-  const b = new GraphBuilder();
+  const b = new GraphBuilder(files);
   const dims = ['B', T, d];
   const outputs: Msg[] = [];
   let x = 'x';

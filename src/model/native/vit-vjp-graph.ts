@@ -17,15 +17,17 @@ import type { Backbone } from '../backbone.js';
 import { preparedBlock } from '../backbone-residency.js';
 import { valueInfo } from './onnx-proto.js';
 import { GraphBuilder } from './vit-graph.js';
+import type { WeightFiles } from './weight-files.js';
 
 /** Block i's VJP: inputs x, dy [N, tokens, d]; output dx [N, tokens, d]. */
-export function blockVjpModel(backbone: Backbone, i: number): Uint8Array {
+export function blockVjpModel(backbone: Backbone, i: number, files?: WeightFiles): Uint8Array {
   const cfg = backbone.config;
   const { width: d, tokens: T, heads: H, eps, mlpDim: m } = cfg;
   const dh = d / H;
   const w = preparedBlock(backbone, i);
-  const b = new GraphBuilder();
-  const W = (name: string, t: { data: Float32Array; shape: number[] }) => b.weight(name, t.shape, t.data);
+  const b = new GraphBuilder(files);
+  // Keyed as the forward graphs key them (vit-graph.ts addBlock): both map the same files.
+  const W = (name: string, t: { data: Float32Array; shape: number[] }) => b.weight(name, t.shape, () => t.data, `b${i}_${name}`);
   const mean = (x: string) => b.op('ReduceMean', [x], { axes: [-1], keepdims: 1 });
   const one = b.scalar('one', 1);
   const half = b.scalar('half', 0.5);
