@@ -12,7 +12,8 @@
  *            (groups on the same rows read a prefix input once: [B·t, d] × [d, K·r], then per group)
  *   add      x_k += a_k,i · fuse_k(θ_{β_k}(h_k))     (a_k,i = 1 where adapter k adds after i)
  *   fuse     Σ_taps shift(θ) · w_k,tap over a K'×K' grid, K' the largest kernel of a run of
- *            consecutive DTL+ groups; plain DTL groups skip the conv
+ *            consecutive DTL+ groups; plain DTL groups skip the conv. On grids up to 8×8 (the
+ *            bundled backbone's 4×4) as one P×P matrix per group and channel times θ (fuseDense)
  *   head     [K, B, d] × [K, d, c] + b_k
  *
  * Stacks, pads and slices only — their gradients are slices, pads and unstacks, which every
