@@ -12,7 +12,8 @@
  *            (groups on the same rows read a prefix input once: [B·t, d] × [d, K·r], then per group)
  *   add      x_k += a_k,i · fuse_k(θ_{β_k}(h_k))     (a_k,i = 1 where adapter k adds after i)
  *   fuse     Σ_taps shift(θ) · w_k,tap over a K'×K' grid, K' the largest kernel of a run of
- *            consecutive DTL+ groups; plain DTL groups skip the conv
+ *            consecutive DTL+ groups; plain DTL groups skip the conv. On grids up to 8×8 (the
+ *            bundled backbone's 4×4) as one P×P matrix per group and channel times θ (fuseDense)
  *   head     [K, B, d] × [K, d, c] + b_k
  *
  * Stacks, pads and slices only — their gradients are slices, pads and unstacks, which every
@@ -71,31 +72,40 @@ export function groupedSuffix(backbone: Backbone, adapters: Adapter[], state: Pr
   const betas = () => tf.tensor3d(Float32Array.from(adapters, (a) => a.spec.beta), [K, 1, 1]);
   const pad2 = (w: tf.Tensor2D, rows0: number, cols: number) =>
     w.shape[0] === rows0 && w.shape[1] === cols ? w : tf.pad(w, [[0, rows0 - w.shape[0]], [0, cols - w.shape[1]]]);
+  /**
+   * Each group's A [d, r] and its B transposed, [K, d, r]. The second product of a read runs as
+   * u · (Bᵀ)ᵀ so that its weight gradient is dreadᵀ · u, whose right operand (the one XNNPACK packs
+   * for every group of the batch) is u [B·t, r]; written u · B it was uᵀ · dread, packing dread
+   * [B·t, d] once per group — 0.2–0.6 ms a group, the largest kernel of a 14-candidate step.
+   */
   const readWeights = (i: number) => ({
     as: adapters.map((a, k) => {
       const p = reads[k].has(i) ? a.reads.get(i) : undefined;
       return p ? pad2(p.a, d, rank) : tf.zeros<tf.Rank.R2>([d, rank]);
     }),
-    bs: tf.stack(
-      adapters.map((a, k) => {
-        const p = reads[k].has(i) ? a.reads.get(i) : undefined;
-        return p ? pad2(p.b, rank, d) : tf.zeros([rank, d]);
-      }),
+    bts: tf.transpose(
+      tf.stack(
+        adapters.map((a, k) => {
+          const p = reads[k].has(i) ? a.reads.get(i) : undefined;
+          return p ? pad2(p.b, rank, d) : tf.zeros([rank, d]);
+        }),
+      ),
+      [0, 2, 1],
     ) as tf.Tensor3D,
   });
 
   /** Each group's read of block i from its own rows x [R, t, d]: [R·t, d]. */
   const readAt = (i: number, x: tf.Tensor3D): tf.Tensor2D => {
-    const { as, bs } = readWeights(i);
+    const { as, bts } = readWeights(i);
     const u = tf.matMul(tf.reshape(x, [K, B * t, d]) as tf.Tensor3D, tf.stack(as) as tf.Tensor3D);
-    return tf.reshape(tf.matMul(u, bs), [R * t, d]);
+    return tf.reshape(tf.matMul(u, bts, false, true), [R * t, d]);
   };
   /** Every group's read of block i from ONE shared x [B, t, d]: one [B·t, d] × [d, K·r] product, no K copies. */
   const readShared = (i: number, x: tf.Tensor3D): tf.Tensor2D => {
-    const { as, bs } = readWeights(i);
+    const { as, bts } = readWeights(i);
     const u = tf.matMul(tf.reshape(x, [B * t, d]) as tf.Tensor2D, tf.concat(as, 1));
     const perGroup = tf.transpose(tf.reshape(u, [B * t, K, rank]), [1, 0, 2]) as tf.Tensor3D;
-    return tf.reshape(tf.matMul(perGroup, bs), [R * t, d]);
+    return tf.reshape(tf.matMul(perGroup, bts, false, true), [R * t, d]);
   };
   /** Taps [n, K'·K', d] of groups k0..k1−1 (all fused), each adapter's k×k taps centred in the K'×K' grid. */
   const taps = (k0: number, k1: number, kernel: number): tf.Tensor3D => {
@@ -115,6 +125,7 @@ export function groupedSuffix(backbone: Backbone, adapters: Adapter[], state: Pr
     const n = k1 - k0;
     const rowsN = n * B;
     const kernel = Math.max(...adapters.slice(k0, k1).map((a) => a.spec.fusionKernel));
+    if (gs * gs <= DENSE_FUSION_MAX_PATCHES) return fuseDense(th, n, taps(k0, k1, kernel), gs, kernel, B);
     const before = (kernel - 1) >> 1;
     const after = kernel - 1 - before;
     const w = taps(k0, k1, kernel);
@@ -192,4 +203,56 @@ export function groupedSuffix(backbone: Backbone, adapters: Adapter[], state: Pr
     headVariables: () => adapters.flatMap((a) => [a.headW as tf.Variable, a.headB as tf.Variable]),
     groups: K,
   };
+}
+
+/**
+ * The grid sides up to which fuseDense replaces the shifted slices (≤ 8×8 patches: the bundled
+ * backbone's 4×4, where the grouped search runs; a 14×14 ViT-B grid would make each channel's
+ * matrix 196² and the product 196/9 times the slices' arithmetic).
+ */
+export const DENSE_FUSION_MAX_PATCHES = 64;
+
+/** S [K'², P²]: row tap (a, b) has a 1 at (p, q) where q is patch p moved by (a − before, b − before) inside the grid. */
+const shiftMatrices = new Map<string, Float32Array>();
+function shiftMatrix(gs: number, kernel: number): Float32Array {
+  const key = `${gs}:${kernel}`;
+  let s = shiftMatrices.get(key);
+  if (s) return s;
+  const P = gs * gs;
+  const before = (kernel - 1) >> 1;
+  s = new Float32Array(kernel * kernel * P * P);
+  for (let a = 0; a < kernel; a++) {
+    for (let b = 0; b < kernel; b++) {
+      for (let i = 0; i < gs; i++) {
+        for (let j = 0; j < gs; j++) {
+          const qi = i + a - before;
+          const qj = j + b - before;
+          if (qi >= 0 && qi < gs && qj >= 0 && qj < gs) s[(a * kernel + b) * P * P + (i * gs + j) * P + qi * gs + qj] = 1;
+        }
+      }
+    }
+  }
+  shiftMatrices.set(key, s);
+  return s;
+}
+
+/**
+ * The same depthwise 'same' conv as the shifted slices, as two matMuls: every (group, channel)
+ * gets its P×P matrix M = Σ_taps w_tap · S_tap (one [n·d, K'²] × [K'², P²] product), then
+ * conv = M · x over the patches, with x laid out [n·d, P, B] by one transpose. On wasm this is a
+ * handful of XNNPACK products and transposes where the slices were K'² slices, products and
+ * broadcast-weight gradients (each a Sum over a non-inner axis: a transposed copy first) — about
+ * a third of a grouped 8-candidate step on the bundled backbone.
+ */
+function fuseDense(th: tf.Tensor3D, n: number, w: tf.Tensor3D, gs: number, kernel: number, B: number): tf.Tensor3D {
+  const [rowsN, t, d] = th.shape;
+  const P = gs * gs;
+  const taps = kernel * kernel;
+  const s = tf.tensor2d(shiftMatrix(gs, kernel), [taps, P * P]);
+  const m = tf.reshape(tf.matMul(tf.reshape(tf.transpose(w, [0, 2, 1]), [n * d, taps]), s), [n * d, P, P]) as tf.Tensor3D;
+  const cls = tf.slice(th, [0, 0, 0], [rowsN, 1, d]);
+  const grid = tf.reshape(tf.slice(th, [0, 1, 0], [rowsN, t - 1, d]), [n, B, P, d]);
+  const x = tf.reshape(tf.transpose(grid, [0, 3, 2, 1]), [n * d, P, B]) as tf.Tensor3D;
+  const conv = tf.transpose(tf.reshape(tf.matMul(m, x), [n, d, P, B]), [0, 3, 2, 1]);
+  return tf.concat([cls, tf.reshape(conv, [rowsN, P, d]) as tf.Tensor3D], 1) as tf.Tensor3D;
 }

@@ -18,16 +18,23 @@ import {
   type AdapterSpec,
   type Backbone,
 } from '../../src/model/index.js';
+import { DENSE_FUSION_MAX_PATCHES } from '../../src/model/suffix-grouped.js';
 import { randomAdapter, randomPixels, tinyBackbone, tinySpec } from '../helpers/tiny-backbone.js';
 import { expectAppError, maxAbsDiff } from './expect.js';
 
 describe('grouped train step', () => {
   let backbone: Backbone;
+  let narrow: Backbone;
+  let wide: Backbone;
   beforeAll(async () => {
     await initBackend('wasm');
-    backbone = tinyBackbone({ width: 8, depth: 3, heads: 2, mlpDim: 16, patchSize: 4, imageSize: 8, seed: 4 });
+    backbone = narrow = tinyBackbone({ width: 8, depth: 3, heads: 2, mlpDim: 16, patchSize: 4, imageSize: 8, seed: 4 });
+    wide = tinyBackbone({ width: 8, depth: 3, heads: 2, mlpDim: 16, patchSize: 4, imageSize: 36, seed: 4 });
   });
-  afterAll(() => backbone.dispose());
+  afterAll(() => {
+    narrow.dispose();
+    wide.dispose();
+  });
 
   const specs: [string, AdapterSpec][] = [
     ['dtl', tinySpec({ loraBeforeBlocks: [0, 1, 2], addAfterBlocks: [1, 2] })],
@@ -40,7 +47,11 @@ describe('grouped train step', () => {
     ['whole suffix taped', undefined, false],
     ['every block recomputed', 0, false],
     ['each group on its own rows', 1, true],
-  ])('K adapters in one step = K separate steps (DTL and DTL+ mixed): %s', (_, tapeBlocks, ownRows) => {
+    // A 9×9 patch grid is above DENSE_FUSION_MAX_PATCHES: the grouped DTL+ conv runs as shifted slices.
+    ['9×9 patch grid (fusion as shifted slices)', undefined, false, true],
+  ])('K adapters in one step = K separate steps (DTL and DTL+ mixed): %s', (_, tapeBlocks, ownRows, wideGrid = false) => {
+    const backbone = wideGrid ? wide : narrow;
+    expect(backbone.config.gridSize ** 2 > DENSE_FUSION_MAX_PATCHES).toBe(wideGrid);
     const lrs = [1e-3, 3e-2, 1e-2, 0.1];
     const files = specs.map(([, spec], k) => {
       const a = randomAdapter(backbone.config, spec, 40 + k, 0.3);

@@ -1,5 +1,5 @@
 /**
- * Slice, GatherV2 and Identity replacements against the stock wasm kernels, bit for bit, over
+ * Slice, SplitV, GatherV2 and Identity replacements against the stock wasm kernels, bit for bit, over
  * the shapes the model never makes but a caller could: rank 1–6, size-0 dims, size −1, partial
  * begin/size, negative axes, batchDims, int32/bool, invalid arguments (same error, nothing
  * leaked), and inside a gradient tape. Where the stock kernel is itself wrong (GatherV2 on an empty
@@ -37,6 +37,31 @@ const sliceArb = fc
     return { ...c, begin: c.begin.slice(0, c.given) as number[], size: sizes.slice(0, c.given) };
   });
 
+/** A split of some axis into parts (sizes, with at most one −1, or an equal count). */
+const splitArb = fc
+  .tuple(shapeArb(1), dtypeArb, fc.nat(1000))
+  .chain(([shape, dtype, seed]) =>
+    fc.record({
+      shape: fc.constant(shape),
+      dtype: fc.constant(dtype),
+      seed: fc.constant(seed),
+      axis: fc.integer({ min: -shape.length, max: shape.length - 1 }),
+      cuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 3 }),
+      inferLast: fc.boolean(),
+    }),
+  )
+  .map((c) => {
+    const dim = c.shape[c.axis < 0 ? c.axis + c.shape.length : c.axis];
+    const at = [...c.cuts.map((f) => Math.floor(f * (dim + 1)) % (dim + 1)), dim].sort((a, b) => a - b);
+    const sizes = at.map((v, i) => v - (i === 0 ? 0 : at[i - 1]));
+    if (c.inferLast) sizes[sizes.length - 1] = -1;
+    return { ...c, sizes };
+  });
+
+function splitOf(c: { shape: number[]; dtype: DType; seed: number; axis: number; sizes: number[] }) {
+  return () => tf.stack(tf.split(tf.tensor(values(size(c.shape), c.dtype, c.seed), c.shape, c.dtype), c.sizes, c.axis).map((t) => tf.reshape(t, [-1])).map((t) => tf.pad(t, [[0, size(c.shape) - t.size]])));
+}
+
 function sliceOf(c: { shape: number[]; dtype: DType; seed: number; begin: number[]; size: number[] }) {
   return () => tf.slice(tf.tensor(values(size(c.shape), c.dtype, c.seed), c.shape, c.dtype), c.begin, c.size);
 }
@@ -70,7 +95,7 @@ function gatherOf(c: GatherCase) {
   return () => tf.gather(tf.tensor(values(size(c.shape), c.dtype, c.seed), c.shape, c.dtype), tf.tensor(c.ind, c.indShape, 'int32'), c.axis, c.batchDims);
 }
 
-describe('wasm Slice / GatherV2 / Identity replacements', () => {
+describe('wasm Slice / SplitV / GatherV2 / Identity replacements', () => {
   beforeAll(async () => {
     await initBackend('wasm');
   });
@@ -81,6 +106,15 @@ describe('wasm Slice / GatherV2 / Identity replacements', () => {
     const before = memory();
     cases.forEach((c, i) => expect(outcome(sliceOf(c)), JSON.stringify(c)).toEqual(stock[i]));
     expect(stock.filter((o) => 'error' in o)).toEqual([]);
+    expect(memory()).toEqual(before);
+  });
+
+  it('SplitV: the stock parts to the bit (any axis, size-0 parts, an inferred last size)', () => {
+    const cases = fc.sample(splitArb, { numRuns: 200, seed: 12 });
+    const stock = withStock(() => cases.map((c) => outcome(splitOf(c))));
+    expect(stock.filter((o) => 'bits' in o).length).toBeGreaterThan(150);
+    const before = memory();
+    cases.forEach((c, i) => expect(outcome(splitOf(c)), JSON.stringify(c)).toEqual(stock[i]));
     expect(memory()).toEqual(before);
   });
 
@@ -150,6 +184,23 @@ describe('wasm Slice / GatherV2 / Identity replacements', () => {
     s.dispose();
     expect(t.arraySync()).toEqual(['a', 'bc']);
     t.dispose();
+  });
+
+  it('a concat\'s gradient (SplitV) inside a tape: the stock gradients to the bit', () => {
+    const a = tf.tensor(values(3 * 2 * 4, 'float32', 3).map((v) => (Number.isFinite(v) && Math.abs(v) < 1e6 ? v : 1)), [3, 2, 4]);
+    const b = tf.tensor(values(3 * 5 * 4, 'float32', 5).map((v) => (Number.isFinite(v) && Math.abs(v) < 1e6 ? v : 2)), [3, 5, 4]);
+    const w = tf.tensor(values(3 * 7 * 4, 'float32', 7).map((v) => (Number.isFinite(v) && Math.abs(v) < 1e6 ? v : 3)), [3, 7, 4]);
+    const grads = () => {
+      const { value, grads: g } = tf.valueAndGrads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.concat([x, y], 1), w)))([a, b]);
+      const out = { value: bits(value), grads: g.map(bits) };
+      tf.dispose([value, ...g]);
+      return out;
+    };
+    const stock = withStock(grads);
+    const before = memory();
+    for (let i = 0; i < 2; i++) expect(grads()).toEqual(stock);
+    expect(memory()).toEqual(before);
+    tf.dispose([a, b, w]);
   });
 
   it('inside a gradient tape: Slice (and GatherV2, Identity for the saved inputs) give the stock gradients to the bit', () => {

@@ -3,7 +3,7 @@
  * made here and nowhere else (test/model/tfjs-patches.test.ts greps src/ for it). The patches
  * themselves live beside this file; README.md lists each one, why, and its test.
  *
- *   1. kernel replacements   wasm Slice, GatherV2, Identity, BatchMatMul   (wasm-kernels.ts, wasm-matmul.ts)
+ *   1. kernel replacements   wasm Slice, SplitV, GatherV2, Identity, BatchMatMul (wasm-kernels.ts, wasm-matmul.ts)
  *   2. GELU kernels          wasm DtlGelu, DtlGeluGrad                     (gelu.ts, wasm-simd.ts)
  *   3. gradient engine       engine.gradients → lean back-propagation       (lean-gradients.ts)
  *   4. gradients             _FusedMatMul, DtlGelu                          (matmul-gradients.ts, gelu.ts)
@@ -85,7 +85,7 @@ const GELU_KERNELS: ReadonlyArray<readonly [string, tf.KernelFunc]> = [
 /** The stock kernels replaced, to call as fallback and to put back. */
 const stockKernels = new Map<string, tf.KernelConfig>();
 
-/** Replaces the wasm Slice, GatherV2, Identity and BatchMatMul kernels and adds the GELU ones (idempotent). */
+/** Replaces the wasm Slice, SplitV, GatherV2, Identity and BatchMatMul kernels and adds the GELU ones (idempotent). */
 export function installWasmKernelFixes(): void {
   if (stockKernels.size > 0) return;
   checkTfjsVersion();
