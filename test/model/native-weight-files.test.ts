@@ -1,14 +1,16 @@
 /**
  * The backbone's weights as memory-mapped files (native/weight-files.ts): the same features and
- * training-block gradients as weights held inline, one file per large tensor written once and
+ * training-block gradients as weights held inline, one file per weight written once and
  * reused by a second start, the files actually mapped by the sessions after a forward, and a
- * folder that cannot be written falling back to inline weights with one log line.
+ * folder that cannot be written falling back to inline weights with one log line; and which
+ * backbones get onnxruntime's arena.
  */
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detachNative, initBackend, loadBackboneFromDir, nativeOf, settleBackboneWeights, startBackboneEngine, type Backbone } from '../../src/model/index.js';
 import { frozenBlocksOf } from '../../src/model/native/attach.js';
+import { usesArena } from '../../src/model/native/native-backbone.js';
 import { WeightFiles } from '../../src/model/native/weight-files.js';
 import { makeTempDir } from '../helpers/db.js';
 import { randomPixels, rng, tinyBackbone, writeTinyBackboneDir } from '../helpers/tiny-backbone.js';
@@ -127,5 +129,14 @@ describe('engine weight files', () => {
     const b = WeightFiles.forBackbone('/x', 'cd'.repeat(32), cfg);
     const c = WeightFiles.forBackbone('/x', 'ab'.repeat(32), { ...cfg, imageSize: 32 });
     expect(new Set([a.dir, b.dir, c.dir]).size).toBe(3);
+  });
+});
+
+describe('engine arena policy', () => {
+  it('gives the arena to small backbones only (its activations are kept per session)', () => {
+    const cfg = (width: number, depth: number, mlpDim: number, heads: number, tokens: number) => ({ ...tinyBackbone(SHAPE).config, width, depth, mlpDim, heads, tokens });
+    expect(usesArena(cfg(64, 6, 256, 4, 17), 1)).toBe(true); // the bundled backbone
+    expect(usesArena(cfg(192, 12, 768, 3, 65), 1)).toBe(true); // the benches' width-192 ViT
+    expect(usesArena(cfg(768, 12, 3072, 12, 197), 12)).toBe(false); // ViT-B/16 at 224
   });
 });

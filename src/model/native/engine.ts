@@ -9,8 +9,8 @@ import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import { AppError } from '../../errors.js';
 import { modelBytes, valueInfo } from './onnx-proto.js';
+import { sessionOptions, type PerSession } from './session-options.js';
 import { syncSessionFactory, type SyncSession } from './sync-session.js';
-import { withWeightsDir } from './weight-files.js';
 
 export type EnginePreference = 'auto' | 'onnxruntime' | 'tfjs';
 /** onnxruntime execution providers: cuda / tensorrt need the GPU provider libraries (README: GPU nodes). */
@@ -30,13 +30,10 @@ export interface NativeEngine {
   readonly name: 'onnxruntime';
   readonly ort: typeof Ort;
   readonly options: Required<EngineOptions>;
-  /**
-   * A session of the given ONNX model bytes with this engine's threads and provider; external
-   * data (weight-files.ts) is read from `weightsDir`.
-   */
-  session(model: Uint8Array, weightsDir?: string): Promise<Ort.InferenceSession>;
+  /** A session of the given ONNX model bytes with this engine's threads and provider. */
+  session(model: Uint8Array, per?: PerSession): Promise<Ort.InferenceSession>;
   /** The same, run synchronously (sync-session.ts); undefined where this onnxruntime-node cannot. */
-  readonly syncSession?: (model: Uint8Array, weightsDir?: string) => SyncSession;
+  readonly syncSession?: (model: Uint8Array, per?: PerSession) => SyncSession;
 }
 
 /** null: the tfjs engine. */
@@ -94,7 +91,7 @@ async function loadEngine(opts: Required<EngineOptions>): Promise<NativeEngine> 
   const specifier: string = opts.moduleName;
   const mod = (await import(specifier)) as typeof Ort & { default?: typeof Ort };
   const ort = mod.InferenceSession ? mod : mod.default!;
-  const sessionOptions: Ort.InferenceSession.SessionOptions = {
+  const baseOptions: Ort.InferenceSession.SessionOptions = {
     executionProviders: opts.provider === 'cpu' ? ['cpu'] : [opts.provider, 'cpu'],
     intraOpNumThreads: opts.threads,
     interOpNumThreads: 1,
@@ -116,8 +113,8 @@ async function loadEngine(opts: Required<EngineOptions>): Promise<NativeEngine> 
     name: 'onnxruntime',
     ort,
     options: opts,
-    session: (model, weightsDir) => ort.InferenceSession.create(model, withWeightsDir(sessionOptions, weightsDir)),
-    syncSession: syncSessionFactory(specifier, ort, sessionOptions),
+    session: (model, per) => ort.InferenceSession.create(model, sessionOptions(baseOptions, per)),
+    syncSession: syncSessionFactory(specifier, ort, baseOptions),
   };
   // Loading the binding is not enough: run one node, so a broken install or provider fails here.
   const probe = await engine.session(

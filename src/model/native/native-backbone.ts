@@ -30,6 +30,25 @@ export interface NativePrefix {
   x: Float32Array;
 }
 
+/**
+ * onnxruntime's arena (session-options.ts) where every segment's activations together stay under
+ * ARENA_MAX_BYTES at ARENA_ROWS rows (BATCH_MAX_SIZE's default, doubled): the bundled backbone
+ * (≈ 3 MB) and a width-192 ViT (≈ 32 MB) get it, ViT-B/16 (≈ 5 GB over its twelve sessions) does not.
+ */
+const ARENA_ROWS = 64;
+const ARENA_MAX_BYTES = 64 * 2 ** 20;
+
+/** Whether a backbone cut into `segments` sessions runs them with onnxruntime's arena. */
+export function usesArena(cfg: BackboneConfig, segments: number): boolean {
+  return activationBytesPerRow(cfg) * ARENA_ROWS * segments <= ARENA_MAX_BYTES;
+}
+
+/** A block's float32 activations for one row, all held at once (an upper bound of what a run keeps live). */
+export function activationBytesPerRow(cfg: BackboneConfig): number {
+  const { width: d, mlpDim: m, tokens: T, heads: H } = cfg;
+  return 4 * T * (3 * d + d + d + m + H * T);
+}
+
 /** Blocks grouped greedily into segments of ≤ maxBytes of float32 weights (one block at least each). */
 export function segmentsOf(cfg: BackboneConfig, maxBytes: number): Segment[] {
   const { width: d, mlpDim: m, patchSize: p, tokens: T, depth } = cfg;
@@ -76,7 +95,9 @@ export class NativeBackbone {
   static async create(engine: NativeEngine, backbone: Backbone, segmentBytes = SEGMENT_BYTES, files?: WeightFiles): Promise<NativeBackbone> {
     const made: SegmentSession[] = [];
     try {
-      for (const seg of segmentsOf(backbone.config, segmentBytes)) made.push({ seg, session: await engine.session(segmentModel(backbone, seg, files), files?.dir) });
+      const segments = segmentsOf(backbone.config, segmentBytes);
+      const arena = usesArena(backbone.config, segments.length);
+      for (const seg of segments) made.push({ seg, session: await engine.session(segmentModel(backbone, seg, files), { weightsDir: files?.dir, arena }) });
     } catch (err) {
       await Promise.all(made.map((s) => s.session.release()));
       throw new AppError('internal', `onnxruntime could not build the backbone's graphs: ${(err as Error).message}`);

@@ -9,7 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import type * as Ort from 'onnxruntime-node';
-import { withWeightsDir } from './weight-files.js';
+import { sessionOptions, type PerSession } from './session-options.js';
 import { modelBytes, valueInfo } from './onnx-proto.js';
 
 export interface SyncSession {
@@ -35,7 +35,7 @@ export function syncSessionFactory(
   moduleName: string,
   ort: typeof Ort,
   options: Ort.InferenceSession.SessionOptions,
-): ((model: Uint8Array, weightsDir?: string) => SyncSession) | undefined {
+): ((model: Uint8Array, per?: PerSession) => SyncSession) | undefined {
   let b: Binding;
   try {
     b = createRequire(import.meta.url)(`${moduleName}/dist/binding.js`) as Binding;
@@ -44,9 +44,9 @@ export function syncSessionFactory(
   } catch {
     return undefined;
   }
-  const make = (model: Uint8Array, weightsDir?: string): SyncSession => {
+  const make = (model: Uint8Array, per?: PerSession): SyncSession => {
     const session = new b.binding.InferenceSession();
-    session.loadModel(model.buffer, model.byteOffset, model.byteLength, withWeightsDir(options, weightsDir));
+    session.loadModel(model.buffer, model.byteOffset, model.byteLength, sessionOptions(options, per));
     const output = session.outputMetadata[0].name;
     let released = false;
     return {

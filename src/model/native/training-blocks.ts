@@ -59,11 +59,11 @@ export function nativeFrozenBlocks(engine: NativeEngine, backbone: Backbone, fil
   return {
     forward(i, x, n) {
       check(i);
-      return chunked((forward[i] ??= make(blockModel(backbone, i, files), files?.dir)), { x }, n);
+      return chunked((forward[i] ??= make(blockModel(backbone, i, files), { weightsDir: files?.dir })), { x }, n);
     },
     vjp(i, x, dy, n) {
       check(i);
-      return chunked((vjp[i] ??= make(blockVjpModel(backbone, i, files), files?.dir)), { x, dy }, n);
+      return chunked((vjp[i] ??= make(blockVjpModel(backbone, i, files), { weightsDir: files?.dir })), { x, dy }, n);
     },
     release() {
       released = true;

@@ -15,7 +15,6 @@
  */
 import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type * as Ort from 'onnxruntime-node';
 import type { BackboneConfig } from '../backbone-config.js';
 import { FLOAT, Msg, tensor } from './onnx-proto.js';
 
@@ -94,11 +93,4 @@ export class WeightFiles {
     }
     this.written.add(file);
   }
-}
-
-/** The options with onnxruntime's folder of a buffer-loaded model's external data. */
-export function withWeightsDir(options: Ort.InferenceSession.SessionOptions, weightsDir: string | undefined): Ort.InferenceSession.SessionOptions {
-  if (weightsDir === undefined) return options;
-  const extra = (options.extra ?? {}) as { session?: Record<string, unknown> };
-  return { ...options, extra: { ...extra, session: { ...extra.session, model_external_initializers_file_folder_path: weightsDir } } };
 }
