@@ -12,6 +12,7 @@
  * round (CPU time would hide what a second thread buys). RSS: the process's, before the engines,
  * after the 1-executor engine warmed up, after the 2-executor one.
  */
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,6 +50,8 @@ async function load(engine: ServingEngine, refs: AdapterRef[], pics: Float32Arra
 }
 
 const rssMb = () => process.memoryUsage().rss / 2 ** 20;
+/** Proportional set size: a page mapped twice (two executors mapping one weight file) counts once. */
+const pssMb = () => Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1] ?? NaN) / 1024;
 
 const bench: Bench = {
   id: 'P12',
@@ -74,9 +77,12 @@ const bench: Bench = {
       }
       const pics = images(64, backbone.config, 5);
       const rss: number[] = [rssMb()];
-      const byWorkers = new Map<number, ServingEngine>();
-      for (const workers of [1, 2]) {
-        const workerEnv = { ...env, SERVE_WORKERS: String(workers) };
+      const pss: number[] = [pssMb()];
+      // 1 and 2: SERVE_WORKERS as the server sets it (onnxruntime threads = cores ÷ executors);
+      // 3: one executor of one onnxruntime thread — what one executor does on one core.
+      const byWorkers = new Map<1 | 2 | 3, ServingEngine>();
+      for (const workers of [1, 2, 3] as const) {
+        const workerEnv = { ...env, SERVE_WORKERS: String(workers === 3 ? 1 : workers), ...(workers === 3 ? { ENGINE_THREADS: '1' } : {}) };
         const engine = createEngine(loadConfig(workerEnv), backbone, blobs, createMetrics({ defaultMetrics: false }), workerEnv);
         engines.push(engine);
         await engine.ready();
@@ -85,11 +91,12 @@ const bench: Bench = {
         await load(engine, refs, pics, clients, 1000);
         byWorkers.set(workers, engine);
         rss.push(rssMb());
+        pss.push(pssMb());
       }
-      const rates: Record<1 | 2, number[]> = { 1: [], 2: [] };
+      const rates: Record<1 | 2 | 3, number[]> = { 1: [], 2: [], 3: [] };
       const loadBefore = os.loadavg()[0];
       for (let r = 0; r < rounds; r++) {
-        const order: Array<1 | 2> = r % 2 === 0 ? [1, 2] : [2, 1];
+        const order: Array<1 | 2 | 3> = r % 2 === 0 ? [1, 2, 3] : [3, 2, 1];
         for (const w of order) {
           rates[w].push(await load(byWorkers.get(w)!, refs, pics, clients, roundMs));
           log(`P12: round ${r + 1}/${rounds}, ${w} executor(s): ${fmt(rates[w][rates[w].length - 1])} images/s`);
@@ -99,14 +106,20 @@ const bench: Bench = {
       const stats2 = byWorkers.get(2)!.stats();
       const one = median(rates[1]);
       const two = median(rates[2]);
+      const oneCore = median(rates[3]);
       const cores = os.availableParallelism();
       const detail =
         `${describeSize(SIZE)}, engine ${process.env.BACKBONE_ENGINE ?? 'auto'} (onnxruntime threads per executor: cores ÷ executors = ${cores} ÷ n); ${ADAPTERS} resident DTL adapters (authors' blocks, 10 classes), ` +
         `${clients} closed-loop callers of ${PER_REQUEST}-image requests, continuous batching, BATCH_MAX_SIZE 32; ${rounds} alternating rounds of ${roundMs} ms. ` +
         `Images/s: 1 executor ${rates[1].map((x) => fmt(x)).join(', ')} (median ${fmt(one)}); 2 executors ${rates[2].map((x) => fmt(x)).join(', ')} (median ${fmt(two)}); ` +
+        `1 executor of 1 onnxruntime thread ${rates[3].map((x) => fmt(x)).join(', ')} (median ${fmt(oneCore)}); ` +
         `batches per executor with 2: ${stats2.executors.batchesByExecutor.join(' / ')}. Machine: ${cores} cores, load average ${fmt(loadBefore)} before, ${fmt(loadAfter)} after. ` +
-        `Process RSS: ${fmt(rss[0])} MiB before the engines, +${fmt(rss[1] - rss[0])} MiB with the 1-executor engine, +${fmt(rss[2] - rss[1])} MiB more with the 2-executor one (each thread: its own backbone copy, onnxruntime sessions, tfjs wasm heap).`;
-      return [result('P12 serving throughput, 2 executors ÷ 1', two / one, { op: '>=', value: 1.6 }, detail)];
+        `Process RSS (PSS: mapped weight files counted once): ${fmt(rss[0])} (${fmt(pss[0])}) MiB before the engines, +${fmt(rss[1] - rss[0])} (${fmt(pss[1] - pss[0])}) MiB with the 1-executor engine, ` +
+        `+${fmt(rss[2] - rss[1])} (${fmt(pss[2] - pss[1])}) MiB more with the 2-executor one (each executor thread: its onnxruntime sessions mapping the shared weight files, its tfjs wasm heap and adapters).`;
+      return [
+        result('P12 serving throughput, 2 executors ÷ 1', two / one, { op: '>=', value: 1.6 }, detail),
+        result('P12 serving throughput, 2 executors ÷ 1 executor of 1 onnxruntime thread (per-core scaling)', two / oneCore, null, detail),
+      ];
     } finally {
       for (const e of engines) await e.close();
       await fs.rm(dir, { recursive: true, force: true });
