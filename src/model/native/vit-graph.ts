@@ -7,7 +7,7 @@
  * LayerNorm / Gelu / attention kernels.
  */
 import type { Backbone } from '../backbone.js';
-import { preparedBlock, preparedEmbed } from '../backbone-residency.js';
+import { preparedBlock, preparedEmbed, type PreparedBlock } from '../backbone-residency.js';
 import type { WeightFiles } from './weight-files.js';
 import { BOOL, modelBytes, tensor, valueInfo, type AttrValue, type Msg, type NodeSpec, type SubgraphSpec } from './onnx-proto.js';
 
@@ -124,6 +124,17 @@ function addEmbed(b: GraphBuilder, backbone: Backbone, pixels: string): string {
   return b.op('Add', [padded, pos]);
 }
 
+/**
+ * Block i's q, k and v as one [d, 3d] weight and [3d] bias (their products side by side), keyed
+ * `b{i}_wqkv` / `b{i}_bqkv` in every graph that uses them (the forward and the VJP share the files).
+ */
+export function qkvWeights(b: GraphBuilder, w: PreparedBlock, i: number, d: number): [string, string] {
+  return [
+    b.weight(`b${i}_wqkv`, [d, 3 * d], () => interleave(d, [w.wq.data, w.wk.data, w.wv.data])),
+    b.weight(`b${i}_bqkv`, [3 * d], () => concat([w.bq.data, w.bk.data, w.bv.data])),
+  ];
+}
+
 /** [rows, d] matrices side by side: [rows, d·parts]. */
 function interleave(d: number, parts: Float32Array[]): Float32Array {
   const rows = parts[0].length / d;
@@ -154,8 +165,7 @@ function addBlock(b: GraphBuilder, backbone: Backbone, i: number, x: string): st
   // q already): one node instead of the 11 reshapes, transposes, products and softmax per block,
   // which cost the bundled backbone (17 tokens × width 64) a quarter of its forward in per-node
   // overhead. Its softmax and sums match the plain spelling to ~1e-6.
-  const wqkv = b.weight(`b${i}_wqkv`, [d, 3 * d], () => interleave(d, [w.wq.data, w.wk.data, w.wv.data]));
-  const qkv = b.linear(xn, wqkv, b.weight(`b${i}_bqkv`, [3 * d], () => concat([w.bq.data, w.bk.data, w.bv.data])));
+  const qkv = b.linear(xn, ...qkvWeights(b, w, i, d));
   const [q, k, v] = b.opN('Split', [qkv], 3, { axis: -1 });
   const attn = b.opN('MultiHeadAttention', [q, k, v], 1, { num_heads: H, scale: { float: 1 } }, 'com.microsoft')[0];
   const x3 = b.op('Add', [x, b.linear(attn, W('wo', w.wo), W('bo', w.bo))]);

@@ -16,7 +16,7 @@
 import type { Backbone } from '../backbone.js';
 import { preparedBlock } from '../backbone-residency.js';
 import { valueInfo } from './onnx-proto.js';
-import { GraphBuilder } from './vit-graph.js';
+import { GraphBuilder, qkvWeights } from './vit-graph.js';
 import type { WeightFiles } from './weight-files.js';
 
 /** Block i's VJP: inputs x, dy [N, tokens, d]; output dx [N, tokens, d]. */
@@ -58,17 +58,14 @@ export function blockVjpModel(backbone: Backbone, i: number, files?: WeightFiles
   // Forward, recomputed.
   const ln1g = W('ln1g', w.ln1g);
   const ln2g = W('ln2g', w.ln2g);
-  const wq = W('wq', w.wq);
-  const wk = W('wk', w.wk);
-  const wv = W('wv', w.wv);
   const wo = W('wo', w.wo);
   const w1 = W('w1', w.w1);
   const w2 = W('w2', w.w2);
   const n1 = normalise('x');
   const xn = affine(n1.xh, ln1g, W('ln1b', w.ln1b));
-  const q = split(b.linear(xn, wq, W('bq', w.bq)));
-  const k = split(b.linear(xn, wk, W('bk', w.bk)));
-  const v = split(b.linear(xn, wv, W('bv', w.bv)));
+  // q, k, v as one product with the forward's [d, 3d] weight (one file for both graphs), split.
+  const [wqkv, bqkv] = qkvWeights(b, w, i, d);
+  const [q, k, v] = b.opN('Split', [b.linear(xn, wqkv, bqkv), b.ints('qkv_split', [d, d, d])], 3, { axis: -1 }).map(split);
   const probs = b.op('Softmax', [b.op('MatMul', [q, swapLast(k)])], { axis: -1 });
   const attn = merge(b.op('MatMul', [probs, v]));
   const x3 = b.op('Add', ['x', b.linear(attn, wo, W('bo', w.bo))]);
@@ -88,7 +85,7 @@ export function blockVjpModel(backbone: Backbone, i: number, files?: WeightFiles
   const dScores = b.op('Mul', [probs, b.op('Sub', [dProbs, b.op('ReduceSum', [b.op('Mul', [dProbs, probs]), b.ints('last_axis', [-1])], { keepdims: 1 })])]);
   const dQ = b.op('MatMul', [dScores, k]);
   const dK = b.op('MatMul', [swapLast(dScores), q]);
-  const dXn = b.op('Add', [b.op('Add', [backLinear(merge(dQ), wq, d, d), backLinear(merge(dK), wk, d, d)]), backLinear(merge(dV), wv, d, d)]);
+  const dXn = backLinear(b.op('Concat', [merge(dQ), merge(dK), merge(dV)], { axis: -1 }), wqkv, 3 * d, d);
   b.op('Add', [dX3, normBack(dXn, ln1g, n1)]);
   return b.model(`block${i}_vjp`, [valueInfo('x', ['N', T, d]), valueInfo('dy', ['N', T, d])], 'dx', ['N', T, d]);
 }
