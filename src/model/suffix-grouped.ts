@@ -24,7 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 import { AppError } from '../errors.js';
 import type { Adapter } from './adapter.js';
 import type { Backbone } from './backbone.js';
-import { linear, pool, vitBlock } from './layers.js';
+import { DENSE_FUSION_MAX_PATCHES, depthwiseDense, linear, pool, vitBlock } from './layers.js';
 import { checkRows, type PrefixState } from './prefix.js';
 import { adapterSuffix, type AdapterSuffix, type Stage } from './suffix.js';
 
@@ -206,53 +206,16 @@ export function groupedSuffix(backbone: Backbone, adapters: Adapter[], state: Pr
 }
 
 /**
- * The grid sides up to which fuseDense replaces the shifted slices (≤ 8×8 patches: the bundled
- * backbone's 4×4, where the grouped search runs; a 14×14 ViT-B grid would make each channel's
- * matrix 196² and the product 196/9 times the slices' arithmetic).
- */
-export const DENSE_FUSION_MAX_PATCHES = 64;
-
-/** S [K'², P²]: row tap (a, b) has a 1 at (p, q) where q is patch p moved by (a − before, b − before) inside the grid. */
-const shiftMatrices = new Map<string, Float32Array>();
-function shiftMatrix(gs: number, kernel: number): Float32Array {
-  const key = `${gs}:${kernel}`;
-  let s = shiftMatrices.get(key);
-  if (s) return s;
-  const P = gs * gs;
-  const before = (kernel - 1) >> 1;
-  s = new Float32Array(kernel * kernel * P * P);
-  for (let a = 0; a < kernel; a++) {
-    for (let b = 0; b < kernel; b++) {
-      for (let i = 0; i < gs; i++) {
-        for (let j = 0; j < gs; j++) {
-          const qi = i + a - before;
-          const qj = j + b - before;
-          if (qi >= 0 && qi < gs && qj >= 0 && qj < gs) s[(a * kernel + b) * P * P + (i * gs + j) * P + qi * gs + qj] = 1;
-        }
-      }
-    }
-  }
-  shiftMatrices.set(key, s);
-  return s;
-}
-
-/**
- * The same depthwise 'same' conv as the shifted slices, as two matMuls: every (group, channel)
- * gets its P×P matrix M = Σ_taps w_tap · S_tap (one [n·d, K'²] × [K'², P²] product), then
- * conv = M · x over the patches, with x laid out [n·d, P, B] by one transpose. On wasm this is a
- * handful of XNNPACK products and transposes where the slices were K'² slices, products and
- * broadcast-weight gradients (each a Sum over a non-inner axis: a transposed copy first) — about
- * a third of a grouped 8-candidate step on the bundled backbone.
+ * The grouped DTL+ conv on a small grid: layers.ts's depthwiseDense over the n fused groups (one
+ * P×P matrix per group and channel) — on wasm a handful of XNNPACK products and transposes where
+ * the slices were K'² slices, products and broadcast-weight gradients (each a Sum over a non-inner
+ * axis: a transposed copy first), about a third of a grouped 8-candidate step on the bundled backbone.
  */
 function fuseDense(th: tf.Tensor3D, n: number, w: tf.Tensor3D, gs: number, kernel: number, B: number): tf.Tensor3D {
   const [rowsN, t, d] = th.shape;
   const P = gs * gs;
-  const taps = kernel * kernel;
-  const s = tf.tensor2d(shiftMatrix(gs, kernel), [taps, P * P]);
-  const m = tf.reshape(tf.matMul(tf.reshape(tf.transpose(w, [0, 2, 1]), [n * d, taps]), s), [n * d, P, P]) as tf.Tensor3D;
   const cls = tf.slice(th, [0, 0, 0], [rowsN, 1, d]);
-  const grid = tf.reshape(tf.slice(th, [0, 1, 0], [rowsN, t - 1, d]), [n, B, P, d]);
-  const x = tf.reshape(tf.transpose(grid, [0, 3, 2, 1]), [n * d, P, B]) as tf.Tensor3D;
-  const conv = tf.transpose(tf.reshape(tf.matMul(m, x), [n, d, P, B]), [0, 3, 2, 1]);
+  const grid = tf.reshape(tf.slice(th, [0, 1, 0], [rowsN, t - 1, d]), [n, B, P, d]) as tf.Tensor4D;
+  const conv = depthwiseDense(grid, w, gs, gs, kernel);
   return tf.concat([cls, tf.reshape(conv, [rowsN, P, d]) as tf.Tensor3D], 1) as tf.Tensor3D;
 }

@@ -14,6 +14,7 @@ import {
   suffixFeatures,
   type Backbone,
 } from '../../src/model/index.js';
+import { DENSE_FUSION_MAX_PATCHES } from '../../src/model/layers.js';
 import { randomAdapter, randomPixels, tinyBackbone, tinySpec } from '../helpers/tiny-backbone.js';
 import { expectAppError, maxAbsDiff } from './expect.js';
 
@@ -32,8 +33,18 @@ describe('forward pass', () => {
     expect(splitPoint({ addAfterBlocks: [] }, 4)).toBe(4);
   });
 
-  it.each([1, 2, 3, 4, 5])("DTL+ fusion (k = %i) equals tf.depthwiseConv2d with PyTorch 'same' padding", (k) => {
-    const [n, g, d] = [2, 5, 3];
+  // 5×5 runs as matrices (depthwiseDense), 9×9 (above DENSE_FUSION_MAX_PATCHES) as shifted slices.
+  it.each([
+    [1, 5],
+    [2, 5],
+    [3, 5],
+    [4, 5],
+    [5, 5],
+    [3, 9],
+    [4, 9],
+  ])("DTL+ fusion (k = %i, grid side %i) equals tf.depthwiseConv2d with PyTorch 'same' padding", (k, g) => {
+    expect(g * g > DENSE_FUSION_MAX_PATCHES).toBe(g === 9);
+    const [n, d] = [2, 3];
     const x = tf.randomNormal([n, g, g, d], 0, 1, 'float32', k) as tf.Tensor4D;
     const taps = tf.randomNormal([k * k, d], 0, 1, 'float32', 10 + k) as tf.Tensor2D;
     const before = (k - 1) >> 1;

@@ -104,7 +104,7 @@ describe('a training step with the frozen blocks on onnxruntime = the tfjs step'
   ];
 
   /** Three steps, single and grouped, on the engine given; the adapters' weights after them. */
-  async function train(engineName: 'tfjs' | 'onnxruntime'): Promise<{ losses: number[]; weights: Float32Array[][] }> {
+  async function train(engineName: 'tfjs' | 'onnxruntime', tapeBlocks?: number): Promise<{ losses: number[]; weights: Float32Array[][] }> {
     expect(await startBackboneEngine(backbone, engineName, { threads: 1, provider: 'cpu' })).toBe(engineName);
     const files = specs.map((spec, k) => {
       const a = randomAdapter(backbone.config, spec, 60 + k, 0.3);
@@ -122,8 +122,8 @@ describe('a training step with the frozen blocks on onnxruntime = the tfjs step'
     const before = tf.memory().numTensors;
     try {
       for (let step = 0; step < 3; step++) {
-        losses.push(trainStep({ backbone, state, adapter: adapters[0], optimizer: opts[0], labels }).loss);
-        const r = trainStep({ backbone, state, groups: adapters.slice(1).map((adapter, k) => ({ adapter, optimizer: opts[k + 1], rows: [4, 3, 2, 1, 0], labels })) });
+        losses.push(trainStep({ backbone, state, tapeBlocks, adapter: adapters[0], optimizer: opts[0], labels }).loss);
+        const r = trainStep({ backbone, state, tapeBlocks, groups: adapters.slice(1).map((adapter, k) => ({ adapter, optimizer: opts[k + 1], rows: [4, 3, 2, 1, 0], labels })) });
         losses.push(...r.groups.map((g) => g.loss));
         // Optimizer moments are made on the first step only: after it, nothing grows.
         if (step === 0) expect(tf.memory().numTensors).toBeGreaterThanOrEqual(before);
@@ -136,9 +136,13 @@ describe('a training step with the frozen blocks on onnxruntime = the tfjs step'
     }
   }
 
-  it('same losses and weights after three steps (single and grouped, DTL and DTL+), within 1e-4', async () => {
+  // Unset: the whole suffix on one tape (train-frozen.ts's one-tape path); 0: stage by stage, recomputed.
+  it.each([
+    ['one tape', undefined],
+    ['stage by stage', 0],
+  ])('same losses and weights after three steps (single and grouped, DTL and DTL+), within 1e-4: %s', async (_, tapeBlocks) => {
     const ref = await train('tfjs');
-    const got = await train('onnxruntime');
+    const got = await train('onnxruntime', tapeBlocks);
     expect(got.losses).toHaveLength(ref.losses.length);
     got.losses.forEach((l, i) => expect(Math.abs(l - ref.losses[i])).toBeLessThan(1e-4));
     // The steps moved the weights, the same way on both engines.
@@ -146,7 +150,7 @@ describe('a training step with the frozen blocks on onnxruntime = the tfjs step'
     expect(ref.losses[0]).not.toBeCloseTo(ref.losses[ref.losses.length - 3], 3);
   });
 
-  it('leaks no tensors across steps on the native path', async () => {
+  it.each([undefined, 0])('leaks no tensors across steps on the native path (tapeBlocks %s)', async (tapeBlocks) => {
     expect(await startBackboneEngine(backbone, 'onnxruntime', { threads: 1, provider: 'cpu' })).toBe('onnxruntime');
     const a = randomAdapter(backbone.config, specs[1], 70, 0.3);
     const adapter = loadAdapter(saveAdapter(a), backbone.config, { trainable: true }).adapter;
@@ -155,9 +159,9 @@ describe('a training step with the frozen blocks on onnxruntime = the tfjs step'
     const pixels = randomPixels(3, backbone.config, 32);
     const state = runPrefix(backbone, pixels, 0);
     try {
-      trainStep({ backbone, state, adapter, optimizer, labels: [0, 1, 2] });
+      trainStep({ backbone, state, tapeBlocks, adapter, optimizer, labels: [0, 1, 2] });
       const after1 = tf.memory().numTensors;
-      for (let i = 0; i < 3; i++) trainStep({ backbone, state, adapter, optimizer, labels: [0, 1, 2] });
+      for (let i = 0; i < 3; i++) trainStep({ backbone, state, tapeBlocks, adapter, optimizer, labels: [0, 1, 2] });
       expect(tf.memory().numTensors).toBe(after1);
     } finally {
       pixels.dispose();

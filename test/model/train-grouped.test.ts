@@ -18,7 +18,7 @@ import {
   type AdapterSpec,
   type Backbone,
 } from '../../src/model/index.js';
-import { DENSE_FUSION_MAX_PATCHES } from '../../src/model/suffix-grouped.js';
+import { DENSE_FUSION_MAX_PATCHES } from '../../src/model/layers.js';
 import { randomAdapter, randomPixels, tinyBackbone, tinySpec } from '../helpers/tiny-backbone.js';
 import { expectAppError, maxAbsDiff } from './expect.js';
 

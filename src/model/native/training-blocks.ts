@@ -1,7 +1,7 @@
 /**
  * The frozen ViT blocks of a training step on onnxruntime: each block's forward and its
  * vector–Jacobian product (vit-vjp-graph.ts) as synchronous sessions (sync-session.ts), built the
- * first time a step needs block i — a serving runtime never builds them. train-blockwise.ts pulls
+ * first time a step needs block i — a serving runtime never builds them. train-frozen.ts pulls
  * every suffix block through these when the backbone has them, and keeps only the adapter's own
  * maths (CSN reads, additions, head) on tfjs.
  */
