@@ -6,7 +6,7 @@
  * onnxruntime attached, settled in tfjs too — a training runtime) or 'tfjs' (BACKBONE_ENGINE=tfjs).
  * argv[4]: the engine's weight-file folder (ENGINE_WEIGHTS_DIR), or 'off'. RSS figures in bytes:
  * `base` before the load (Node, tfjs, its wasm module, onnxruntime's binding loaded), `peak` the
- * process's maximum RSS, `steady` from /proc/self/smaps_rollup after the forward and two GCs,
+ * process's maximum RSS (VmHWM), `steady` from /proc/self/smaps_rollup after the forward and two GCs,
  * `file` its file-backed part above the base's (mapped weights: page cache, shared with every
  * other mapping of them).
  * Then, for the native modes, a batch-8 forward: `peak8`/`steady8` (activations on top).
@@ -17,6 +17,9 @@ import { backboneFeatures, initBackend, loadBackboneFromDir, nativeOf, settleBac
 
 const [dir, mode, weights] = process.argv.slice(2);
 const rollup = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1] ?? NaN) * 1024;
+// The high-water mark of this process's own memory. Not resourceUsage().maxRSS: at exec the kernel
+// carries the forking parent's peak into it (a child of the bench process read its parent's ≈ 710 MB).
+const hwm = () => Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const settle = async () => {
@@ -47,13 +50,13 @@ await forward(1);
 await settle();
 const steady = rollup('Rss');
 const file = fileBacked() - baseFile;
-const peak = process.resourceUsage().maxRSS * 1024;
+const peak = hwm();
 let peak8 = NaN;
 let steady8 = NaN;
 if (engine === 'onnxruntime') {
   await forward(8);
   await settle();
   steady8 = rollup('Rss');
-  peak8 = process.resourceUsage().maxRSS * 1024;
+  peak8 = hwm();
 }
 process.stdout.write(JSON.stringify({ base, peak, steady, file, peak8, steady8, weights: backbone.byteSize, engine }));
