@@ -195,6 +195,7 @@ describe.each(dbTargets())('worker on %s', (kind) => {
       // The outage happens once, and its end is awaited before the test ends: a restore that failed
       // or landed late would leave the next test's database refusing connections.
       let restored: Promise<void> | undefined;
+      let outage: Promise<void> | undefined;
       const restore = async () => {
         await sleep(1_000);
         for (let tries = 0; ; tries++) {
@@ -211,10 +212,12 @@ describe.each(dbTargets())('worker on %s', (kind) => {
         handlers: {
           [k]: async () => {
             // The handler's work is done just as the database goes away for a second.
-            if (restored === undefined) {
-              await setConnectable(t, false);
-              restored = restore();
+            // Claimed before the first await: a second call cannot start a second outage.
+            if (outage === undefined) {
+              outage = setConnectable(t, false);
+              restored = outage.then(restore);
             }
+            await outage;
             return 'done';
           },
         },
@@ -229,6 +232,8 @@ describe.each(dbTargets())('worker on %s', (kind) => {
       }
       // Recorded by the worker that ran it, not left to lease recovery (which would run it again).
       await restored;
+      // Whatever raced, the next test gets a database that accepts connections.
+      await setConnectable(t, true);
       expect([done?.status, done?.attempts, done?.result]).toEqual(['succeeded', 1, 'done']);
     });
   }
