@@ -190,7 +190,10 @@ describe.each(dbTargets())('worker on %s', (kind) => {
   // PostgreSQL only: PGlite's database cannot be made to refuse connections and come back.
   if (kind === 'postgres') {
     it('an outcome reached during a database outage is recorded once the database is back', async () => {
-      const q = queue(20_000);
+      // A database of its own: the outage must not reach the other tests' database, whatever races.
+      const own = await openTestDb('postgres');
+      const ownTenant = (await tenantsRepo.create(own.db, { name: 'outage' })).id;
+      const q = new JobQueue(own.db, { leaseMs: 20_000, maxAttempts: 3, backoff: { baseMs: 0, maxMs: 0 } });
       const k = `blip-${randomUUID().slice(0, 6)}`;
       // The outage happens once, and its end is awaited before the test ends: a restore that failed
       // or landed late would leave the next test's database refusing connections.
@@ -200,7 +203,7 @@ describe.each(dbTargets())('worker on %s', (kind) => {
         await sleep(1_000);
         for (let tries = 0; ; tries++) {
           try {
-            return await setConnectable(t, true);
+            return await setConnectable(own, true);
           } catch (err) {
             if (tries >= 20) throw err;
             await sleep(250);
@@ -214,7 +217,7 @@ describe.each(dbTargets())('worker on %s', (kind) => {
             // The handler's work is done just as the database goes away for a second.
             // Claimed before the first await: a second call cannot start a second outage.
             if (outage === undefined) {
-              outage = setConnectable(t, false);
+              outage = setConnectable(own, false);
               restored = outage.then(restore);
             }
             await outage;
@@ -222,18 +225,19 @@ describe.each(dbTargets())('worker on %s', (kind) => {
           },
         },
       });
-      const job = await q.enqueue({ kind: k, tenantId });
+      const job = await q.enqueue({ kind: k, tenantId: ownTenant });
       const end = Date.now() + 15_000;
       let done: Job | undefined;
       while (Date.now() < end) {
-        done = await q.get(job.id, tenantId).catch(() => undefined);
+        done = await q.get(job.id, ownTenant).catch(() => undefined);
         if (done !== undefined && isTerminal(done.status)) break;
         await sleep(100);
       }
       // Recorded by the worker that ran it, not left to lease recovery (which would run it again).
       await restored;
-      // Whatever raced, the next test gets a database that accepts connections.
-      await setConnectable(t, true);
+      for (const w of workers.splice(0)) await w.stop({ graceMs: 100 });
+      await setConnectable(own, true);
+      await own.close();
       expect([done?.status, done?.attempts, done?.result]).toEqual(['succeeded', 1, 'done']);
     });
   }
