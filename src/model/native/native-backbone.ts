@@ -16,6 +16,7 @@ import type * as Ort from 'onnxruntime-node';
 import { AppError } from '../../errors.js';
 import type { Backbone } from '../backbone.js';
 import type { BackboneConfig } from '../backbone-config.js';
+import { reclaimMemory } from '../memory-reclaim.js';
 import type { NativeEngine } from './engine.js';
 import { segmentModel, type Segment } from './vit-graph.js';
 import type { WeightFiles } from './weight-files.js';
@@ -97,7 +98,12 @@ export class NativeBackbone {
     try {
       const segments = segmentsOf(backbone.config, segmentBytes);
       const arena = usesArena(backbone.config, segments.length);
-      for (const seg of segments) made.push({ seg, session: await engine.session(segmentModel(backbone, seg, files), { weightsDir: files?.dir, arena }) });
+      for (const seg of segments) {
+        made.push({ seg, session: await engine.session(segmentModel(backbone, seg, files), { weightsDir: files?.dir, arena }) });
+        // The segment's ONNX bytes, checkpoint reads and (first start) transposed weights are
+        // garbage now; without this they pile up under the mapped weights (bench P11, memory-reclaim.ts).
+        reclaimMemory();
+      }
     } catch (err) {
       await Promise.all(made.map((s) => s.session.release()));
       throw new AppError('internal', `onnxruntime could not build the backbone's graphs: ${(err as Error).message}`);
