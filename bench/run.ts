@@ -17,7 +17,7 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { benchMarkdown, readmeWithTable, type RunMeta } from './lib/report.js';
+import { benchMarkdown, cpuDescription, readmeWithTable, type RunMeta } from './lib/report.js';
 import type { Bench, BenchResult } from './lib/types.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -120,10 +120,9 @@ async function main(): Promise<void> {
   const all = await benchFiles();
   const selected = args.only === null ? all : all.filter(({ bench }) => args.only!.some((id) => bench.id.toUpperCase().split(/[,\s]+/).includes(id)));
   if (selected.length === 0) throw new Error(`no bench matches --only ${args.only?.join(',')}`);
-  const cpus = os.cpus();
   process.stderr.write(
     `dtl-host bench (${args.quick ? 'quick' : 'full'} mode) — ${new Date().toISOString()}, Node ${process.version}, ` +
-      `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}\n`,
+      `${cpuDescription()}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}\n`,
   );
   const rows: BenchResult[] = [];
   let crashed = false;

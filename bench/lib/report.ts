@@ -4,6 +4,7 @@
  * (between the bench-table markers).
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BenchResult } from './types.js';
 
@@ -17,9 +18,28 @@ const NOTES_MARKER = '<!-- notes: kept when the file is regenerated -->';
 export const README_START = '<!-- bench-table:start -->';
 export const README_END = '<!-- bench-table:end -->';
 
-export function machine(): string {
+/**
+ * The CPU as the rows depend on it: model, family/model numbers and the widest SIMD it has. Machines
+ * of one kind differ here (an AVX-512 EPYC one day, an AVX2-only one the next), and native
+ * kernels' speed — onnxruntime's, OpenBLAS's — moves with it, about 2× for SGEMM.
+ */
+export function cpuDescription(): string {
   const cpus = os.cpus();
-  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB, Node ${process.version}, TensorFlow.js wasm backend (1 thread)`;
+  let extra = '';
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const field = (k: string) => new RegExp(`^${k}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
+    const flags = new Set((field('flags') ?? '').split(/\s+/));
+    const simd = flags.has('avx512f') ? 'AVX-512' : flags.has('avx2') ? 'AVX2, no AVX-512' : flags.has('avx') ? 'AVX' : 'SSE';
+    extra = ` (family ${field('cpu family') ?? '?'} model ${field('model') ?? '?'}, ${simd})`;
+  } catch {
+    // not Linux: the model name alone
+  }
+  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}${extra}`;
+}
+
+export function machine(): string {
+  return `${cpuDescription()}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB, Node ${process.version}, TensorFlow.js wasm backend (1 thread)`;
 }
 
 function commit(): string {
