@@ -2,6 +2,7 @@
 export { initBackend, type BackendPreference } from './backend.js';
 export { type EnginePreference, type EngineProvider, type EngineOptions } from './native/engine.js';
 export { startBackboneEngine, detachNative, nativeOf } from './native/attach.js';
+export { reclaimMemory, trimHeapsInBackground, type Reclaimed } from './memory-reclaim.js';
 export { enginePrefix, enginePrefixArrays, engineSuffix, enginePredict } from './native/forward-native.js';
 export {
   readSafetensors,

@@ -8,8 +8,10 @@
  */
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { trimHeapsInBackground } from '../model/index.js';
 import { blobAdapterLoader, LocalExecutor } from '../serve/index.js';
 import { startComputeRuntime } from './compute-runtime.js';
+import { IdleReclaimer } from './idle-reclaim.js';
 import { decodeBatch, encodeOutcomes, toWireError, type FromExecutor, type Report, type ServeExecutorData, type ToExecutor } from './serve-protocol.js';
 
 const data = (workerData as { data: ServeExecutorData }).data;
@@ -38,6 +40,10 @@ const executor = new LocalExecutor({
   onResidencyChange: (key) => changed.add(key),
 });
 
+const idle = new IdleReclaimer(() => {
+  void trimHeapsInBackground();
+});
+
 function report(): Report {
   const residency = [...changed].map((k): [string, boolean] => [k, executor.isResident(k)]);
   changed.clear();
@@ -52,9 +58,14 @@ async function handle(msg: ToExecutor): Promise<void> {
   switch (msg.type) {
     case 'run': {
       clockOffset = msg.sentAt - Date.now();
-      const run = await executor.run(decodeBatch(msg.pixels, msg.perImage, msg.entries));
-      const { outcomes, transfer } = encodeOutcomes(run.outcomes);
-      send({ type: 'result', id: msg.id, outcomes, timings: run.timings, report: report() }, transfer);
+      idle.busy();
+      try {
+        const run = await executor.run(decodeBatch(msg.pixels, msg.perImage, msg.entries));
+        const { outcomes, transfer } = encodeOutcomes(run.outcomes);
+        send({ type: 'result', id: msg.id, outcomes, timings: run.timings, report: report() }, transfer);
+      } finally {
+        idle.idle();
+      }
       return;
     }
     case 'preload': {
@@ -73,6 +84,7 @@ async function handle(msg: ToExecutor): Promise<void> {
       send({ type: 'report', report: report() });
       return;
     case 'close':
+      idle.close();
       await executor.close();
       await runtime.close();
       send({ type: 'closed' });

@@ -9,6 +9,7 @@
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { reclaimMemory } from '../model/index.js';
 import { computeTrainedFile } from '../train/compute.js';
 import { startComputeRuntime, type ComputeRuntime } from './compute-runtime.js';
 import { serializeError, type FromTrainThread, type ToTrainThread, type TrainThreadData } from './train-messages.js';
@@ -61,6 +62,9 @@ try {
   post({ type: 'failed', error: serializeError(err) });
 } finally {
   await rt?.close();
+  // The job's sessions, tapes and batches are gone: give their pages back to the node now rather
+  // than leave them in glibc's heaps for the life of the process (memory-reclaim.ts).
+  reclaimMemory();
   // Nothing more to hear: the thread ends once what it posted is on its way.
   port.off('message', onMessage);
   port.unref();

@@ -4,7 +4,7 @@
  * bench P11 (peak RSS over a ViT-B/16 load), not here.
  */
 import { describe, expect, it } from 'vitest';
-import { reclaimMemory } from '../../src/model/memory-reclaim.js';
+import { reclaimMemory, trimHeapsInBackground } from '../../src/model/memory-reclaim.js';
 
 const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime;
 
@@ -27,5 +27,11 @@ describe('reclaimMemory', () => {
 
   it('can be called again and again', () => {
     for (let i = 0; i < 3; i++) expect(reclaimMemory().collected).toBe(true);
+  });
+});
+
+describe('trimHeapsInBackground', () => {
+  it('trims on the thread pool where glibc is the allocator, and says so', async () => {
+    expect(await trimHeapsInBackground()).toBe(process.platform === 'linux' && glibc !== undefined);
   });
 });
