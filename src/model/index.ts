@@ -28,7 +28,7 @@ export {
 } from './backbone.js';
 export { loadBackbone, loadBackboneFromNpz } from './backbone-load.js';
 export { settleBackboneWeights, holdsInTfjs } from './backbone-residency.js';
-export { preprocessImage, imagesToTensor, imagesToArray, type PreprocessOptions } from './preprocess.js';
+export { preprocessImage, decodeWithSharp, imagesToTensor, imagesToArray, type PreprocessOptions } from './preprocess.js';
 export { resizePosEmbed } from './pos-embed.js';
 export { ACCEPTED_IMAGE_FORMATS, IMAGE_MEDIA_TYPES, ImageTextError, decodeImageText, sniffImageFormat, type ImageFormat } from './image-format.js';
 export {

@@ -4,13 +4,15 @@
  * sRGB, resized to the backbone's square input (aspect not preserved, as the authors' resize;
  * with the filter its preprocessor config names: bilinear → linear, bicubic → cubic (Catmull-Rom,
  * PIL's a = −0.5), else Lanczos-3),
- * then (v/255 − mean)/std per channel, HWC float32.
+ * then (v/255 − mean)/std per channel, HWC float32. A PNG already at the input size that sharp
+ * would not transform skips sharp (png-exact-size.ts): the same pixels, without its per-call cost.
  */
 import * as tf from '@tensorflow/tfjs';
 import sharp, { type OutputInfo } from 'sharp';
 import { AppError } from '../errors.js';
 import { sharpKernel, type BackboneConfig } from './backbone-config.js';
 import { ACCEPTED_IMAGE_FORMATS, sniffImageFormat } from './image-format.js';
+import { decodeExactSizePng } from './png-exact-size.js';
 
 export interface PreprocessOptions {
   /** Largest decoded width × height accepted (default 40 MP). */
@@ -22,7 +24,14 @@ export async function preprocessImage(bytes: Uint8Array, cfg: BackboneConfig, op
   const size = cfg.imageSize;
   // sharp would open more than we accept (SVG, HEIC, …): only the listed formats reach it. Its
   // loaders pick by the same magic bytes, so these bytes go to the loader of their format.
-  if (sniffImageFormat(bytes) === undefined) throw new AppError('invalid_image', `not an image in an accepted format (${ACCEPTED_IMAGE_FORMATS})`);
+  const format = sniffImageFormat(bytes);
+  if (format === undefined) throw new AppError('invalid_image', `not an image in an accepted format (${ACCEPTED_IMAGE_FORMATS})`);
+  const exact = format === 'png' ? decodeExactSizePng(bytes, size) : undefined;
+  return normalise(exact ?? (await decodeWithSharp(bytes, size, cfg, maxPixels)), cfg);
+}
+
+/** Any accepted image → its RGB samples at `size`×`size` (HWC, 8-bit), by the module comment's pipeline. */
+export async function decodeWithSharp(bytes: Uint8Array, size: number, cfg: Pick<BackboneConfig, 'resample'>, maxPixels: number): Promise<Uint8Array> {
   let raw: { data: Buffer; info: OutputInfo };
   try {
     // sharp's default pixel limit accepted a 16000×16000 PNG: always pass ours. 'truncated'
@@ -47,6 +56,12 @@ export async function preprocessImage(bytes: Uint8Array, cfg: BackboneConfig, op
   if (info.channels !== 3 || info.width !== size || info.height !== size) {
     throw new AppError('invalid_image', `decoded to ${info.width}×${info.height}×${info.channels}, expected ${size}×${size}×3`);
   }
+  return data;
+}
+
+/** 8-bit RGB → (v/255 − mean)/std per channel. */
+function normalise(data: Uint8Array, cfg: BackboneConfig): Float32Array {
+  const size = cfg.imageSize;
   const out = new Float32Array(size * size * 3);
   const scale = cfg.std.map((s) => 1 / (255 * s));
   const shift = cfg.mean.map((m, c) => m / cfg.std[c]);
