@@ -15,6 +15,7 @@ import { AppError, isAppError, validationError } from '../errors.js';
 import { preprocessImage } from '../model/index.js';
 import type { AdapterRef, ItemResult, ServingEngine } from '../serve/index.js';
 import type { ServiceDeps, TenantCtx } from './context.js';
+import { startInTurns } from './in-turns.js';
 import { MAX_VERSION, VersionResolver, type ResolvedVersion, type VersionSelector } from './version-resolver.js';
 
 export const MAX_IMAGES_PER_REQUEST = 64;
@@ -155,20 +156,20 @@ function refOf(version: AdapterVersion): AdapterRef {
 }
 
 async function preprocessAll(deps: Deps, images: Uint8Array[]): Promise<Array<{ pixels: Float32Array; hash: string }>> {
-  return Promise.all(
-    images.map(async (bytes, index) => {
-      try {
-        const pixels = await preprocessImage(bytes, deps.backbone.config, { maxPixels: deps.config.IMAGE_MAX_PIXELS });
-        // Hash of the upload: equal bytes decode to equal pixels, so it keys the prefix cache.
-        return { pixels, hash: createHash('sha256').update(bytes).digest('hex') };
-      } catch (err) {
-        if (isAppError(err)) {
-          throw new AppError(err.code, images.length > 1 ? `image ${index}: ${err.message}` : err.message, { details: { ...err.details, index } });
-        }
-        throw err;
+  const one = async (bytes: Uint8Array, index: number) => {
+    try {
+      const pixels = await preprocessImage(bytes, deps.backbone.config, { maxPixels: deps.config.IMAGE_MAX_PIXELS });
+      // Hash of the upload: equal bytes decode to equal pixels, so it keys the prefix cache.
+      return { pixels, hash: createHash('sha256').update(bytes).digest('hex') };
+    } catch (err) {
+      if (isAppError(err)) {
+        throw new AppError(err.code, images.length > 1 ? `image ${index}: ${err.message}` : err.message, { details: { ...err.details, index } });
       }
-    }),
-  );
+      throw err;
+    }
+  };
+  // Small PNGs decode on this thread (≤ 0.35 ms each): one image per turn of the event loop.
+  return startInTurns(images, one);
 }
 
 function answer(
