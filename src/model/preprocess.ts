@@ -26,7 +26,7 @@ export async function preprocessImage(bytes: Uint8Array, cfg: BackboneConfig, op
   // loaders pick by the same magic bytes, so these bytes go to the loader of their format.
   const format = sniffImageFormat(bytes);
   if (format === undefined) throw new AppError('invalid_image', `not an image in an accepted format (${ACCEPTED_IMAGE_FORMATS})`);
-  const exact = format === 'png' ? decodeExactSizePng(bytes, size) : undefined;
+  const exact = format === 'png' && size * size <= maxPixels ? decodeExactSizePng(bytes, size) : undefined;
   return normalise(exact ?? (await decodeWithSharp(bytes, size, cfg, maxPixels)), cfg);
 }
 

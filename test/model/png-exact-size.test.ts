@@ -2,6 +2,7 @@ import sharp, { type PngOptions } from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { decodeWithSharp, preprocessImage, type BackboneConfig } from '../../src/model/index.js';
 import { decodeExactSizePng } from '../../src/model/png-exact-size.js';
+import { decodeToRgb } from '../../src/train/ingest/index.js';
 import { rng } from '../helpers/tiny-backbone.js';
 
 const SIZE = 28;
@@ -59,6 +60,8 @@ describe('exact-size PNG fast path', () => {
       expect(fast, 'took the fast path').toBeDefined();
       const slow = await decodeWithSharp(bytes, SIZE, cfg, 1e8);
       expect(Buffer.from(fast!).equals(Buffer.from(slow))).toBe(true);
+      // Data set ingestion takes the same path: training and serving see the same pixels.
+      expect((await decodeToRgb(bytes, { imageSize: SIZE, resample: 'bicubic', maxPixels: 1e8 })).equals(Buffer.from(slow))).toBe(true);
     });
   }
 
@@ -83,6 +86,9 @@ describe('exact-size PNG fast path', () => {
     const idat = badCrc.indexOf('IDAT');
     badCrc[idat + 6] ^= 0xff;
     expect(decodeExactSizePng(badCrc, SIZE), 'corrupt data').toBeUndefined();
+    // A pixel limit below the input size still refuses, as sharp would.
+    await expect(preprocessImage(rgb, cfg, { maxPixels: 100 })).rejects.toMatchObject({ code: 'invalid_image' });
+    await expect(decodeToRgb(rgb, { imageSize: SIZE, maxPixels: 100 })).rejects.toThrow(/limit/);
   });
 
   it("gives preprocessImage the same tensor either way, an unknown chunk sending it to sharp", async () => {

@@ -6,11 +6,13 @@
  * `failOn: 'truncated'` as a second line. The pipeline is the one in src/model/preprocess.ts
  * (EXIF auto-orient, alpha dropped, sRGB, stretched to size×size with `fit: 'fill'`), stopping
  * before normalisation so a prepared data set holds uint8 (4× smaller than float32); a test keeps
- * the two in agreement so training and serving see the same pixels.
+ * the two in agreement so training and serving see the same pixels. A small PNG already at the
+ * size skips sharp there and here alike.
  */
 import sharp, { type Metadata } from 'sharp';
 import { ACCEPTED_IMAGE_FORMATS, sharpAgrees, sniffImageFormat } from '../../model/image-format.js';
 import { sharpKernel, type ResampleFilter } from '../../model/backbone-config.js';
+import { decodeExactSizePng } from '../../model/png-exact-size.js';
 
 export class ImageDecodeError extends Error {
   override readonly name = 'ImageDecodeError';
@@ -31,6 +33,9 @@ export async function decodeToRgb(buf: Uint8Array, opts: DecodeOptions): Promise
   if (format === undefined) {
     throw new ImageDecodeError(`not a supported image (accepted: ${ACCEPTED_IMAGE_FORMATS})`);
   }
+  // A small PNG already at the size decodes without sharp, to the same pixels (model/png-exact-size.ts).
+  const exact = format === 'png' && opts.imageSize ** 2 <= opts.maxPixels ? decodeExactSizePng(buf, opts.imageSize) : undefined;
+  if (exact !== undefined) return Buffer.from(exact.buffer, exact.byteOffset, exact.byteLength);
   const input = { limitInputPixels: opts.maxPixels, failOn: 'truncated' as const };
   let meta: Metadata;
   try {
