@@ -60,7 +60,10 @@ describe.each(dbTargets())('upload limits before inflating, on %s', (kind) => {
   beforeAll(async () => {
     // Room for one 1,000-image upload at a time (and plenty of bytes).
     f = await openServiceFixture(kind, { INGEST_TENANT_ENTRIES: '1500' });
-    const sample = await makeShapesDataset({ classes: 2, perClass: 10, size: 32, seed: 3 });
+    // 40×40 against the backbone's 32: every image is resized by sharp (≈ 1 ms), so the first upload
+    // is still decoding when the second arrives. Images already at 32×32 decode without sharp
+    // (model/png-exact-size.ts), and 1,000 of them finished before the second upload began.
+    const sample = await makeShapesDataset({ classes: 2, perClass: 10, size: 40, seed: 3 });
     const items: ZipItem[] = [];
     for (let i = 0; i < 1000; i++) items.push({ name: `${sample[i % 20].label}/${i}.png`, data: sample[i % 20].data });
     zip = await makeZip(items);
