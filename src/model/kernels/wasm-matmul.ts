@@ -1,11 +1,15 @@
 /**
- * BatchMatMul for the tfjs wasm backend that keeps every product on XNNPACK.
+ * BatchMatMul for the tfjs wasm backend that keeps every product on a fast path: small products
+ * (the adapters': up to 64 output columns, batches of them, transposed left operands; see
+ * SIMD_MAX_N) on this project's SIMD loop (wasm-gemm.ts), the rest on XNNPACK.
  *
  * The stock kernel (tfjs-backend-wasm 4.22, batch_mat_mul_impl.cc) calls XNNPACK's fully-connected
  * operator only for a single untransposed product ([1, M, K] × [1, K, N]); anything else — a
  * batch of products, as attention's per-(image, head) QKᵀ and PV, or a transposed operand, as in
  * every linear layer's backward — runs a blocked scalar loop, measured here at ≈1.5–2.5 GFLOP/s
- * against 15–30 GFLOP/s for XNNPACK. This kernel:
+ * against 15–30 GFLOP/s for XNNPACK. XNNPACK in turn creates an operator and packs the right
+ * operand on every call, which for a product of a few hundred thousand multiply-adds costs more
+ * than the arithmetic; the SIMD loop has no set-up. On the XNNPACK path this kernel:
  * - materialises a transposed operand with the backend's Transpose kernel (one memory pass);
  * - with a shared right operand ([B, M, K] × [K, N]) runs ONE product on the rows stacked as
  *   [B·M, K];
@@ -24,6 +28,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { wasmInternals, type WasmBackendInternals } from './tfjs-internals.js';
+import { gemmKernel, type GemmKernel } from './wasm-gemm.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type Out = tf.TensorInfo | tf.TensorInfo[];
@@ -34,6 +39,19 @@ let cBatchMatMul: CFunc | null = null;
 let cBackend: WasmBackend | null = null;
 
 const product = (a: readonly number[]) => a.reduce((x, y) => x * y, 1);
+
+/**
+ * Which products take the SIMD loop (wasm-gemm.ts) rather than XNNPACK. Up to 64 output columns,
+ * any; above, batches of products (one XNNPACK operator per product costs more than its packing
+ * saves) and transposed left operands (read in place, no transpose pass). Always with a right
+ * operand of at most 2¹⁷ floats: the loop streams B once per left row, so B has to stay in
+ * cache. Measured (AVX-512 Xeon, 1 thread): n = 16–64, 12–16 GMAC/s against XNNPACK's 2–12
+ * (11–15 for one untransposed product); [64, 544]ᵀ-read × [544, 128] 10 vs 6; a single [544, 64] ×
+ * [64, 128] or [2048, 64] × [64, 256] ≈ 20 % faster on XNNPACK; with B = [2048, 768] the loop
+ * falls to 2 GMAC/s against 12.
+ */
+const SIMD_MAX_N = 64;
+const SIMD_MAX_B_FLOATS = 2 ** 17;
 const shapeBytes = (s: number[]) => new Uint8Array(new Int32Array(s).buffer);
 
 /** [.., r, c] → [.., c, r] with the backend's own Transpose kernel. */
@@ -53,6 +71,63 @@ function broadcastStrides(batch: readonly number[], rank: number, matrix: number
     stride *= batch[i];
   }
   return out;
+}
+
+/**
+ * Calls `f(ia, ib, i)` for each output batch element i (row-major), with the element offsets of
+ * its left and right matrices, each operand's batch dims broadcasting by their own strides.
+ */
+function eachProduct(batchA: number[], batchB: number[], outBatch: number[], sizeA: number, sizeB: number, f: (ia: number, ib: number, i: number) => void): void {
+  const rank = outBatch.length;
+  const sa = broadcastStrides(batchA, rank, sizeA);
+  const sb = broadcastStrides(batchB, rank, sizeB);
+  const idx = new Array<number>(rank).fill(0);
+  const nOut = product(outBatch);
+  let ia = 0;
+  let ib = 0;
+  for (let i = 0; i < nOut; i++) {
+    f(ia, ib, i);
+    // Next output batch index, odometer-style; the operands' offsets follow their strides.
+    for (let d = rank - 1; d >= 0; d--) {
+      ia += sa[d];
+      ib += sb[d];
+      if (++idx[d] < outBatch[d]) break;
+      ia -= sa[d] * outBatch[d];
+      ib -= sb[d] * outBatch[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+/**
+ * Products for wasm-gemm.ts's SIMD loop (n a multiple of 4): a transposed left operand is read
+ * in place through its strides; a transposed right one is materialised (the loop reads B's rows
+ * as vectors). One call for all left rows when the right operand is shared and a is not transposed.
+ */
+function simdProducts(
+  simd: GemmKernel,
+  backend: WasmBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  out: tf.TensorInfo,
+  s: { transposeA: boolean; transposeB: boolean; m: number; k: number; n: number; batchA: number[]; batchB: number[]; outBatch: number[] },
+): tf.TensorInfo {
+  const { m, k, n } = s;
+  const bb = s.transposeB ? transposeLast2(b, backend) : b;
+  try {
+    const offset = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
+    const [aOff, bOff, oOff] = [offset(a), offset(bb), offset(out)];
+    // A(i, p): row-major [m, k], or [k, m] read down its columns.
+    const [sai, sap] = s.transposeA ? [4, m * 4] : [k * 4, 4];
+    if (product(s.batchB) === 1 && !s.transposeA) simd.gemm(aOff, bOff, oOff, product(s.batchA) * m, k, n, sai, sap);
+    else eachProduct(s.batchA, s.batchB, s.outBatch, m * k, k * n, (ia, ib, i) => simd.gemm(aOff + ia * 4, bOff + ib * 4, oOff + i * m * n * 4, m, k, n, sai, sap));
+    return out;
+  } catch (err) {
+    backend.disposeData(out.dataId);
+    throw err;
+  } finally {
+    if (bb !== b) backend.disposeData(bb.dataId);
+  }
 }
 
 export function batchMatMulKernel(args: KernelArgs, stock: tf.KernelFunc): Out {
@@ -76,19 +151,23 @@ export function batchMatMulKernel(args: KernelArgs, stock: tf.KernelFunc): Out {
   const nB = product(batchB);
   const nOut = product(outBatch);
   const empty = nOut * m * n === 0;
+  const backend = wasmInternals(args.backend);
+  const memory = backend.wasm.asm.memory;
+  const simdFits = n % 4 === 0 && k * n <= SIMD_MAX_B_FLOATS && (n <= SIMD_MAX_N || nB > 1 || transposeA);
+  const simd = simdFits && k > 0 && !empty && memory ? gemmKernel(memory) : null;
   // The single untransposed product is already on XNNPACK, its operator cached on b's id for the
   // next call with the same weights. That cache keeps the stock caveat above (a reshape of b to
   // another [K, N] gets the stale operator); no caller in src/ uses one buffer as the right operand
   // under two shapes.
-  if (nA === 1 && nB === 1 && !transposeA && !transposeB && k > 0 && !empty) return stock(args);
+  if (!simd && nA === 1 && nB === 1 && !transposeA && !transposeB && k > 0 && !empty) return stock(args);
 
-  const backend = wasmInternals(args.backend);
   const out = backend.makeOutput(outShape, 'float32');
   if (empty) return out;
   if (k === 0) {
     backend.typedArrayFromHeap(out).fill(0);
     return out;
   }
+  if (simd) return simdProducts(simd, backend, a, b, out, { transposeA, transposeB, m, k, n, batchA, batchB, outBatch });
   if (cBackend !== backend) {
     cBackend = backend;
     cBatchMatMul = backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
@@ -124,24 +203,7 @@ export function batchMatMulKernel(args: KernelArgs, stock: tf.KernelFunc): Out {
       product2d(aOff, bOff, oOff, nA * m);
       return out;
     }
-    const rank = outBatch.length;
-    const sa = broadcastStrides(batchA, rank, m * k);
-    const sb = broadcastStrides(batchB, rank, k * n);
-    const idx = new Array<number>(rank).fill(0);
-    let ia = 0;
-    let ib = 0;
-    for (let i = 0; i < nOut; i++) {
-      product2d(aOff + ia * 4, bOff + ib * 4, oOff + i * m * n * 4, m);
-      // Next output batch index, odometer-style; the operands' offsets follow their strides.
-      for (let d = rank - 1; d >= 0; d--) {
-        ia += sa[d];
-        ib += sb[d];
-        if (++idx[d] < outBatch[d]) break;
-        ia -= sa[d] * outBatch[d];
-        ib -= sb[d] * outBatch[d];
-        idx[d] = 0;
-      }
-    }
+    eachProduct(batchA, batchB, outBatch, m * k, k * n, (ia, ib, i) => product2d(aOff + ia * 4, bOff + ib * 4, oOff + i * m * n * 4, m));
     return out;
   } catch (err) {
     backend.disposeData(out.dataId);

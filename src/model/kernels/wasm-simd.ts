@@ -3,7 +3,7 @@
  * backend's heap (the module imports the backend's WebAssembly.Memory): GELU and its gradient,
  * four floats per instruction, ≈4× faster than the same maths in JS.
  *
- * The module is assembled here from bytes (no toolchain at build time): one function per loop,
+ * The module is assembled from bytes (wasm-encoder.ts; no toolchain at build time): one function per loop,
  * (src, dst, n) → (), processing n − n mod 4 floats; the caller finishes the remainder. Maths:
  * erf(c) ≈ c·P(c²)/Q(c²) with c = x/√2 clamped to [−4, 4] (XLA's and Eigen's float32 erf, within
  * 1e-7 of libm), Φ = 0.5 + 0.5·erf, GELU = x·Φ, GELU' = Φ + x·φ with φ's exp as Cephes' expf
@@ -11,6 +11,8 @@
  * gelu-kernel.ts evaluates in JS, so both give the same bits.
  * If the engine refuses the module (no SIMD), `simdKernels` returns null and callers use JS.
  */
+import { funcBody, heapModule, I32, onHeap, op, V128, type WasmMemory } from './wasm-encoder.js';
+
 export const ERF_P = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5, -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2];
 export const ERF_Q = [-1.45660718464996e-5, -2.13374055278905e-4, -1.68282697438203e-3, -7.37332916720468e-3, -1.42647390514189e-2];
 
@@ -26,75 +28,6 @@ export const EXP_LN2_HI = 0.693359375;
 export const EXP_LN2_LO = -2.12194440e-4;
 export const EXP_P = [1.98756915e-4, 1.39819995e-3, 8.33345191e-3, 4.16657959e-2, 1.66666655e-1, 5.00000012e-1];
 export const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-
-// --- a minimal WebAssembly encoder -------------------------------------------------------------
-
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-};
-const sleb = (n: number): number[] => {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) return [...out, b];
-    out.push(b | 0x80);
-  }
-};
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const name = (s: string): number[] => [...uleb(s.length), ...Array.from(Buffer.from(s, 'utf8'))];
-
-const I32 = 0x7f;
-const V128 = 0x7b;
-const op = {
-  localGet: (i: number) => [0x20, ...uleb(i)],
-  localSet: (i: number) => [0x21, ...uleb(i)],
-  localTee: (i: number) => [0x22, ...uleb(i)],
-  i32Const: (v: number) => [0x41, ...sleb(v)],
-  i32Add: [0x6a],
-  i32And: [0x71],
-  i32Shl: [0x74],
-  i32GeU: [0x4f],
-  block: [0x02, 0x40],
-  loop: [0x03, 0x40],
-  br: (d: number) => [0x0c, ...uleb(d)],
-  brIf: (d: number) => [0x0d, ...uleb(d)],
-  end: [0x0b],
-  // SIMD (prefix 0xfd, then the opcode as LEB128)
-  v128Load: [0xfd, ...uleb(0x00), 0x00, 0x00], // memarg: align 2^0 (a hint), offset 0
-  v128Store: [0xfd, ...uleb(0x0b), 0x00, 0x00],
-  f32x4Const: (v: number) => {
-    const b = Buffer.alloc(16);
-    for (let i = 0; i < 4; i++) b.writeFloatLE(v, i * 4);
-    return [0xfd, ...uleb(0x0c), ...Array.from(b)];
-  },
-  i32x4Const: (v: number) => {
-    const b = Buffer.alloc(16);
-    for (let i = 0; i < 4; i++) b.writeInt32LE(v, i * 4);
-    return [0xfd, ...uleb(0x0c), ...Array.from(b)];
-  },
-  i32Const32: (v: number) => [0x41, ...sleb(v)],
-  f32x4Nearest: [0xfd, ...uleb(0x6a)],
-  i32x4TruncSatF32x4S: [0xfd, ...uleb(0xf8)],
-  i32x4Add: [0xfd, ...uleb(0xae)],
-  i32x4Shl: [0xfd, ...uleb(0xab)],
-  f32x4Sub: [0xfd, ...uleb(0xe5)],
-  f32x4Add: [0xfd, ...uleb(0xe4)],
-  f32x4Mul: [0xfd, ...uleb(0xe6)],
-  f32x4Div: [0xfd, ...uleb(0xe7)],
-  f32x4Min: [0xfd, ...uleb(0xe8)],
-  f32x4Max: [0xfd, ...uleb(0xe9)],
-  f32x4Ge: [0xfd, ...uleb(0x46)],
-  v128And: [0xfd, ...uleb(0x4e)],
-};
 
 /** Body of (src, dst, n): for each 4 floats, x → x·Φ(x). */
 function geluBody(): number[] {
@@ -128,12 +61,7 @@ function geluBody(): number[] {
     ...op.end,
     ...op.end,
   ];
-  const locals = vec([
-    [...uleb(1), I32],
-    [...uleb(4), V128],
-  ]);
-  const body = [...locals, ...code];
-  return [...uleb(body.length), ...body];
+  return funcBody([[1, I32], [4, V128]], code);
 }
 
 /** Body of (x, dy, dst, n): dy·(Φ(x) + x·φ(x)) for each 4 floats. */
@@ -160,7 +88,7 @@ function gradBody(): number[] {
     ...hornerOn(Y, EXP_P), ...op.localGet(Y), ...op.f32x4Mul, ...op.localGet(Y), ...op.f32x4Mul,
     ...op.localGet(Y), ...op.f32x4Add, ...op.f32x4Const(1), ...op.f32x4Add,
     // × 2^k: the float with exponent bits k + 127
-    ...op.localGet(K), ...op.i32x4TruncSatF32x4S, ...op.i32x4Const(127), ...op.i32x4Add, ...op.i32Const32(23), ...op.i32x4Shl, ...op.f32x4Mul,
+    ...op.localGet(K), ...op.i32x4TruncSatF32x4S, ...op.i32x4Const(127), ...op.i32x4Add, ...op.i32Const(23), ...op.i32x4Shl, ...op.f32x4Mul,
     // 0 where −x²/2 < −87, as exp underflows: the clamp above keeps 2^k a normal float, but left
     // alone it made φ ≥ 1.6e-38, so x·φ(x) grew with |x| (≈ −2 at x = −3e38, ±Inf at ±Inf).
     ...op.localGet(X), ...op.localGet(X), ...op.f32x4Mul, ...op.f32x4Const(-0.5), ...op.f32x4Mul, ...op.f32x4Const(-87), ...op.f32x4Ge, ...op.v128And,
@@ -181,58 +109,18 @@ function gradBody(): number[] {
     ...op.end,
     ...op.end,
   ];
-  const locals = vec([
-    [...uleb(1), I32],
-    [...uleb(6), V128],
-  ]);
-  const body = [...locals, ...code];
-  return [...uleb(body.length), ...body];
+  return funcBody([[1, I32], [6, V128]], code);
 }
 
-function moduleBytes(): Uint8Array {
-  const type = vec([
-    [0x60, ...vec([[I32], [I32], [I32]]), ...vec([])],
-    [0x60, ...vec([[I32], [I32], [I32], [I32]]), ...vec([])],
+const moduleBytes = () =>
+  heapModule([
+    { name: 'gelu', params: 3, body: geluBody() },
+    { name: 'geluGrad', params: 4, body: gradBody() },
   ]);
-  // memory import: flags 1 (has max), min 1 page, max 65536 pages (4 GiB, what tfjs allows)
-  const imports = vec([[...name('env'), ...name('memory'), 0x02, 0x01, ...uleb(1), ...uleb(65536)]]);
-  const funcs = vec([uleb(0), uleb(1)]);
-  const exports = vec([
-    [...name('gelu'), 0x00, ...uleb(0)],
-    [...name('geluGrad'), 0x00, ...uleb(1)],
-  ]);
-  const code = vec([geluBody(), gradBody()]);
-  return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, type),
-    ...section(2, imports),
-    ...section(3, funcs),
-    ...section(7, exports),
-    ...section(10, code),
-  ]);
-}
-
-/** A WebAssembly.Memory (this project's TypeScript lib settings carry no WebAssembly typings). */
-export type WasmMemory = object;
-interface WebAssemblyApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-}
-const WA = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 
 const instances = new WeakMap<WasmMemory, SimdKernels | null>();
 
 /** The SIMD loops bound to this heap, or null where the engine cannot run them. */
 export function simdKernels(memory: WasmMemory): SimdKernels | null {
-  if (instances.has(memory)) return instances.get(memory)!;
-  let kernels: SimdKernels | null = null;
-  try {
-    const mod = new WA.Module(moduleBytes());
-    const inst = new WA.Instance(mod, { env: { memory } });
-    kernels = inst.exports as unknown as SimdKernels;
-  } catch {
-    kernels = null;
-  }
-  instances.set(memory, kernels);
-  return kernels;
+  return onHeap(instances, memory, moduleBytes);
 }
