@@ -79,6 +79,9 @@ export const op = {
   v128And: simd(0x4e),
 };
 
+/** `while (!exit) body`: a block around a loop that leaves when `exit` (an i32 on the stack) is true. */
+export const loopUntil = (exit: number[], body: number[]): number[] => [...op.block, ...op.loop, ...exit, ...op.brIf(1), ...body, ...op.br(0), ...op.end, ...op.end];
+
 /** A function body: its locals as [count, type] runs, then the code (which ends with op.end). */
 export function funcBody(locals: Array<[number, number]>, code: number[]): number[] {
   const body = [...vec(locals.map(([count, type]) => [...uleb(count), type])), ...code];

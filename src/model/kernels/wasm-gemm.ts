@@ -13,7 +13,7 @@
  * Columns go 16 at a time (four f32x4 accumulators), then 4 at a time; each accumulator sums its
  * k terms in order p = 0, 1, … in float32 (wasm SIMD has no fused multiply-add here).
  */
-import { funcBody, heapModule, I32, onHeap, op, V128, type WasmMemory } from './wasm-encoder.js';
+import { funcBody, heapModule, I32, loopUntil, onHeap, op, V128, type WasmMemory } from './wasm-encoder.js';
 
 export interface GemmKernel {
   /** Byte offsets and strides; n a multiple of 4. */
@@ -28,48 +28,40 @@ function gemmBody(): number[] {
   const g = op.localGet;
   const set = op.localSet;
   const addTo = (v: number, by: number[]) => [...g(v), ...by, ...op.i32Add, ...set(v)];
-  /** One column block of `lanes` vectors: acc = Σ_p splat(A(i,p))·B[p, jb…], stored at out + jb. */
-  const columns = (lanes: number) => [
-    ...op.block,
-    ...op.loop,
-    // exit when jb + 16·lanes > nb
-    ...g(JB), ...op.i32Const(16 * lanes), ...op.i32Add, ...g(NB), ...op.i32GtU, ...op.brIf(1),
-    ...ACC.slice(0, lanes).flatMap((acc) => [...op.f32x4Const(0), ...set(acc)]),
-    ...g(A), ...set(PA),
-    ...g(B), ...g(JB), ...op.i32Add, ...set(PB),
-    ...g(K), ...set(P),
-    ...op.block,
-    ...op.loop,
-    ...g(P), ...op.i32Eqz, ...op.brIf(1),
-    ...g(PA), ...op.f32Load(), ...op.f32x4Splat, ...set(S),
-    ...ACC.slice(0, lanes).flatMap((acc, l) => [...g(acc), ...g(S), ...g(PB), ...op.v128LoadAt(16 * l), ...op.f32x4Mul, ...op.f32x4Add, ...set(acc)]),
-    ...addTo(PA, g(SAP)),
-    ...addTo(PB, g(NB)),
-    ...g(P), ...op.i32Const(1), ...op.i32Sub, ...set(P),
-    ...op.br(0),
-    ...op.end,
-    ...op.end,
-    ...ACC.slice(0, lanes).flatMap((acc, l) => [...g(OUT), ...g(JB), ...op.i32Add, ...g(acc), ...op.v128StoreAt(16 * l)]),
-    ...addTo(JB, op.i32Const(16 * lanes)),
-    ...op.br(0),
-    ...op.end,
-    ...op.end,
-  ];
+  const decrement = (v: number) => [...g(v), ...op.i32Const(1), ...op.i32Sub, ...set(v)];
+  /** Column blocks of `lanes` vectors while they fit: acc = Σ_p splat(A(i,p))·B[p, jb…], stored at out + jb. */
+  const columns = (lanes: number) => {
+    const accs = ACC.slice(0, lanes);
+    // prettier-ignore
+    const sumOverP = loopUntil([...g(P), ...op.i32Eqz], [
+      ...g(PA), ...op.f32Load(), ...op.f32x4Splat, ...set(S),
+      ...accs.flatMap((acc, l) => [...g(acc), ...g(S), ...g(PB), ...op.v128LoadAt(16 * l), ...op.f32x4Mul, ...op.f32x4Add, ...set(acc)]),
+      ...addTo(PA, g(SAP)),
+      ...addTo(PB, g(NB)),
+      ...decrement(P),
+    ]);
+    // prettier-ignore
+    return loopUntil([...g(JB), ...op.i32Const(16 * lanes), ...op.i32Add, ...g(NB), ...op.i32GtU], [
+      ...accs.flatMap((acc) => [...op.f32x4Const(0), ...set(acc)]),
+      ...g(A), ...set(PA),
+      ...g(B), ...g(JB), ...op.i32Add, ...set(PB),
+      ...g(K), ...set(P),
+      ...sumOverP,
+      ...accs.flatMap((acc, l) => [...g(OUT), ...g(JB), ...op.i32Add, ...g(acc), ...op.v128StoreAt(16 * l)]),
+      ...addTo(JB, op.i32Const(16 * lanes)),
+    ]);
+  };
   // prettier-ignore
   const code = [
     ...g(N), ...op.i32Const(2), ...op.i32Shl, ...set(NB),
-    ...op.block,
-    ...op.loop,
-    ...g(M), ...op.i32Eqz, ...op.brIf(1),
-    ...op.i32Const(0), ...set(JB),
-    ...columns(4),
-    ...columns(1),
-    ...addTo(A, g(SAI)),
-    ...addTo(OUT, g(NB)),
-    ...g(M), ...op.i32Const(1), ...op.i32Sub, ...set(M),
-    ...op.br(0),
-    ...op.end,
-    ...op.end,
+    ...loopUntil([...g(M), ...op.i32Eqz], [
+      ...op.i32Const(0), ...set(JB),
+      ...columns(4),
+      ...columns(1),
+      ...addTo(A, g(SAI)),
+      ...addTo(OUT, g(NB)),
+      ...decrement(M),
+    ]),
     ...op.end,
   ];
   return funcBody([[5, I32], [5, V128]], code);
